@@ -1,0 +1,58 @@
+"""`POST /chatkit`: the one protocol route. JSON for plain requests, SSE for streaming ones."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from chatkit.errors import ErrorCode
+from chatkit.server import StreamingResult
+from chatkit.store import NotFoundError
+from chatkit.types import ErrorEvent
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from app.http.deps import ContextDep, ServerDep
+from app.http.errors import BadRequest, NotImplementedApiError
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["chatkit"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@router.post("/chatkit")
+async def chatkit(request: Request, server: ServerDep, context: ContextDep) -> Response:
+    body = await request.body()
+    try:
+        result = await server.process(body, context)
+        if not isinstance(result, StreamingResult):
+            return Response(content=result.json, media_type="application/json")
+        # Streaming requests fail lazily: pull the first event now, so a missing thread or a
+        # bad request is a 4xx rather than a 200 whose connection breaks.
+        events = aiter(result)
+        first = await anext(events, None)
+    except (ValidationError, NotFoundError):
+        raise
+    except NotImplementedError as exc:
+        raise NotImplementedApiError(str(exc).split(". ")[0]) from exc
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    if first is None:
+        return StreamingResponse(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(
+        _stream(first, events), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+async def _stream(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Relay the SDK's events; a failure after the first one ends the stream with an error event."""
+    yield first
+    try:
+        async for chunk in rest:
+            yield chunk
+    except Exception:
+        logger.exception("Stream failed after it started")
+        event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=True)
+        yield b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"

@@ -1,0 +1,39 @@
+"""Platform probes: `/healthz` (process up), `/readyz` (database reachable, schema at head)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.http.deps import EngineDep
+from app.store.db import database_revision
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
+    head: str | None = request.app.state.migration_head
+    try:
+        revision = await database_revision(engine)
+    except Exception as exc:  # any driver or network error means "not ready"
+        logger.warning("Readiness check failed: %s", type(exc).__name__)
+        return _unavailable(f"database unreachable ({type(exc).__name__})")
+    if revision != head:
+        return _unavailable(
+            f"database schema at {revision or 'nothing'}, expected {head}: "
+            "run `alembic upgrade head`"
+        )
+    return JSONResponse({"status": "ready", "revision": revision})
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)

@@ -1,0 +1,52 @@
+"""Engine and session factory for PostgreSQL (asyncpg) or the embedded SQLite database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.config import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """Build the engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    if settings.is_sqlite:
+        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def migration_head() -> str | None:
+    """The newest revision in `migrations/`, which a ready database must be at."""
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+async def database_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at; raises if the database cannot be reached."""
+    async with engine.connect() as conn:
+        if not await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+            return None
+        return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()

@@ -1,0 +1,66 @@
+"""Tables. Each row carries `user_id`; the SDK's models live whole in a JSON `data` column."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, MetaData, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+ID = String(64)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSONType, datetime: DateTime(timezone=False)}
+
+
+class ThreadRow(Base):
+    """Thread metadata; `created_at` is the thread's own (naive UTC if it came aware)."""
+
+    __tablename__ = "threads"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_threads_user_created", "user_id", "created_at", "id"),)
+
+
+class ItemRow(Base):
+    """One thread item; ordered by the item's own `created_at`, then id."""
+
+    __tablename__ = "thread_items"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(ID, ForeignKey("threads.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_thread_items_thread_created", "thread_id", "created_at", "id"),)
+
+
+class AttachmentRow(Base):
+    """Attachment metadata; `thread_id` is set once a message that carries it is saved."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    thread_id: Mapped[str | None] = mapped_column(ID, index=True)
+    created_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]

@@ -1,0 +1,289 @@
+"""The SDK's `Store` over SQLAlchemy: one code path for PostgreSQL and SQLite.
+
+Every statement is scoped by `context.user_id`: another user's row is indistinguishable from a
+missing one. Each method is one short transaction, because a stream outlives its HTTP handler.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from chatkit.store import NotFoundError, Store, StoreItemType
+from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
+from pydantic import TypeAdapter
+from sqlalchemy import ColumnElement, Select, delete, literal, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.context import RequestContext
+from app.store.models import AttachmentRow, ItemRow, ThreadRow
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 100
+ID_PREFIXES: dict[StoreItemType, str] = {
+    "thread": "thr",
+    "message": "msg",
+    "tool_call": "tc",
+    "workflow": "wf",
+    "task": "tsk",
+    "attachment": "atc",
+    "sdk_hidden_context": "shcx",
+}
+
+ITEM_ADAPTER: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
+ATTACHMENT_ADAPTER: TypeAdapter[Attachment] = TypeAdapter(Attachment)
+
+
+def new_id(item_type: StoreItemType) -> str:
+    """A time-sortable id with 128 random bits (the SDK's default has 32), keeping its prefix."""
+    millis = time.time_ns() // 1_000_000
+    return f"{ID_PREFIXES[item_type]}_{millis:012x}{secrets.token_hex(16)}"
+
+
+def sort_key(moment: datetime) -> datetime:
+    """The value of a `created_at` column: naive as given, or aware converted to naive UTC."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class SQLAlchemyStore(Store[RequestContext]):
+    """Threads, items and attachment metadata in the database, every row owned by one user."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    # ids
+
+    def generate_thread_id(self, context: RequestContext) -> str:
+        return new_id("thread")
+
+    def generate_item_id(
+        self, item_type: StoreItemType, thread: ThreadMetadata, context: RequestContext
+    ) -> str:
+        return new_id(item_type)
+
+    # threads
+
+    async def load_thread(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
+        stmt = select(ThreadRow.data).where(
+            ThreadRow.id == thread_id, ThreadRow.user_id == context.user_id
+        )
+        async with self.engine.connect() as conn:
+            data = (await conn.execute(stmt)).scalar_one_or_none()
+        if data is None:
+            raise NotFoundError(f"Thread {thread_id} not found")
+        return ThreadMetadata.model_validate(data)
+
+    async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
+        # A full `Thread` may arrive; only its metadata is stored.
+        data = thread.model_dump(mode="json", exclude={"items"})
+        stmt = self._insert(ThreadRow).values(
+            id=thread.id,
+            user_id=context.user_id,
+            created_at=sort_key(thread.created_at),
+            data=data,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ThreadRow.id],
+            set_={"data": stmt.excluded.data},
+            where=ThreadRow.user_id == stmt.excluded.user_id,
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+        if result.rowcount == 0:
+            raise NotFoundError(f"Thread {thread.id} not found")
+
+    async def load_threads(
+        self, limit: int, after: str | None, order: str, context: RequestContext
+    ) -> Page[ThreadMetadata]:
+        owned = ThreadRow.user_id == context.user_id
+        cursor = (
+            select(ThreadRow.created_at).where(ThreadRow.id == after, owned).scalar_subquery()
+            if after
+            else None
+        )
+        stmt = _keyset(
+            select(ThreadRow.id, ThreadRow.data).where(owned), ThreadRow, after, cursor, order
+        )
+        return await self._page(stmt, limit, ThreadMetadata.model_validate)
+
+    async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
+        """Delete the thread, its items (by cascade) and its attachments' metadata."""
+        owned = ThreadRow.user_id == context.user_id
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(ThreadRow).where(ThreadRow.id == thread_id, owned))
+            if result.rowcount == 0:
+                raise NotFoundError(f"Thread {thread_id} not found")
+            await conn.execute(
+                delete(AttachmentRow).where(
+                    AttachmentRow.thread_id == thread_id, AttachmentRow.user_id == context.user_id
+                )
+            )
+
+    # items
+
+    async def load_thread_items(
+        self,
+        thread_id: str,
+        after: str | None,
+        limit: int,
+        order: str,
+        context: RequestContext,
+    ) -> Page[ThreadItem]:
+        scope = (ItemRow.thread_id == thread_id, ItemRow.user_id == context.user_id)
+        cursor = (
+            select(ItemRow.created_at).where(ItemRow.id == after, *scope).scalar_subquery()
+            if after
+            else None
+        )
+        stmt = _keyset(
+            select(ItemRow.id, ItemRow.data).where(*scope), ItemRow, after, cursor, order
+        )
+        return await self._page(stmt, limit, ITEM_ADAPTER.validate_python)
+
+    async def add_thread_item(
+        self, thread_id: str, item: ThreadItem, context: RequestContext
+    ) -> None:
+        # An upsert: the SDK re-adds a workflow it continues, with the same id and more tasks.
+        await self._upsert_item(thread_id, item, context)
+
+    async def save_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
+        await self._upsert_item(thread_id, item, context)
+
+    async def load_item(self, thread_id: str, item_id: str, context: RequestContext) -> ThreadItem:
+        stmt = select(ItemRow.data).where(
+            ItemRow.id == item_id,
+            ItemRow.thread_id == thread_id,
+            ItemRow.user_id == context.user_id,
+        )
+        async with self.engine.connect() as conn:
+            data = (await conn.execute(stmt)).scalar_one_or_none()
+        if data is None:
+            raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
+        return ITEM_ADAPTER.validate_python(data)
+
+    async def delete_thread_item(
+        self, thread_id: str, item_id: str, context: RequestContext
+    ) -> None:
+        stmt = delete(ItemRow).where(
+            ItemRow.id == item_id,
+            ItemRow.thread_id == thread_id,
+            ItemRow.user_id == context.user_id,
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    # attachments
+
+    async def save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
+        stmt = self._insert(AttachmentRow).values(
+            id=attachment.id,
+            user_id=context.user_id,
+            thread_id=attachment.thread_id,
+            created_at=utcnow(),
+            data=attachment.model_dump(mode="json"),
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[AttachmentRow.id],
+            set_={"data": stmt.excluded.data, "thread_id": stmt.excluded.thread_id},
+            where=AttachmentRow.user_id == stmt.excluded.user_id,
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+        if result.rowcount == 0:
+            raise NotFoundError(f"Attachment {attachment.id} not found")
+
+    async def load_attachment(self, attachment_id: str, context: RequestContext) -> Attachment:
+        stmt = select(AttachmentRow.data).where(
+            AttachmentRow.id == attachment_id, AttachmentRow.user_id == context.user_id
+        )
+        async with self.engine.connect() as conn:
+            data = (await conn.execute(stmt)).scalar_one_or_none()
+        if data is None:
+            raise NotFoundError(f"Attachment {attachment_id} not found")
+        return ATTACHMENT_ADAPTER.validate_python(data)
+
+    async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
+        stmt = delete(AttachmentRow).where(
+            AttachmentRow.id == attachment_id, AttachmentRow.user_id == context.user_id
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    # helpers
+
+    async def _upsert_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
+        """Insert or update an item in one statement that also proves the thread is the caller's.
+
+        The row's `created_at` is kept on update, so an item never moves in its thread.
+        """
+        source = select(
+            _bind(item.id, ItemRow.id),
+            ThreadRow.id,
+            ThreadRow.user_id,
+            _bind(item.type, ItemRow.type),
+            _bind(sort_key(item.created_at), ItemRow.created_at),
+            _bind(item.model_dump(mode="json"), ItemRow.data),
+        ).where(ThreadRow.id == thread_id, ThreadRow.user_id == context.user_id)
+        stmt = self._insert(ItemRow).from_select(
+            ["id", "thread_id", "user_id", "type", "created_at", "data"], source
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ItemRow.id],
+            set_={"data": stmt.excluded.data, "type": stmt.excluded.type},
+            where=(ItemRow.user_id == stmt.excluded.user_id)
+            & (ItemRow.thread_id == stmt.excluded.thread_id),
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+        if result.rowcount == 0:
+            raise NotFoundError(f"Thread {thread_id} not found")
+
+    async def _page(self, stmt: Select[Any], limit: int, parse: Callable[[Any], T]) -> Page[T]:
+        """Fetch one row more than the page to learn `has_more` without counting."""
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt.limit(limit + 1))).all()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            data=[parse(row.data) for row in rows],
+            has_more=has_more,
+            after=rows[-1].id if has_more else None,
+        )
+
+
+def _bind(value: Any, column: Any) -> ColumnElement[Any]:
+    return literal(value, column.type)
+
+
+def _keyset(
+    stmt: Select[Any],
+    table: type[ThreadRow] | type[ItemRow],
+    after: str | None,
+    cursor_created_at: Any,
+    order: str,
+) -> Select[Any]:
+    """Order by `(created_at, id)` and start strictly after the cursor row.
+
+    An `after` that names no row of the caller's yields an empty page (its subquery is NULL).
+    """
+    key = tuple_(table.created_at, table.id)
+    if order == "desc":
+        if after:
+            stmt = stmt.where(key < tuple_(cursor_created_at, after))
+        return stmt.order_by(table.created_at.desc(), table.id.desc())
+    if after:
+        stmt = stmt.where(key > tuple_(cursor_created_at, after))
+    return stmt.order_by(table.created_at.asc(), table.id.asc())

@@ -1,0 +1,102 @@
+"""Shared fixtures: migrated databases, settings, the app with its lifespan, an HTTP client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.context import RequestContext
+from app.main import create_app
+from app.store.db import create_engine
+from app.store.store import SQLAlchemyStore
+from tests.helpers.database import fresh_postgres_database, migrate
+
+
+def worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = fresh_postgres_database(f"chatkit_test_{worker_id()}")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "chatkit.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session", params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test that uses this runs once per database."""
+    fixture = "postgres_url" if request.param == "postgresql" else "sqlite_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "environment": "test",
+        "model_provider": "fake",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(make_settings(database_url))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> SQLAlchemyStore:
+    return SQLAlchemyStore(engine)
+
+
+def new_user() -> RequestContext:
+    return RequestContext(user_id=f"user-{uuid4().hex[:12]}", auth_method="development")
+
+
+@pytest.fixture
+def user() -> RequestContext:
+    return new_user()
+
+
+@pytest.fixture
+def other_user() -> RequestContext:
+    return new_user()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client

@@ -1,0 +1,57 @@
+"""Test databases: a fresh PostgreSQL database per test worker, and SQLite files, both migrated."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+from app.config import normalize_database_url
+from app.store.db import PROJECT_ROOT
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_base_url() -> str:
+    """The server the suite uses: `TEST_DATABASE_URL`, else `DATABASE_URL`, else the local one."""
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or ""
+    if not url.startswith("postgres"):
+        url = DEFAULT_POSTGRES_URL
+    return normalize_database_url(url)
+
+
+def fresh_postgres_database(name: str) -> str:
+    """(Re)create database `name` on the test server and return its async URL."""
+    base = make_url(postgres_base_url())
+
+    async def recreate() -> None:
+        admin = await asyncpg.connect(
+            host=base.host,
+            port=base.port or 5432,
+            user=base.username,
+            password=base.password,
+            database=base.database,
+        )
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(recreate())
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
