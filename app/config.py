@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
-    environment: Literal["development", "test", "production"] = "development"
+    environment: Literal["development", "production"] = "development"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
 

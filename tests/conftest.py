@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import uuid4
@@ -15,18 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.context import RequestContext
 from app.main import create_app
-from app.store.db import create_engine
+from app.store.db import PROJECT_ROOT, create_engine
 from app.store.store import SQLAlchemyStore
 from tests.helpers.database import fresh_postgres_database, migrate
 
 
-def worker_id() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+def test_database_name() -> str:
+    """Unique per checkout and xdist worker, so parallel runs never share a database."""
+    checkout = re.sub(r"[^a-z0-9]", "_", PROJECT_ROOT.name.lower())[:20]
+    return f"chatkit_test_{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = fresh_postgres_database(f"chatkit_test_{worker_id()}")
+    url = fresh_postgres_database(test_database_name())
     migrate(url)
     return url
 
@@ -50,8 +53,10 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def make_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
-        "environment": "test",
+        "environment": "development",
         "model_provider": "fake",
+        # Tests name their user with X-User-Id, as a trusted proxy would in development.
+        "auth_trust_user_headers": True,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
