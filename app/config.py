@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatkit.db"
@@ -98,3 +98,19 @@ class Settings(BaseSettings):
     @cached_property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+class ConfigurationError(RuntimeError):
+    """Startup refused: the message names each offending environment variable."""
+
+
+def load_settings() -> Settings:
+    """Read the environment, or fail with one line per bad variable (`PORT: …`)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in error['loc']).upper() or 'SETTINGS'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        ]
+        raise ConfigurationError("Invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.http.errors import register_exception_handlers
 from app.http.identity import IdentityMiddleware
 from app.http.routes import chatkit, health
@@ -20,7 +20,7 @@ from app.store.store import SQLAlchemyStore
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; settings are read (and validated) here, not at import."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     logging.basicConfig(level=settings.log_level.upper())
 
     @asynccontextmanager

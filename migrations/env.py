@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.config import Settings, normalize_database_url
+from app.config import load_settings, normalize_database_url
 from app.store.models import Base
 
 config = context.config
@@ -21,7 +21,7 @@ target_metadata = Base.metadata
 
 def database_url() -> str:
     url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
-    return normalize_database_url(url) if url else Settings().database_url
+    return normalize_database_url(url) if url else load_settings().database_url
 
 
 def do_run_migrations(connection: Connection) -> None:

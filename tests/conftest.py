@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -21,7 +22,7 @@ from app.store.store import SQLAlchemyStore
 from tests.helpers.database import fresh_postgres_database, migrate
 
 
-def test_database_name() -> str:
+def worker_database_name() -> str:
     """Unique per checkout and xdist worker, so parallel runs never share a database."""
     checkout = re.sub(r"[^a-z0-9]", "_", PROJECT_ROOT.name.lower())[:20]
     return f"chatkit_test_{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
@@ -29,7 +30,7 @@ def test_database_name() -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    url = fresh_postgres_database(test_database_name())
+    url = fresh_postgres_database(worker_database_name())
     migrate(url)
     return url
 
@@ -50,8 +51,8 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def make_settings(database_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
         "database_url": database_url,
         "environment": "development",
         "model_provider": "fake",
@@ -59,7 +60,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "auth_trust_user_headers": True,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")

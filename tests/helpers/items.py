@@ -69,7 +69,7 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
                     id=new_id("attachment"),
                     name="b.png",
                     mime_type="image/png",
-                    preview_url="https://example.com/b.png",  # type: ignore[arg-type]
+                    preview_url="https://example.com/b.png",
                     metadata={"k": "v"},
                 ),
             ],

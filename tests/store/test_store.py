@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from chatkit.store import NotFoundError
+from chatkit.store import NotFoundError, StoreItemType
 from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
@@ -76,14 +76,15 @@ async def all_pages(
 def test_ids_keep_sdk_prefixes_and_have_128_random_bits(store: SQLAlchemyStore, user) -> None:
     thread = make_thread(store, user)
     assert re.fullmatch(r"thr_[0-9a-f]{44}", thread.id)
-    for kind, prefix in [
+    kinds: list[tuple[StoreItemType, str]] = [
         ("message", "msg"),
         ("tool_call", "tc"),
         ("workflow", "wf"),
         ("task", "tsk"),
         ("attachment", "atc"),
         ("sdk_hidden_context", "shcx"),
-    ]:
+    ]
+    for kind, prefix in kinds:
         assert re.fullmatch(rf"{prefix}_[0-9a-f]{{44}}", store.generate_item_id(kind, thread, user))
     ids = [new_id("message") for _ in range(20_000)]
     assert len(set(ids)) == len(ids)

@@ -1,0 +1,144 @@
+"""Bad requests get a 4xx with a JSON reason and leave the database as it was."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.store.models import AttachmentRow, ItemRow, ThreadRow
+from tests.helpers.chatkit import (
+    add_message_req,
+    create_thread_req,
+    created_thread_id,
+    post,
+    stream,
+)
+
+
+async def row_counts(app, user_id: str) -> tuple[int, ...]:
+    async with app.state.engine.connect() as conn:
+        return tuple(
+            [
+                await conn.scalar(
+                    select(func.count()).select_from(table).where(table.user_id == user_id)
+                )
+                for table in (ThreadRow, ItemRow, AttachmentRow)
+            ]
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"", 400, "not valid JSON"),
+        (b'{"type": "threads.explode", "params": {}}', 400, "threads.explode"),
+        (b'{"params": {}}', 400, "type"),
+        (b'{"type": "threads.get_by_id", "params": {}}', 400, "thread_id"),
+        (b'{"type": "threads.get_by_id", "params": {"thread_id": 42}}', 400, "thread_id"),
+        (b'{"type": "threads.list", "params": {"limit": "ten"}}', 400, "limit"),
+        (b'{"type": "threads.list", "params": {"limit": 0}}', 400, "limit"),
+        (b'{"type": "threads.list", "params": {"order": "sideways"}}', 400, "order"),
+        (b'{"type": "threads.create", "params": {"input": {"content": "hi"}}}', 400, "content"),
+        (
+            b'{"type": "items.feedback", "params": {"thread_id": "t", "item_ids": [],'
+            b' "kind": "meh"}}',
+            400,
+            "kind",
+        ),
+        (b"[1, 2, 3]", 400, ""),
+    ],
+)
+async def test_malformed_requests(client, app, user, body: bytes, status: int, reason: str) -> None:
+    await stream(client, user.user_id, create_thread_req())
+    before = await row_counts(app, user.user_id)
+
+    response = await post(client, user.user_id, body)
+
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert payload["error"] == "invalid_request" or payload["error"] == "bad_request"
+    assert reason in payload["message"]
+    assert await row_counts(app, user.user_id) == before
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "threads.get_by_id", "params": {"thread_id": "thr_missing"}},
+        {"type": "threads.update", "params": {"thread_id": "thr_missing", "title": "x"}},
+        {"type": "threads.delete", "params": {"thread_id": "thr_missing"}},
+        add_message_req("thr_missing", "hello"),
+        {
+            "type": "threads.add_client_tool_output",
+            "params": {"thread_id": "thr_missing", "result": None},
+        },
+        {
+            "type": "threads.retry_after_item",
+            "params": {"thread_id": "thr_missing", "item_id": "msg_x"},
+        },
+        {
+            "type": "threads.custom_action",
+            "params": {"thread_id": "thr_missing", "action": {"type": "a", "payload": {}}},
+        },
+        {"type": "attachments.delete", "params": {"attachment_id": "atc_missing"}},
+        {
+            "type": "threads.create",
+            "params": {
+                "input": {
+                    "content": [{"type": "input_text", "text": "hi"}],
+                    "attachments": ["atc_missing"],
+                    "inference_options": {},
+                }
+            },
+        },
+    ],
+    ids=lambda p: p["type"],
+)
+async def test_missing_things_are_404(client, app, user, payload) -> None:
+    before = await row_counts(app, user.user_id)
+    response = await post(client, user.user_id, payload)
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == "not_found"
+    assert "not found" in response.json()["message"]
+    assert await row_counts(app, user.user_id) == before
+
+
+async def test_items_list_of_missing_thread_is_empty(client, user) -> None:
+    """The SDK's contract: listing items of an unknown thread is an empty page, not an error."""
+    response = await post(
+        client, user.user_id, {"type": "items.list", "params": {"thread_id": "thr_missing"}}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"data": [], "has_more": False}
+
+
+async def test_no_identity_is_401(client) -> None:
+    response = await post(client, None, create_thread_req())
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+async def test_thread_created_then_message_failure_leaves_thread_consistent(
+    client, app, user
+) -> None:
+    thread_id = created_thread_id(await stream(client, user.user_id, create_thread_req()))
+    before = await row_counts(app, user.user_id)
+    response = await post(
+        client,
+        user.user_id,
+        {
+            "type": "threads.add_user_message",
+            "params": {
+                "thread_id": thread_id,
+                "input": {
+                    "content": [{"type": "input_text", "text": "x"}],
+                    "attachments": ["atc_nope"],
+                    "inference_options": {},
+                },
+            },
+        },
+    )
+    assert response.status_code == 404
+    assert await row_counts(app, user.user_id) == before

@@ -1,0 +1,75 @@
+"""Settings: URLs from every platform end up on asyncpg, and bad values name their variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigurationError, Settings, load_settings, normalize_database_url
+
+CONTRACT = ["DATABASE_URL", "PORT", "ENVIRONMENT", "MODEL_PROVIDER", "CORS_ALLOW_ORIGINS"]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CONTRACT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir("/")  # no .env here
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db:5432/app", "postgresql+asyncpg://u:p@db:5432/app"),
+        ("postgresql://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
+        ("postgresql+asyncpg://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("postgresql://u@db/app?sslmode=require", "postgresql+asyncpg://u@db/app?ssl=require"),
+        (
+            "postgres://u@fly-db.flycast:5432/app?sslmode=disable",
+            "postgresql+asyncpg://u@fly-db.flycast:5432/app?ssl=disable",
+        ),
+        ("sqlite:///./chatkit.db", "sqlite+aiosqlite:///./chatkit.db"),
+        ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
+    ],
+)
+def test_database_urls_are_normalized(given: str, expected: str) -> None:
+    assert normalize_database_url(given) == expected
+
+
+def test_sslmode_never_reaches_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@h/d?sslmode=verify-full&application_name=x")
+    url = Settings(_env_file=None).database_url
+    assert "sslmode" not in url and "ssl=verify-full" in url and "application_name=x" in url
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://u@h/d"),
+        ("DATABASE_URL", "not a url"),
+        ("PORT", "eighty"),
+        ("ENVIRONMENT", "staging"),
+        ("MODEL_PROVIDER", "anthropic"),
+    ],
+)
+def test_bad_values_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    assert str(error.value).startswith("Invalid configuration:")
+    assert f"{variable}: " in str(error.value)
+
+
+def test_comma_separated_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("CHATKIT_DOMAIN_KEYS", "k1,,k2")
+    settings = Settings(_env_file=None)
+    assert settings.cors_allow_origins == ["https://a.example", "https://b.example"]
+    assert settings.chatkit_domain_keys == ["k1", "k2"]
+
+
+def test_defaults_serve_an_embedded_database() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.is_sqlite and settings.port == 8000
+    assert settings.cors_allow_origins == ["http://localhost:3000", "http://localhost:5173"]
