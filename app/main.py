@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +10,9 @@ from fastapi import FastAPI
 from app.config import Settings, load_settings
 from app.http.errors import register_exception_handlers
 from app.http.identity import IdentityMiddleware
+from app.http.request_id import RequestIdMiddleware
 from app.http.routes import chatkit, health
+from app.logging import configure_logging
 from app.server import ChatKitBackend
 from app.store.attachments import DatabaseAttachmentStore
 from app.store.db import create_engine, migration_head
@@ -21,7 +22,7 @@ from app.store.store import SQLAlchemyStore
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; settings are read (and validated) here, not at import."""
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chatkit.router)
     app.include_router(health.router)
     app.add_middleware(IdentityMiddleware, settings=settings)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     return app
 
 
