@@ -1,0 +1,169 @@
+"""The reference for the benchmark: the minimal server the openai-chatkit docs show.
+
+An in-memory store, no authentication, the agent streamed with `stream_agent_response`, the
+same model endpoint as the real server. Every figure the benchmark prints is also a ratio to this.
+Run: `python -m bench.reference_server` with OPENAI_BASE_URL, OPENAI_API_KEY, CHATKIT_MODEL, PORT.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
+from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from chatkit.server import ChatKitServer, StreamingResult
+from chatkit.store import NotFoundError, Store
+from chatkit.types import (
+    Attachment,
+    Page,
+    ThreadItem,
+    ThreadMetadata,
+    ThreadStreamEvent,
+    UserMessageItem,
+)
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
+from openai import AsyncOpenAI
+
+HISTORY = 30
+
+
+class MemoryStore(Store[dict[str, Any]]):
+    """Threads and items in dictionaries: what the docs' starter keeps."""
+
+    def __init__(self) -> None:
+        self.threads: dict[str, ThreadMetadata] = {}
+        self.items: dict[str, list[ThreadItem]] = {}
+        self.attachments: dict[str, Attachment] = {}
+
+    async def load_thread(self, thread_id: str, context: dict[str, Any]) -> ThreadMetadata:
+        if thread_id not in self.threads:
+            raise NotFoundError(f"Thread {thread_id} not found")
+        return self.threads[thread_id].model_copy(deep=True)
+
+    async def save_thread(self, thread: ThreadMetadata, context: dict[str, Any]) -> None:
+        self.threads[thread.id] = ThreadMetadata(**thread.model_dump(exclude={"items"}))
+        self.items.setdefault(thread.id, [])
+
+    async def load_threads(
+        self, limit: int, after: str | None, order: str, context: dict[str, Any]
+    ) -> Page[ThreadMetadata]:
+        threads = sorted(self.threads.values(), key=lambda t: t.created_at, reverse=order == "desc")
+        return _page(threads, after, limit)
+
+    async def load_thread_items(
+        self, thread_id: str, after: str | None, limit: int, order: str, context: dict[str, Any]
+    ) -> Page[ThreadItem]:
+        items = list(self.items.get(thread_id, []))
+        if order == "desc":
+            items.reverse()
+        return _page(items, after, limit)
+
+    async def add_thread_item(
+        self, thread_id: str, item: ThreadItem, context: dict[str, Any]
+    ) -> None:
+        await self.save_item(thread_id, item, context)
+
+    async def save_item(self, thread_id: str, item: ThreadItem, context: dict[str, Any]) -> None:
+        items = self.items.setdefault(thread_id, [])
+        for index, existing in enumerate(items):
+            if existing.id == item.id:
+                items[index] = item
+                return
+        items.append(item)
+
+    async def load_item(self, thread_id: str, item_id: str, context: dict[str, Any]) -> ThreadItem:
+        for item in self.items.get(thread_id, []):
+            if item.id == item_id:
+                return item
+        raise NotFoundError(item_id)
+
+    async def delete_thread(self, thread_id: str, context: dict[str, Any]) -> None:
+        self.threads.pop(thread_id, None)
+        self.items.pop(thread_id, None)
+
+    async def delete_thread_item(
+        self, thread_id: str, item_id: str, context: dict[str, Any]
+    ) -> None:
+        self.items[thread_id] = [i for i in self.items.get(thread_id, []) if i.id != item_id]
+
+    async def save_attachment(self, attachment: Attachment, context: dict[str, Any]) -> None:
+        self.attachments[attachment.id] = attachment
+
+    async def load_attachment(self, attachment_id: str, context: dict[str, Any]) -> Attachment:
+        if attachment_id not in self.attachments:
+            raise NotFoundError(attachment_id)
+        return self.attachments[attachment_id]
+
+    async def delete_attachment(self, attachment_id: str, context: dict[str, Any]) -> None:
+        self.attachments.pop(attachment_id, None)
+
+
+def _page(rows: list[Any], after: str | None, limit: int) -> Page[Any]:
+    start = 0
+    if after:
+        start = next((n + 1 for n, row in enumerate(rows) if row.id == after), len(rows))
+    data = rows[start : start + limit]
+    has_more = start + limit < len(rows)
+    return Page(data=data, has_more=has_more, after=data[-1].id if has_more and data else None)
+
+
+class ReferenceServer(ChatKitServer[dict[str, Any]]):
+    def __init__(self, agent: Agent[AgentContext[dict[str, Any]]]) -> None:
+        self.memory = MemoryStore()
+        super().__init__(self.memory)
+        self.agent = agent
+
+    async def respond(
+        self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        recent = await self.memory.load_thread_items(thread.id, None, HISTORY, "desc", context)
+        items = list(reversed(recent.data))
+        agent_context: AgentContext[dict[str, Any]] = AgentContext(
+            thread=thread, store=self.memory, request_context=context
+        )
+        result = Runner.run_streamed(
+            self.agent, await simple_to_agent_input(items), context=agent_context
+        )
+        async for event in stream_agent_response(agent_context, result):
+            yield event
+
+
+def create_reference_app() -> FastAPI:
+    set_tracing_disabled(True)
+    client = AsyncOpenAI(
+        api_key=os.environ.get("OPENAI_API_KEY", "bench"), base_url=os.environ["OPENAI_BASE_URL"]
+    )
+    model = OpenAIResponsesModel(
+        model=os.environ.get("CHATKIT_MODEL", "bench"), openai_client=client
+    )
+    agent = Agent[AgentContext[dict[str, Any]]](
+        name="Assistant", instructions="You are a helpful assistant.", model=model
+    )
+    server = ReferenceServer(agent)
+    app = FastAPI()
+
+    @app.post("/chatkit")
+    async def chatkit(request: Request) -> Response:
+        result = await server.process(await request.body(), {})
+        if isinstance(result, StreamingResult):
+            return StreamingResponse(result, media_type="text/event-stream")
+        return Response(content=result.json, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        create_reference_app(),
+        host="127.0.0.1",
+        port=int(os.environ.get("PORT", "8001")),
+        log_level="warning",
+    )
