@@ -133,23 +133,6 @@ async def run_load(
                         done = result.acknowledged.get(thread_id, 0)
                         result.acknowledged[thread_id] = done + 1
                 if thread_id is None:
-                    payload = {"type": "threads.create", "params": {"input": user_input(f"hi {m}")}}
-                else:
-                    payload = {
-                        "type": "threads.add_user_message",
-                        "params": {"thread_id": thread_id, "input": user_input(f"msg {m}")},
-                    }
-                turn, events = await stream_turn(client, "/chatkit", headers, payload)
-                result.turns.append(turn)
-                for event in events:
-                    if event["type"] == "thread.created":
-                        thread_id = event["thread"]["id"]
-                    elif event["type"] == "thread.item.done" and thread_id:
-                        if event["item"]["type"] == "assistant_message":
-                            result.acknowledged[thread_id] = (
-                                result.acknowledged.get(thread_id, 0) + 1
-                            )
-                if thread_id is None:
                     return
 
         started = time.perf_counter()
