@@ -1,0 +1,210 @@
+"""The benchmark: the real server against the docs' minimal in-memory server, same load, one run.
+
+    uv run python -m bench.run                 # 50 users x 4 messages, then scaling figures
+    uv run python -m bench.run --users 200     # the zero-error target
+
+Both servers stream from the same local OpenAI-compatible endpoint (bench/model_endpoint.py).
+The real server runs on PostgreSQL with JWT authentication on every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import asyncpg
+import jwt
+from sqlalchemy.engine import make_url
+
+from bench.load import LoadResult, run_load
+from bench.processes import ROOT, Process, free_port, start
+from bench.scaling import scaling_figures
+from tests.helpers.database import fresh_postgres_database, migrate
+
+JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
+RESULTS = ROOT / "bench" / "results"
+
+
+def bearer(sub: str) -> dict[str, str]:
+    """Headers with a fresh HS256 token for `sub`, as an app minting its own tokens sends."""
+    now = int(time.time())
+    claims = {"sub": sub, "iat": now, "exp": now + 3600}
+    return {"Authorization": f"Bearer {jwt.encode(claims, JWT_SECRET, algorithm='HS256')}"}
+
+
+def token_headers(n: int) -> dict[str, str]:
+    return bearer(f"bench-user-{n}")
+
+
+def server_env(database_url: str, model_url: str, port: int) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "production",
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "MODEL_PROVIDER": "openai",
+        "OPENAI_API_KEY": "bench",
+        "OPENAI_BASE_URL": model_url,
+        "CHATKIT_MODEL": "bench-model",
+        "AUTH_JWT_SECRET": JWT_SECRET,
+        "CORS_ALLOW_ORIGINS": "http://localhost:3000",
+        # The load is many messages from few users: keep the product's limits out of the way.
+        "RATE_LIMIT_REQUESTS_PER_MINUTE": "100000",
+        "DAILY_MESSAGE_QUOTA_FREE": "100000",
+        "MAX_CONCURRENT_STREAMS_PER_USER": "100",
+        "SSE_KEEPALIVE_SECONDS": "15",
+        "TITLE_WITH_MODEL": "false",
+    }
+
+
+async def transactions(database_url: str) -> int:
+    """Committed plus rolled-back transactions on the benchmark database so far."""
+    url = make_url(database_url)
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, database="postgres"
+    )
+    try:
+        value = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
+            url.database,
+        )
+    finally:
+        await conn.close()
+    return int(value)
+
+
+async def measure(
+    name: str, server: Process, users: int, messages: int, auth: bool, db: str | None
+) -> dict[str, Any]:
+    cpu_before = server.cpu_seconds()
+    xact_before = await transactions(db) if db else 0
+    result: LoadResult = await run_load(
+        server.url, users, messages, token_headers if auth else (lambda n: {})
+    )
+    cpu = server.cpu_seconds() - cpu_before
+    figures: dict[str, Any] = {"server": name, **result.summary()}
+    figures["cpu_ms_per_turn"] = 1000 * cpu / max(1, len(result.ok))
+    if db:
+        await asyncio.sleep(11)  # PostgreSQL flushes backend statistics within 10 s of idling
+        figures["db_xacts_per_turn"] = (await transactions(db) - xact_before) / max(
+            1, len(result.ok)
+        )
+    figures["first_errors"] = sorted(set(result.errors))[:3]
+    return figures
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    keys = [
+        "turns",
+        "errors",
+        "turns_per_s",
+        "events_per_s",
+        "ttfe_p50_ms",
+        "ttfe_p99_ms",
+        "turn_p50_ms",
+        "turn_p99_ms",
+        "cpu_ms_per_turn",
+        "db_xacts_per_turn",
+    ]
+    reference, ours = rows
+    print(f"{'figure':<20}{'reference':>12}{'chatkit-backend':>17}{'ratio':>9}")
+    for key in keys:
+        ref, our = reference.get(key), ours.get(key)
+        ratio = f"{our / ref:.2f}" if isinstance(ref, float | int) and ref and our else "-"
+        print(f"{key:<20}{_fmt(ref):>12}{_fmt(our):>17}{ratio:>9}")
+    for row in rows:
+        if row["first_errors"]:
+            print(f"errors from {row['server']}: {row['first_errors']}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=40, help="words per model answer")
+    parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between words")
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--skip-scaling", action="store_true")
+    args = parser.parse_args()
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    db = fresh_postgres_database("chatkit_bench")
+    migrate(db)
+    model_port, ref_port, our_port = free_port(), free_port(), free_port()
+    model = start(
+        [
+            "-m",
+            "bench.model_endpoint",
+            "--port",
+            str(model_port),
+            "--tokens",
+            str(args.tokens),
+            "--delay-ms",
+            str(args.delay_ms),
+        ],
+        {},
+        model_port,
+        RESULTS / "model.log",
+        ready_path="/health",
+    )
+    model_url = f"{model.url}/v1"
+    processes = [model]
+    try:
+        reference = start(
+            ["-m", "bench.reference_server"],
+            {"OPENAI_BASE_URL": model_url, "OPENAI_API_KEY": "bench", "PORT": str(ref_port)},
+            ref_port,
+            RESULTS / "reference.log",
+        )
+        processes.append(reference)
+        ours = start(
+            [
+                "-m",
+                "uvicorn",
+                "app.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(our_port),
+                "--workers",
+                str(args.workers),
+                "--no-access-log",
+            ],
+            server_env(db, model_url, our_port),
+            our_port,
+            RESULTS / "server.log",
+        )
+        processes.append(ours)
+
+        print(
+            f"load: {args.users} users x {args.messages} messages, "
+            f"{args.tokens} words per answer, {args.delay_ms} ms between words"
+        )
+        ref_figures = await measure("reference", reference, args.users, args.messages, False, None)
+        our_figures = await measure("chatkit-backend", ours, args.users, args.messages, True, db)
+        print_table([ref_figures, our_figures])
+        scaling: dict[str, Any] = {}
+        if not args.skip_scaling:
+            scaling = await scaling_figures(ours.url, db, bearer)
+        (RESULTS / "latest.json").write_text(
+            json.dumps(
+                {"args": vars(args), "load": [ref_figures, our_figures], "scaling": scaling},
+                indent=2,
+            )
+        )
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
