@@ -1,0 +1,265 @@
+"""Fault runs: what a failure loses must be nothing that was acknowledged.
+
+    uv run python -m bench.faults            # every scenario
+    uv run python -m bench.faults --only model-500 disconnect
+
+Scenarios: PostgreSQL restarted under load (needs root and a local cluster: it restarts the
+machine's PostgreSQL), the model endpoint answering 500 / 429 / dropping the stream, clients
+disconnecting mid-stream, 50 users writing concurrently, and 2 writers racing on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+from bench.load import LoadResult, run_load, stream_turn, user_input
+from bench.processes import Process, free_port, start
+from bench.run import RESULTS, bearer, server_env, token_headers
+from tests.helpers.database import fresh_postgres_database, migrate
+
+
+async def stored_counts(database_url: str, thread_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per thread, how many items of each type are stored."""
+    url = make_url(database_url)
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, database=url.database
+    )
+    try:
+        rows = await conn.fetch(
+            "SELECT thread_id, type, count(*) AS n FROM thread_items"
+            " WHERE thread_id = ANY($1::varchar[]) GROUP BY thread_id, type",
+            thread_ids,
+        )
+    finally:
+        await conn.close()
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row["thread_id"], {})[row["type"]] = row["n"]
+    return counts
+
+
+async def lost(database_url: str, result: LoadResult) -> int:
+    """Assistant messages a stream announced as done that are not in the database."""
+    stored = await stored_counts(database_url, list(result.acknowledged))
+    return sum(
+        max(0, done - stored.get(thread, {}).get("assistant_message", 0))
+        for thread, done in result.acknowledged.items()
+    )
+
+
+class Bench:
+    """One model endpoint and one server on a fresh database; restartable per scenario."""
+
+    def __init__(self) -> None:
+        self.db = fresh_postgres_database("chatkit_faults")
+        migrate(self.db)
+        self.processes: list[Process] = []
+
+    def serve(self, failure: str | None = None, tokens: int = 30, delay_ms: float = 10) -> str:
+        self.stop()
+        model_port, port = free_port(), free_port()
+        flags = ["--failure", failure] if failure else []
+        model = start(
+            [
+                "-m",
+                "bench.model_endpoint",
+                "--port",
+                str(model_port),
+                "--tokens",
+                str(tokens),
+                "--delay-ms",
+                str(delay_ms),
+                *flags,
+            ],
+            {},
+            model_port,
+            RESULTS / "faults-model.log",
+            ready_path="/health",
+        )
+        server = start(
+            ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+            server_env(self.db, f"{model.url}/v1", port),
+            port,
+            RESULTS / "faults-server.log",
+        )
+        self.processes = [model, server]
+        return server.url
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes = []
+
+
+async def postgres_restart(bench: Bench) -> dict[str, Any]:
+    url = bench.serve(tokens=30, delay_ms=20)
+    statuses: list[int] = []
+
+    async def restart_during_load() -> None:
+        await asyncio.sleep(2)
+        version = sorted(Path("/etc/postgresql").iterdir())[0].name
+        restart = await asyncio.create_subprocess_exec(
+            "pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"
+        )
+        async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+            for _ in range(40):
+                try:
+                    statuses.append((await client.get("/readyz")).status_code)
+                except httpx.HTTPError:
+                    statuses.append(0)
+                await asyncio.sleep(0.25)
+        await restart.wait()
+
+    load, _ = await asyncio.gather(run_load(url, 20, 6, token_headers), restart_during_load())
+    after = await run_load(url, 5, 2, lambda n: bearer(f"after-restart-{n}"))
+    return {
+        "turns": len(load.turns),
+        "failed_turns": len(load.errors),
+        "readyz_saw_503": 503 in statuses,
+        "readyz_recovered": statuses[-1:] == [200],
+        "turns_after_restart_ok": len(after.ok) == len(after.turns),
+        "lost_acknowledged": await lost(bench.db, load),
+    }
+
+
+async def model_failure(bench: Bench, failure: str) -> dict[str, Any]:
+    url = bench.serve(failure=failure)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        headers = bearer(f"model-{failure}")
+        turn, events = await stream_turn(
+            client,
+            "/chatkit",
+            headers,
+            {"type": "threads.create", "params": {"input": user_input("hello")}},
+        )
+        thread_id = next(e["thread"]["id"] for e in events if e["type"] == "thread.created")
+        items = (
+            await client.post(
+                "/chatkit",
+                json={"type": "items.list", "params": {"thread_id": thread_id, "order": "asc"}},
+                headers=headers,
+            )
+        ).json()["data"]
+    error = next((e for e in events if e["type"] == "error"), None)
+    return {
+        "error_event": error and (error.get("message") or error.get("code")),
+        "allow_retry": error and error.get("allow_retry"),
+        "stored_after": [item["type"] for item in items],
+        "lost_acknowledged": 0 if items and items[0]["type"] == "user_message" else 1,
+    }
+
+
+async def disconnects(bench: Bench) -> dict[str, Any]:
+    url = bench.serve(tokens=200, delay_ms=10)
+    headers = bearer("disconnect")
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        payload = {"type": "threads.create", "params": {"input": user_input("long answer")}}
+        thread_id = ""
+        async with client.stream("POST", "/chatkit", json=payload, headers=headers) as response:
+            async for line in response.aiter_lines():
+                if '"thread.created"' in line:
+                    thread_id = line.split('"id":"', 1)[1].split('"', 1)[0]
+                if "assistant_message.content_part.text_delta" in line:
+                    break  # hang up mid-answer
+        await asyncio.sleep(1.0)
+        items = (
+            await client.post(
+                "/chatkit",
+                json={"type": "items.list", "params": {"thread_id": thread_id, "order": "asc"}},
+                headers=headers,
+            )
+        ).json()["data"]
+        follow_up, _ = await stream_turn(
+            client,
+            "/chatkit",
+            headers,
+            {
+                "type": "threads.add_user_message",
+                "params": {"thread_id": thread_id, "input": user_input("still there?")},
+            },
+        )
+    return {
+        "stored_after_disconnect": [item["type"] for item in items],
+        "follow_up_ok": follow_up.error is None,
+    }
+
+
+async def concurrent_writers(bench: Bench) -> dict[str, Any]:
+    url = bench.serve(tokens=20, delay_ms=5)
+    load = await run_load(url, 50, 4, lambda n: bearer(f"writer-{n}"))
+    headers = bearer("racer")
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        _, events = await stream_turn(
+            client,
+            "/chatkit",
+            headers,
+            {"type": "threads.create", "params": {"input": user_input("race")}},
+        )
+        thread_id = next(e["thread"]["id"] for e in events if e["type"] == "thread.created")
+        racers = [
+            stream_turn(
+                client,
+                "/chatkit",
+                headers,
+                {
+                    "type": "threads.add_user_message",
+                    "params": {"thread_id": thread_id, "input": user_input(f"racer {n}")},
+                },
+            )
+            for n in range(2)
+            for _ in range(5)
+        ]
+        raced = await asyncio.gather(*racers)
+    stored = (await stored_counts(bench.db, [thread_id])).get(thread_id, {})
+    acknowledged = 1 + sum(
+        1
+        for turn, evts in raced
+        for e in evts
+        if e["type"] == "thread.item.done" and e["item"]["type"] == "assistant_message"
+    )
+    return {
+        "users_50_turns": len(load.turns),
+        "users_50_errors": len(load.errors),
+        "users_50_lost": await lost(bench.db, load),
+        "racing_turns_failed": sum(1 for turn, _ in raced if turn.error),
+        "racing_lost": max(0, acknowledged - stored.get("assistant_message", 0)),
+        "racing_user_messages_stored": stored.get("user_message", 0),
+    }
+
+
+SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
+    "model-500": lambda bench: model_failure(bench, "500"),
+    "model-429": lambda bench: model_failure(bench, "429"),
+    "model-drop": lambda bench: model_failure(bench, "drop"),
+    "disconnect": disconnects,
+    "concurrent-writers": concurrent_writers,
+    "postgres-restart": postgres_restart,
+}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), default=list(SCENARIOS))
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    bench = Bench()
+    try:
+        for name in args.only:
+            started = time.perf_counter()
+            outcome = await SCENARIOS[name](bench)
+            print(f"{name} ({time.perf_counter() - started:.1f} s): {outcome}")
+    finally:
+        bench.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
