@@ -103,10 +103,10 @@ class Bench:
 async def postgres_restart(bench: Bench) -> dict[str, Any]:
     url = bench.serve(tokens=30, delay_ms=20)
     statuses: list[int] = []
+    version = sorted(Path("/etc/postgresql").iterdir())[0].name
 
     async def restart_during_load() -> None:
         await asyncio.sleep(2)
-        version = sorted(Path("/etc/postgresql").iterdir())[0].name
         restart = await asyncio.create_subprocess_exec(
             "pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"
         )
