@@ -100,10 +100,14 @@ class Bench:
         self.processes = []
 
 
+def local_cluster_version() -> str:
+    return sorted(Path("/etc/postgresql").iterdir())[0].name
+
+
 async def postgres_restart(bench: Bench) -> dict[str, Any]:
     url = bench.serve(tokens=30, delay_ms=20)
     statuses: list[int] = []
-    version = sorted(Path("/etc/postgresql").iterdir())[0].name
+    version = local_cluster_version()
 
     async def restart_during_load() -> None:
         await asyncio.sleep(2)
