@@ -20,6 +20,7 @@ from tests.helpers.chatkit import (
     created_thread_id,
     event_types,
     post,
+    sse_events,
     stream,
     user_input,
 )
@@ -303,3 +304,22 @@ async def test_user_message_item_round_trips_through_http(client, app, user) -> 
     items = await store_of(app).load_thread_items(thread_id, None, 10, "asc", user)
     assert isinstance(items.data[0], UserMessageItem)
     assert items.data[0].content[0].text == "Ünïcode ✓"
+
+
+async def test_failure_after_the_first_event_ends_with_an_error_event(
+    client, app, user, monkeypatch
+) -> None:
+    """Once the 200 is out, a failure must end the stream with an error event, not a reset."""
+    store = store_of(app)
+
+    async def broken_add(*_: object, **__: object) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(store, "add_thread_item", broken_add)
+    response = await post(client, user.user_id, create_thread_req("Hi"))
+
+    assert response.status_code == 200
+    events = sse_events(response)
+    assert event_types(events)[0] == "thread.created"
+    assert events[-1]["type"] == "error" and events[-1]["allow_retry"] is True
+    assert "database went away" not in response.text  # internals are logged, not sent
