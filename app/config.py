@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatkit.db"
@@ -77,6 +77,33 @@ class Settings(BaseSettings):
     cors_allow_origins: CommaList = Field(default_factory=lambda: list(DEV_CORS_ORIGINS))
     chatkit_domain_keys: CommaList = Field(default_factory=list)
     public_base_url: str | None = None
+
+    # Attachments (see docs/attachments.md)
+    attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    attachment_allowed_mime_types: CommaList = Field(
+        default_factory=lambda: ["image/*", "application/pdf", "text/*"]
+    )
+    attachment_max_per_message: int = Field(default=10, ge=0)
+    attachment_signing_secret: SecretStr | None = None
+    attachment_url_ttl_seconds: int = Field(default=3600, ge=10)
+    attachment_orphan_max_age_seconds: int = Field(default=24 * 3600, ge=60)
+    attachment_cleanup_interval_seconds: int = Field(default=3600, ge=0)
+
+    @field_validator("attachment_allowed_mime_types", mode="before")
+    @classmethod
+    def _split_mime_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _require_attachment_secret(self) -> Settings:
+        if self.environment == "production" and self.attachment_signing_secret is None:
+            raise ValueError(
+                "ATTACHMENT_SIGNING_SECRET is required in production: it signs the short-lived "
+                "attachment upload and preview URLs (use 32 or more random bytes)"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod
