@@ -53,8 +53,15 @@ class _State:
 
 
 def clean_filename(raw: bytes) -> str:
-    """The base name a browser sent (some send a full path), as text, never empty."""
-    name = raw.decode("utf-8", errors="replace").replace("\\", "/").rsplit("/", 1)[-1]
+    """The base name a browser sent (some send a full path), as text, never empty.
+
+    Browsers escape `"`, CR and LF in multipart file names as `%22`, `%0D` and `%0A` (the HTML
+    form encoding algorithm); those three are undone, nothing else.
+    """
+    name = raw.decode("utf-8", errors="replace")
+    for escaped, char in (("%22", '"'), ("%0D", "\r"), ("%0A", "\n")):
+        name = name.replace(escaped, char)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     return name[:MAX_FILENAME_LENGTH] or "file"
 
