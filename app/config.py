@@ -88,6 +88,25 @@ class Settings(BaseSettings):
     attachment_url_ttl_seconds: int = Field(default=3600, ge=10)
     attachment_orphan_max_age_seconds: int = Field(default=24 * 3600, ge=60)
     attachment_cleanup_interval_seconds: int = Field(default=3600, ge=0)
+    attachment_storage: Literal["database", "s3"] = "database"
+    attachment_s3_bucket: str | None = None
+    attachment_s3_endpoint_url: str | None = None
+    attachment_s3_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("attachment_s3_region", "aws_region")
+    )
+    attachment_s3_access_key_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("attachment_s3_access_key_id", "aws_access_key_id"),
+    )
+    attachment_s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("attachment_s3_secret_access_key", "aws_secret_access_key"),
+    )
+    attachment_s3_session_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("attachment_s3_session_token", "aws_session_token"),
+    )
+    attachment_s3_prefix: str = "attachments/"
 
     @field_validator("attachment_allowed_mime_types", mode="before")
     @classmethod
@@ -103,6 +122,18 @@ class Settings(BaseSettings):
                 "ATTACHMENT_SIGNING_SECRET is required in production: it signs the short-lived "
                 "attachment upload and preview URLs (use 32 or more random bytes)"
             )
+        if self.attachment_storage == "s3":
+            missing = [
+                name.upper()
+                for name in (
+                    "attachment_s3_bucket",
+                    "attachment_s3_access_key_id",
+                    "attachment_s3_secret_access_key",
+                )
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"ATTACHMENT_STORAGE=s3 needs {', '.join(missing)}")
         return self
 
     @field_validator("database_url")

@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 cleanup.cancel()
                 with suppress(asyncio.CancelledError):
                     await cleanup
+            await attachment_store.files.aclose()
             await engine.dispose()
 
     app = FastAPI(title="ChatKit backend", lifespan=lifespan)

@@ -16,6 +16,7 @@ Files the model cannot read become a short text note, so one odd file never fail
 from __future__ import annotations
 
 import base64
+import logging
 
 from chatkit.types import Attachment
 from openai.types.responses import (
@@ -27,6 +28,9 @@ from openai.types.responses import (
 
 from app.context import RequestContext
 from app.store.attachments import DatabaseAttachmentStore
+from app.store.files import FileStorageError
+
+logger = logging.getLogger(__name__)
 
 MODEL_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 """Image formats the Responses API accepts as `input_image`."""
@@ -49,7 +53,11 @@ async def attachment_to_model_input(
 ) -> ResponseInputContentParam:
     """The content part for one attachment of the caller's, read from file storage."""
     mime_type = attachment.mime_type.lower()
-    data = await attachments.read_content(attachment.id, context.user_id)
+    try:
+        data = await attachments.read_content(attachment.id, context.user_id)
+    except FileStorageError:
+        logger.warning("Could not read attachment %s for the model", attachment.id, exc_info=True)
+        return _note(f"[Attachment {attachment.name!r} could not be read right now.]")
     if data is None:
         return _note(f"[Attachment {attachment.name!r} is not available.]")
     if mime_type in MODEL_IMAGE_TYPES:

@@ -29,6 +29,7 @@ from app.config import Settings
 from app.context import RequestContext
 from app.store.files import DatabaseFileStorage, FileStorage
 from app.store.models import AttachmentRow
+from app.store.s3 import S3Config, S3FileStorage
 from app.store.store import ATTACHMENT_ADAPTER, SQLAlchemyStore, new_id, utcnow
 from app.store.urls import AttachmentUrlSigner, signer_from_settings
 
@@ -271,7 +272,11 @@ def create_stores(
     settings: Settings, engine: AsyncEngine
 ) -> tuple[SQLAlchemyStore, DatabaseAttachmentStore]:
     """The thread store and the attachment store, sharing file storage and URL signer."""
-    files = DatabaseFileStorage(engine)
+    files: FileStorage = (
+        S3FileStorage(S3Config.from_settings(settings))
+        if settings.attachment_storage == "s3"
+        else DatabaseFileStorage(engine)
+    )
     urls = signer_from_settings(settings)
     store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
     attachments = DatabaseAttachmentStore(

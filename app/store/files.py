@@ -19,14 +19,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.store.models import AttachmentContentRow
 
 
+class FileStorageError(Exception):
+    """The file storage failed or is unreachable; a route answers 503."""
+
+
 class FileStorage(Protocol):
-    """Bytes by key. `put` overwrites; `get` of a missing key is `None`; `delete` ignores them."""
+    """Bytes by key. `put` overwrites; `get` of a missing key is `None`; `delete` ignores them.
+
+    `put` and `get` raise `FileStorageError` when the storage fails; `delete` runs after the
+    metadata is gone, so it is best effort and only logs.
+    """
 
     async def put(self, key: str, data: bytes) -> None: ...
 
     async def get(self, key: str) -> bytes | None: ...
 
     async def delete(self, keys: Sequence[str]) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class DatabaseFileStorage:
@@ -57,3 +67,6 @@ class DatabaseFileStorage:
         stmt = delete(AttachmentContentRow).where(AttachmentContentRow.id.in_(list(keys)))
         async with self.engine.begin() as conn:
             await conn.execute(stmt)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the engine belongs to the app."""

@@ -29,6 +29,7 @@ from app.store.attachments import (
     DatabaseAttachmentStore,
     normalize_mime_type,
 )
+from app.store.files import FileStorageError
 from app.store.urls import UrlPurpose
 
 router = APIRouter(prefix="/chatkit/attachments", tags=["attachments"])
@@ -37,6 +38,10 @@ FILE_FIELD = "file"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 )
+
+
+class StorageUnavailable(ApiError):
+    status_code, code = 503, "storage_unavailable"
 
 
 class AttachmentApiError(ApiError):
@@ -71,6 +76,8 @@ async def upload_direct(
         attachment = await attachments.add_uploaded(part.filename, mime_type, part.data, context)
     except AttachmentRejected as exc:
         raise AttachmentApiError(exc) from exc
+    except FileStorageError as exc:
+        raise StorageUnavailable("File storage is unavailable, try again later") from exc
     return _attachment_json(attachment)
 
 
@@ -101,6 +108,8 @@ async def upload_two_phase(
         done = await attachments.complete_upload(attachment, owner, part.data)
     except AttachmentRejected as exc:
         raise AttachmentApiError(exc) from exc
+    except FileStorageError as exc:
+        raise StorageUnavailable("File storage is unavailable, try again later") from exc
     return _attachment_json(done)
 
 
@@ -116,7 +125,10 @@ async def download(
     attachment, owner = await _authorize(
         request, attachments, "content", attachment_id, expires, sig
     )
-    data = await attachments.read_content(attachment_id, owner)
+    try:
+        data = await attachments.read_content(attachment_id, owner)
+    except FileStorageError as exc:
+        raise StorageUnavailable("File storage is unavailable, try again later") from exc
     if data is None:
         raise NotFound(f"Attachment {attachment_id} has no content yet")
     disposition = "inline" if isinstance(attachment, ImageAttachment) else "attachment"
