@@ -115,12 +115,29 @@ class Settings(BaseSettings):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator(
+        "attachment_signing_secret",
+        "attachment_s3_bucket",
+        "attachment_s3_endpoint_url",
+        "attachment_s3_access_key_id",
+        "attachment_s3_secret_access_key",
+        "attachment_s3_session_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`ATTACHMENT_SIGNING_SECRET=` (as copied from .env.example) means unset, not ""."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _require_attachment_secret(self) -> Settings:
-        if self.environment == "production" and self.attachment_signing_secret is None:
+        secret = self.attachment_signing_secret
+        if self.environment == "production" and (
+            secret is None or len(secret.get_secret_value()) < 32
+        ):
             raise ValueError(
-                "ATTACHMENT_SIGNING_SECRET is required in production: it signs the short-lived "
-                "attachment upload and preview URLs (use 32 or more random bytes)"
+                "ATTACHMENT_SIGNING_SECRET of 32 or more characters is required in production: "
+                "it signs the short-lived attachment upload and preview URLs"
             )
         if self.attachment_storage == "s3":
             missing = [

@@ -68,3 +68,7 @@ def test_settings_read_the_mime_list_and_require_a_secret_in_production() -> Non
     assert settings.attachment_allowed_mime_types == ["image/*", "text/plain"]
     with pytest.raises(ValidationError, match="ATTACHMENT_SIGNING_SECRET"):
         Settings(_env_file=None, environment="production")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="ATTACHMENT_SIGNING_SECRET"):
+        Settings(_env_file=None, environment="production", attachment_signing_secret="short")  # type: ignore[call-arg]
+    # An empty value, as copied from .env.example, is unset rather than an empty key.
+    assert Settings(_env_file=None, attachment_signing_secret=" ").attachment_signing_secret is None  # type: ignore[call-arg]
