@@ -15,6 +15,7 @@ from fastapi import Request
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
+from starlette.requests import ClientDisconnect
 
 from app.store.attachments import AttachmentTooLarge
 
@@ -50,6 +51,7 @@ class _State:
     checked: bool = False
     data: bytearray = field(default_factory=bytearray)
     too_large: bool = False
+    ended: bool = False
 
 
 def clean_filename(raw: bytes) -> str:
@@ -106,8 +108,13 @@ async def read_file_part(
         parser.finalize()
     except MultipartParseError as exc:
         raise MultipartError(f"Malformed multipart body: {exc}") from exc
+    except ClientDisconnect as exc:
+        raise MultipartError("The client went away during the upload") from exc
     if state.file_started is None:
         raise MultipartError(f"The multipart body has no `{field_name}` file field")
+    if not state.ended:
+        # A body cut short (no closing boundary) would store a truncated file.
+        raise MultipartError("The multipart body ended before its closing boundary")
     if not state.checked and check is not None:
         check(state.file_started)
     state.file_started.data = bytes(state.data)
@@ -153,6 +160,9 @@ def _callbacks(state: _State, field_name: str, max_bytes: int) -> MultipartCallb
     def on_part_end() -> None:
         state.in_file = False
 
+    def on_end() -> None:
+        state.ended = True
+
     return {
         "on_part_begin": on_part_begin,
         "on_header_field": on_header_field,
@@ -161,4 +171,5 @@ def _callbacks(state: _State, field_name: str, max_bytes: int) -> MultipartCallb
         "on_headers_finished": on_headers_finished,
         "on_part_data": on_part_data,
         "on_part_end": on_part_end,
+        "on_end": on_end,
     }

@@ -20,7 +20,7 @@ from app.main import create_app
 from app.store.attachments import DatabaseAttachmentStore
 from app.store.models import AttachmentContentRow, AttachmentRow, ItemRow
 from tests.conftest import make_settings
-from tests.helpers.chatkit import created_thread_id, post, stream, user_input
+from tests.helpers.chatkit import create_thread_req, created_thread_id, post, stream, user_input
 
 MAX_BYTES = 4096
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # 1032 bytes, not valid UTF-8
@@ -489,3 +489,63 @@ async def test_loaded_items_carry_freshly_signed_preview_urls(http, attachment_a
     assert "stale" not in preview
     fetched = await http.get(local(preview))
     assert fetched.status_code == 200 and fetched.content == PNG
+
+
+async def test_an_attachment_of_one_thread_cannot_join_another(http, uid) -> None:
+    image = await uploaded(http, uid)
+    first = created_thread_id(
+        await stream(
+            http,
+            uid,
+            {"type": "threads.create", "params": {"input": user_input("a", [image["id"]])}},
+        )
+    )
+    second = created_thread_id(await stream(http, uid, create_thread_req("b")))
+    assert first != second
+    payload = {
+        "type": "threads.add_user_message",
+        "params": {"thread_id": second, "input": user_input("again", [image["id"]])},
+    }
+    response = await post(http, uid, payload)
+    assert response.status_code == 400
+    assert "belongs to another thread" in response.json()["message"]
+    # In its own thread it may be sent again.
+    payload["params"]["thread_id"] = first
+    assert (await post(http, uid, payload)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not multipart at all",
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nabc',
+        b"--b\r\n\x00\x01garbage\r\n\r\n--b--\r\n",
+    ],
+)
+async def test_malformed_multipart_is_400_and_leaves_nothing(
+    http, attachment_app, uid, body
+) -> None:
+    response = await http.post(
+        "/chatkit/attachments",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b", **as_user(uid)},
+    )
+    assert response.status_code == 400, response.text
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+async def test_cleanup_command_deletes_old_orphans(
+    http, attachment_app, attachments, attachment_settings, uid
+) -> None:
+    from app.cleanup import main
+
+    orphan = await uploaded(http, uid, name="o.txt", data=b"o", mime_type="text/plain")
+    async with attachment_app.state.engine.begin() as conn:
+        await conn.execute(
+            update(AttachmentRow)
+            .where(AttachmentRow.id == orphan["id"])
+            .values(created_at=AttachmentRow.created_at - timedelta(days=2))
+        )
+    assert await main(attachment_settings) >= 1
+    assert await attachments.find(orphan["id"]) is None
+    assert not await content_exists(attachment_app, orphan["id"])
