@@ -9,7 +9,14 @@ from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatkit.db"
@@ -77,6 +84,81 @@ class Settings(BaseSettings):
     cors_allow_origins: CommaList = Field(default_factory=lambda: list(DEV_CORS_ORIGINS))
     chatkit_domain_keys: CommaList = Field(default_factory=list)
     public_base_url: str | None = None
+
+    # Attachments (see docs/attachments.md)
+    attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    attachment_allowed_mime_types: CommaList = Field(
+        default_factory=lambda: ["image/*", "application/pdf", "text/*"]
+    )
+    attachment_max_per_message: int = Field(default=10, ge=0)
+    attachment_signing_secret: SecretStr | None = None
+    attachment_url_ttl_seconds: int = Field(default=3600, ge=10)
+    attachment_orphan_max_age_seconds: int = Field(default=24 * 3600, ge=60)
+    attachment_cleanup_interval_seconds: int = Field(default=3600, ge=0)
+    attachment_storage: Literal["database", "s3"] = "database"
+    attachment_s3_bucket: str | None = None
+    attachment_s3_endpoint_url: str | None = None
+    attachment_s3_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("attachment_s3_region", "aws_region")
+    )
+    attachment_s3_access_key_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("attachment_s3_access_key_id", "aws_access_key_id"),
+    )
+    attachment_s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("attachment_s3_secret_access_key", "aws_secret_access_key"),
+    )
+    attachment_s3_session_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("attachment_s3_session_token", "aws_session_token"),
+    )
+    attachment_s3_prefix: str = "attachments/"
+
+    @field_validator("attachment_allowed_mime_types", mode="before")
+    @classmethod
+    def _split_mime_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "attachment_signing_secret",
+        "attachment_s3_bucket",
+        "attachment_s3_endpoint_url",
+        "attachment_s3_access_key_id",
+        "attachment_s3_secret_access_key",
+        "attachment_s3_session_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`ATTACHMENT_SIGNING_SECRET=` (as copied from .env.example) means unset, not ""."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _require_attachment_secret(self) -> Settings:
+        secret = self.attachment_signing_secret
+        if self.environment == "production" and (
+            secret is None or len(secret.get_secret_value()) < 32
+        ):
+            raise ValueError(
+                "ATTACHMENT_SIGNING_SECRET of 32 or more characters is required in production: "
+                "it signs the short-lived attachment upload and preview URLs"
+            )
+        if self.attachment_storage == "s3":
+            missing = [
+                name.upper()
+                for name in (
+                    "attachment_s3_bucket",
+                    "attachment_s3_access_key_id",
+                    "attachment_s3_secret_access_key",
+                )
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"ATTACHMENT_STORAGE=s3 needs {', '.join(missing)}")
+        return self
 
     @field_validator("database_url")
     @classmethod

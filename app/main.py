@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
+from app.cleanup import start_periodic_cleanup
 from app.config import Settings, load_settings
 from app.http.errors import register_exception_handlers
 from app.http.identity import IdentityMiddleware
 from app.http.request_id import RequestIdMiddleware
-from app.http.routes import chatkit, health
+from app.http.routes import attachments, chatkit, health
 from app.logging import configure_logging
 from app.server import ChatKitBackend
-from app.store.attachments import DatabaseAttachmentStore
+from app.store.attachments import create_stores
 from app.store.db import create_engine, migration_head
-from app.store.store import SQLAlchemyStore
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,22 +28,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        store = SQLAlchemyStore(engine)
+        store, attachment_store = create_stores(settings, engine)
         app.state.settings = settings
         app.state.engine = engine
         app.state.store = store
-        app.state.server = ChatKitBackend(
-            store, DatabaseAttachmentStore(store, settings.public_base_url)
-        )
+        app.state.attachments = attachment_store
+        app.state.server = ChatKitBackend(store, attachment_store)
         app.state.migration_head = migration_head()
+        cleanup = start_periodic_cleanup(attachment_store, settings)
         try:
             yield
         finally:
+            if cleanup is not None:
+                cleanup.cancel()
+                with suppress(asyncio.CancelledError):
+                    await cleanup
+            await attachment_store.files.aclose()
             await engine.dispose()
 
     app = FastAPI(title="ChatKit backend", lifespan=lifespan)
     register_exception_handlers(app)
     app.include_router(chatkit.router)
+    app.include_router(attachments.router)
     app.include_router(health.router)
     app.add_middleware(IdentityMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id

@@ -41,6 +41,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
     def __init__(self, store: SQLAlchemyStore, attachment_store: DatabaseAttachmentStore) -> None:
         super().__init__(store, attachment_store)
         self.store: SQLAlchemyStore = store
+        self.attachments = attachment_store
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -54,8 +55,11 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             case ThreadsCreateReq() | ThreadsAddUserMessageReq():
                 # threads.create saves the thread before it loads the attachments: a bad id
                 # would leave an empty thread behind.
-                for attachment_id in request.params.input.attachments:
-                    await self.store.load_attachment(attachment_id, context)
+                await self.attachments.check_message_attachments(
+                    request.params.input.attachments,
+                    getattr(request.params, "thread_id", None),
+                    context,
+                )
             case ThreadsRetryAfterItemReq():
                 # The SDK silently streams nothing for an unknown item.
                 item = await self.store.load_item(

@@ -1,6 +1,17 @@
-"""The SDK's `AttachmentStore`: creates attachment records for two-phase uploads, deletes them."""
+"""The SDK's `AttachmentStore`, plus what the upload routes need: limits, content, cleanup.
+
+Metadata rows live in the `attachments` table (through `SQLAlchemyStore`), bytes in a
+`FileStorage` keyed by attachment id. Every operation is scoped to the attachment's owner.
+"""
 
 from __future__ import annotations
+
+import logging
+import mimetypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from fnmatch import fnmatchcase
 
 from chatkit.store import AttachmentStore
 from chatkit.types import (
@@ -10,46 +21,267 @@ from chatkit.types import (
     FileAttachment,
     ImageAttachment,
 )
+from pydantic import AnyUrl
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import Settings
 from app.context import RequestContext
-from app.store.store import SQLAlchemyStore, new_id
+from app.store.files import DatabaseFileStorage, FileStorage
+from app.store.models import AttachmentRow
+from app.store.s3 import S3Config, S3FileStorage
+from app.store.store import ATTACHMENT_ADAPTER, SQLAlchemyStore, new_id, utcnow
+from app.store.urls import AttachmentUrlSigner, signer_from_settings
+
+logger = logging.getLogger(__name__)
+
+GENERIC_MIME_TYPE = "application/octet-stream"
+CLEANUP_BATCH_SIZE = 500
+
+
+class AttachmentRejected(ValueError):
+    """An upload or message the attachment limits refuse; the HTTP status a route answers with."""
+
+    status_code = 400
+    code = "attachment_rejected"
+
+
+class UnsupportedAttachmentType(AttachmentRejected):
+    status_code, code = 415, "unsupported_media_type"
+
+
+class AttachmentTooLarge(AttachmentRejected):
+    status_code, code = 413, "payload_too_large"
+
+
+class AttachmentAlreadyUploaded(AttachmentRejected):
+    status_code, code = 409, "already_uploaded"
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentLimits:
+    """Size, type and count limits from settings (`ATTACHMENT_*`)."""
+
+    max_bytes: int
+    allowed_mime_types: tuple[str, ...]
+    max_per_message: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AttachmentLimits:
+        return cls(
+            max_bytes=settings.attachment_max_bytes,
+            allowed_mime_types=tuple(settings.attachment_allowed_mime_types),
+            max_per_message=settings.attachment_max_per_message,
+        )
+
+    def allows_type(self, mime_type: str) -> bool:
+        """Patterns are MIME types with `*` wildcards: `image/*`, `application/pdf`, `*/*`."""
+        mime_type = mime_type.lower()
+        return any(fnmatchcase(mime_type, pattern) for pattern in self.allowed_mime_types)
+
+    def check_type(self, mime_type: str) -> None:
+        if not self.allows_type(mime_type):
+            allowed = ", ".join(self.allowed_mime_types) or "none"
+            raise UnsupportedAttachmentType(
+                f"File type {mime_type} is not allowed (allowed: {allowed})"
+            )
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise AttachmentTooLarge(f"File is larger than the limit of {self.max_bytes} bytes")
+
+
+def normalize_mime_type(declared: str | None, filename: str) -> str:
+    """The type a client declared, without parameters; else a guess from the file name."""
+    mime_type = (declared or "").split(";", 1)[0].strip().lower()
+    if mime_type and mime_type != GENERIC_MIME_TYPE and "/" in mime_type:
+        return mime_type
+    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    return guessed or mime_type or GENERIC_MIME_TYPE
 
 
 class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
-    """Attachment records live in the same database as threads, owned by one user."""
+    """Attachment records owned by one user, their bytes in `files`, URLs signed by `urls`."""
 
-    def __init__(self, store: SQLAlchemyStore, public_base_url: str | None) -> None:
+    def __init__(
+        self,
+        store: SQLAlchemyStore,
+        files: FileStorage,
+        urls: AttachmentUrlSigner,
+        limits: AttachmentLimits,
+    ) -> None:
         self.store = store
-        self.public_base_url = public_base_url
+        self.files = files
+        self.urls = urls
+        self.limits = limits
 
     def generate_attachment_id(self, mime_type: str, context: RequestContext) -> str:
         return new_id("attachment")
 
+    # the SDK's hooks
+
     async def create_attachment(
         self, input: AttachmentCreateParams, context: RequestContext
     ) -> Attachment:
-        """Return a pending attachment whose descriptor tells the client where to POST the file."""
-        attachment_id = self.generate_attachment_id(input.mime_type, context)
-        base = self.public_base_url or context.base_url
-        descriptor = AttachmentUploadDescriptor(
-            url=f"{base}/chatkit/attachments/{attachment_id}/upload",
-            method="POST",
-        )
-        if input.mime_type.startswith("image/"):
-            return ImageAttachment(
-                id=attachment_id,
-                name=input.name,
-                mime_type=input.mime_type,
-                upload_descriptor=descriptor,
-                preview_url=f"{base}/chatkit/attachments/{attachment_id}/content",
-            )
-        return FileAttachment(
-            id=attachment_id,
-            name=input.name,
-            mime_type=input.mime_type,
-            upload_descriptor=descriptor,
-        )
+        """Two-phase: a pending attachment whose descriptor is a signed URL to POST the file to.
+
+        The SDK saves the returned attachment through the store.
+        """
+        mime_type = normalize_mime_type(input.mime_type, input.name)
+        self.limits.check_type(mime_type)
+        self.limits.check_size(input.size)
+        attachment_id = self.generate_attachment_id(mime_type, context)
+        upload_url = self.urls.url("upload", attachment_id, context.user_id, context.base_url)
+        descriptor = AttachmentUploadDescriptor(url=AnyUrl(upload_url), method="POST")
+        return self._build(attachment_id, input.name, mime_type, context, descriptor)
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
-        # The SDK trusts the store for ownership: prove the caller owns it before anything goes.
+        """Remove metadata and content of the caller's attachment.
+
+        The SDK trusts this call for ownership, so another user's (or an unknown) id is a
+        `NotFoundError` (a 404). The SDK then calls `Store.delete_attachment`, a no-op by then.
+        """
         await self.store.load_attachment(attachment_id, context)
+        await self.store.delete_attachment(attachment_id, context)
+
+    # uploads and downloads
+
+    async def add_uploaded(
+        self, name: str, mime_type: str, data: bytes, context: RequestContext
+    ) -> Attachment:
+        """Direct upload: save the metadata and the bytes of a file that has arrived whole."""
+        self.limits.check_type(mime_type)
+        self.limits.check_size(len(data))
+        attachment_id = self.generate_attachment_id(mime_type, context)
+        attachment = self._build(attachment_id, name, mime_type, context, None)
+        await self.store.save_attachment(attachment, context)
+        try:
+            await self.files.put(attachment_id, data)
+        except BaseException:
+            await self.store.delete_attachment(attachment_id, context)
+            raise
+        return attachment
+
+    async def find(self, attachment_id: str) -> tuple[Attachment, str] | None:
+        """The attachment and its owner, whoever asks: for routes that check a signature."""
+        stmt = select(AttachmentRow.data, AttachmentRow.user_id).where(
+            AttachmentRow.id == attachment_id
+        )
+        async with self.store.engine.connect() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            return None
+        return ATTACHMENT_ADAPTER.validate_python(row.data), row.user_id
+
+    async def complete_upload(self, attachment: Attachment, owner: str, data: bytes) -> Attachment:
+        """Two-phase: store the bytes, then clear `upload_descriptor` so the upload is done."""
+        if attachment.upload_descriptor is None:
+            raise AttachmentAlreadyUploaded(f"Attachment {attachment.id} is already uploaded")
+        self.limits.check_size(len(data))
+        await self.files.put(attachment.id, data)
+        done = attachment.model_copy(update={"upload_descriptor": None})
+        stmt = (
+            update(AttachmentRow)
+            .where(AttachmentRow.id == attachment.id, AttachmentRow.user_id == owner)
+            .values(data=done.model_dump(mode="json"))
+        )
+        async with self.store.engine.begin() as conn:
+            await conn.execute(stmt)
+        return done
+
+    async def discard(self, attachment_id: str, owner: str) -> None:
+        """Remove a pending attachment whose upload was refused, so nothing is left behind."""
+        stmt = delete(AttachmentRow).where(
+            AttachmentRow.id == attachment_id, AttachmentRow.user_id == owner
+        )
+        async with self.store.engine.begin() as conn:
+            await conn.execute(stmt)
+        await self.files.delete([attachment_id])
+
+    async def read_content(self, attachment_id: str, owner: str) -> bytes | None:
+        """The bytes of `owner`'s attachment; `None` if it is not theirs or was never uploaded."""
+        stmt = select(AttachmentRow.id).where(
+            AttachmentRow.id == attachment_id, AttachmentRow.user_id == owner
+        )
+        async with self.store.engine.connect() as conn:
+            if (await conn.execute(stmt)).scalar_one_or_none() is None:
+                return None
+        return await self.files.get(attachment_id)
+
+    # messages and housekeeping
+
+    async def check_message_attachments(
+        self, attachment_ids: Sequence[str], thread_id: str | None, context: RequestContext
+    ) -> None:
+        """Refuse a message with too many, unknown, unfinished or foreign attachments.
+
+        The SDK would load them only after saving the thread, leaving an empty thread behind.
+        """
+        if len(attachment_ids) > self.limits.max_per_message:
+            raise AttachmentRejected(
+                f"A message may carry at most {self.limits.max_per_message} attachments"
+            )
+        for attachment_id in attachment_ids:
+            attachment = await self.store.load_attachment(attachment_id, context)
+            if attachment.upload_descriptor is not None:
+                raise AttachmentRejected(f"Attachment {attachment_id} has not been uploaded yet")
+            if attachment.thread_id is not None and attachment.thread_id != thread_id:
+                raise AttachmentRejected(f"Attachment {attachment_id} belongs to another thread")
+
+    async def delete_orphans(self, older_than: timedelta) -> int:
+        """Delete uploads never attached to a message (no thread) older than `older_than`."""
+        cutoff = utcnow() - older_than
+        deleted = 0
+        while True:
+            batch = (
+                select(AttachmentRow.id)
+                .where(AttachmentRow.thread_id.is_(None), AttachmentRow.created_at < cutoff)
+                .limit(CLEANUP_BATCH_SIZE)
+            )
+            stmt = (
+                delete(AttachmentRow).where(AttachmentRow.id.in_(batch)).returning(AttachmentRow.id)
+            )
+            async with self.store.engine.begin() as conn:
+                ids = list((await conn.execute(stmt)).scalars())
+            await self.files.delete(ids)
+            deleted += len(ids)
+            if len(ids) < CLEANUP_BATCH_SIZE:
+                return deleted
+
+    def _build(
+        self,
+        attachment_id: str,
+        name: str,
+        mime_type: str,
+        context: RequestContext,
+        descriptor: AttachmentUploadDescriptor | None,
+    ) -> Attachment:
+        if mime_type.startswith("image/"):
+            preview = self.urls.url("content", attachment_id, context.user_id, context.base_url)
+            return ImageAttachment(
+                id=attachment_id,
+                name=name,
+                mime_type=mime_type,
+                upload_descriptor=descriptor,
+                preview_url=AnyUrl(preview),
+            )
+        return FileAttachment(
+            id=attachment_id, name=name, mime_type=mime_type, upload_descriptor=descriptor
+        )
+
+
+def create_stores(
+    settings: Settings, engine: AsyncEngine
+) -> tuple[SQLAlchemyStore, DatabaseAttachmentStore]:
+    """The thread store and the attachment store, sharing file storage and URL signer."""
+    files: FileStorage = (
+        S3FileStorage(S3Config.from_settings(settings))
+        if settings.attachment_storage == "s3"
+        else DatabaseFileStorage(engine)
+    )
+    urls = signer_from_settings(settings)
+    store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
+    attachments = DatabaseAttachmentStore(
+        store, files, urls, AttachmentLimits.from_settings(settings)
+    )
+    return store, attachments

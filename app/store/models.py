@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, MetaData, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,3 +64,18 @@ class AttachmentRow(Base):
     thread_id: Mapped[str | None] = mapped_column(ID, index=True)
     created_at: Mapped[datetime]
     data: Mapped[dict[str, Any]]
+
+
+class AttachmentContentRow(Base):
+    """An attachment's bytes, for the default database file storage.
+
+    Deleting the attachment's metadata row deletes its content in the same transaction.
+    """
+
+    __tablename__ = "attachment_contents"
+
+    id: Mapped[str] = mapped_column(
+        ID, ForeignKey("attachments.id", ondelete="CASCADE"), primary_key=True
+    )
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from chatkit.store import NotFoundError, Store, StoreItemType
-from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
+from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata, UserMessageItem
 from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, Select, delete, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,7 +21,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
+from app.store.files import FileStorage
 from app.store.models import AttachmentRow, ItemRow, ThreadRow
+from app.store.urls import AttachmentUrlSigner
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 100
@@ -59,8 +61,18 @@ def utcnow() -> datetime:
 class SQLAlchemyStore(Store[RequestContext]):
     """Threads, items and attachment metadata in the database, every row owned by one user."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        files: FileStorage | None = None,
+        attachment_urls: AttachmentUrlSigner | None = None,
+    ) -> None:
         self.engine = engine
+        self.files = files
+        """Where attachment bytes live; deleting a thread deletes its attachments' content."""
+        self.attachment_urls = attachment_urls
+        """Re-signs image preview URLs on every load, since signed URLs expire."""
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
     # ids
@@ -119,17 +131,26 @@ class SQLAlchemyStore(Store[RequestContext]):
         return await self._page(stmt, limit, ThreadMetadata.model_validate)
 
     async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
-        """Delete the thread, its items (by cascade) and its attachments' metadata."""
+        """Delete the thread, its items (by cascade) and its attachments, content included.
+
+        Database-stored content goes by cascade in the same transaction; other file storages
+        are told afterwards.
+        """
         owned = ThreadRow.user_id == context.user_id
         async with self.engine.begin() as conn:
             result = await conn.execute(delete(ThreadRow).where(ThreadRow.id == thread_id, owned))
             if result.rowcount == 0:
                 raise NotFoundError(f"Thread {thread_id} not found")
-            await conn.execute(
-                delete(AttachmentRow).where(
+            deleted = await conn.execute(
+                delete(AttachmentRow)
+                .where(
                     AttachmentRow.thread_id == thread_id, AttachmentRow.user_id == context.user_id
                 )
+                .returning(AttachmentRow.id)
             )
+            attachment_ids = list(deleted.scalars())
+        if self.files is not None and attachment_ids:
+            await self.files.delete(attachment_ids)
 
     # items
 
@@ -150,7 +171,9 @@ class SQLAlchemyStore(Store[RequestContext]):
         stmt = _keyset(
             select(ItemRow.id, ItemRow.data).where(*scope), ItemRow, after, cursor, order
         )
-        return await self._page(stmt, limit, ITEM_ADAPTER.validate_python)
+        page = await self._page(stmt, limit, ITEM_ADAPTER.validate_python)
+        page.data = [self._present_item(item, context) for item in page.data]
+        return page
 
     async def add_thread_item(
         self, thread_id: str, item: ThreadItem, context: RequestContext
@@ -171,7 +194,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             data = (await conn.execute(stmt)).scalar_one_or_none()
         if data is None:
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
-        return ITEM_ADAPTER.validate_python(data)
+        return self._present_item(ITEM_ADAPTER.validate_python(data), context)
 
     async def delete_thread_item(
         self, thread_id: str, item_id: str, context: RequestContext
@@ -212,16 +235,33 @@ class SQLAlchemyStore(Store[RequestContext]):
             data = (await conn.execute(stmt)).scalar_one_or_none()
         if data is None:
             raise NotFoundError(f"Attachment {attachment_id} not found")
-        return ATTACHMENT_ADAPTER.validate_python(data)
+        return self._present_attachment(ATTACHMENT_ADAPTER.validate_python(data), context)
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
+        """Delete the caller's attachment and its content; anything else is a no-op."""
         stmt = delete(AttachmentRow).where(
             AttachmentRow.id == attachment_id, AttachmentRow.user_id == context.user_id
         )
         async with self.engine.begin() as conn:
-            await conn.execute(stmt)
+            result = await conn.execute(stmt)
+        if self.files is not None and result.rowcount:
+            await self.files.delete([attachment_id])
 
     # helpers
+
+    def _present_attachment(self, attachment: Attachment, context: RequestContext) -> Attachment:
+        if self.attachment_urls is None:
+            return attachment
+        return self.attachment_urls.with_fresh_preview(
+            attachment, context.user_id, context.base_url
+        )
+
+    def _present_item(self, item: ThreadItem, context: RequestContext) -> ThreadItem:
+        """A user message with freshly signed preview URLs for its image attachments."""
+        if not isinstance(item, UserMessageItem) or not item.attachments:
+            return item
+        attachments = [self._present_attachment(a, context) for a in item.attachments]
+        return item.model_copy(update={"attachments": attachments})
 
     async def _upsert_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
         """Insert or update an item in one statement that also proves the thread is the caller's.

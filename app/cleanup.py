@@ -1,0 +1,62 @@
+"""Orphan attachment cleanup: uploads never attached to a message, older than a set age.
+
+Runs inside the app every `ATTACHMENT_CLEANUP_INTERVAL_SECONDS` (0 turns that off), or once
+from a scheduler: `python -m app.cleanup`. Running it on several replicas at once is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.config import Settings
+from app.store.attachments import DatabaseAttachmentStore, create_stores
+from app.store.db import create_engine
+
+logger = logging.getLogger(__name__)
+
+
+async def cleanup_orphans(attachments: DatabaseAttachmentStore, settings: Settings) -> int:
+    """Delete old orphan uploads (metadata and content); returns how many went."""
+    max_age = timedelta(seconds=settings.attachment_orphan_max_age_seconds)
+    deleted = await attachments.delete_orphans(max_age)
+    if deleted:
+        logger.info("Deleted %d orphan attachments", deleted)
+    return deleted
+
+
+async def run_periodically(attachments: DatabaseAttachmentStore, settings: Settings) -> None:
+    """Clean up forever; a failed round (database down) is logged and retried next time."""
+    while True:
+        await asyncio.sleep(settings.attachment_cleanup_interval_seconds)
+        try:
+            await cleanup_orphans(attachments, settings)
+        except (SQLAlchemyError, OSError):
+            logger.exception("Orphan attachment cleanup failed")
+
+
+def start_periodic_cleanup(
+    attachments: DatabaseAttachmentStore, settings: Settings
+) -> asyncio.Task[None] | None:
+    if settings.attachment_cleanup_interval_seconds <= 0:
+        return None
+    return asyncio.create_task(run_periodically(attachments, settings), name="attachment-cleanup")
+
+
+async def main(settings: Settings | None = None) -> int:
+    settings = settings or Settings()
+    engine = create_engine(settings)
+    try:
+        _, attachments = create_stores(settings, engine)
+        return await cleanup_orphans(attachments, settings)
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    count = asyncio.run(main())
+    logger.info("Orphan attachment cleanup done: %d deleted", count)

@@ -1,0 +1,553 @@
+"""Attachments through HTTP: direct and two-phase uploads, downloads, signed URLs, deletion."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+from uuid import uuid4
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select, update
+
+from app.cleanup import cleanup_orphans
+from app.config import Settings
+from app.main import create_app
+from app.store.attachments import DatabaseAttachmentStore
+from app.store.models import AttachmentContentRow, AttachmentRow, ItemRow
+from tests.conftest import make_settings
+from tests.helpers.chatkit import create_thread_req, created_thread_id, post, stream, user_input
+
+MAX_BYTES = 4096
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # 1032 bytes, not valid UTF-8
+
+
+@pytest.fixture(scope="module")
+def attachment_settings(database_url: str) -> Settings:
+    return make_settings(
+        database_url,
+        attachment_max_bytes=MAX_BYTES,
+        attachment_allowed_mime_types="image/*,application/pdf,text/*",
+        attachment_max_per_message=2,
+        attachment_signing_secret="test-signing-secret",
+        public_base_url="https://chat.example.com",
+    )
+
+
+@pytest.fixture(scope="module")
+async def attachment_app(attachment_settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(attachment_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def http(attachment_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=attachment_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def attachments(attachment_app: FastAPI) -> DatabaseAttachmentStore:
+    store: DatabaseAttachmentStore = attachment_app.state.attachments
+    return store
+
+
+@pytest.fixture
+def uid() -> str:
+    return f"user-{uuid4().hex[:12]}"
+
+
+def as_user(user_id: str) -> dict[str, str]:
+    return {"X-User-Id": user_id}
+
+
+def local(url: str) -> str:
+    """A URL built on PUBLIC_BASE_URL, as a path and query the test client can request."""
+    parts = urlsplit(url)
+    assert parts.netloc == "chat.example.com", url
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+async def upload(
+    http: httpx.AsyncClient,
+    user_id: str,
+    name: str = "photo.png",
+    data: bytes = PNG,
+    mime_type: str | None = "image/png",
+) -> httpx.Response:
+    part = (name, data, mime_type) if mime_type else (name, data)
+    return await http.post("/chatkit/attachments", files={"file": part}, headers=as_user(user_id))
+
+
+async def uploaded(http: httpx.AsyncClient, user_id: str, **kwargs: Any) -> dict[str, Any]:
+    response = await upload(http, user_id, **kwargs)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def rows_of(app: FastAPI, user_id: str) -> tuple[int, int]:
+    """(attachment rows, content rows) that belong to `user_id`."""
+    engine = app.state.engine
+    async with engine.connect() as conn:
+        metadata = await conn.scalar(
+            select(func.count()).select_from(AttachmentRow).where(AttachmentRow.user_id == user_id)
+        )
+        content = await conn.scalar(
+            select(func.count())
+            .select_from(AttachmentContentRow)
+            .join(AttachmentRow, AttachmentRow.id == AttachmentContentRow.id)
+            .where(AttachmentRow.user_id == user_id)
+        )
+    return metadata, content
+
+
+async def content_exists(app: FastAPI, attachment_id: str) -> bool:
+    async with app.state.engine.connect() as conn:
+        found = await conn.scalar(
+            select(AttachmentContentRow.id).where(AttachmentContentRow.id == attachment_id)
+        )
+    return found is not None
+
+
+async def create_two_phase(
+    http: httpx.AsyncClient, user_id: str, name: str, size: int, mime_type: str
+) -> httpx.Response:
+    payload = {
+        "type": "attachments.create",
+        "params": {"name": name, "size": size, "mime_type": mime_type},
+    }
+    return await post(http, user_id, payload)
+
+
+# direct upload
+
+
+async def test_direct_upload_returns_the_attachment_as_the_sdk_serializes_it(http, uid) -> None:
+    body = await uploaded(http, uid)
+    assert body["type"] == "image"
+    assert body["id"].startswith("atc_")
+    assert body["name"] == "photo.png"
+    assert body["mime_type"] == "image/png"
+    # Uploaded already: no descriptor; no thread yet; never the integration metadata.
+    assert "upload_descriptor" not in body
+    assert "thread_id" not in body
+    assert "metadata" not in body
+    preview = urlsplit(body["preview_url"])
+    assert preview.scheme == "https" and preview.netloc == "chat.example.com"
+    assert preview.path == f"/chatkit/attachments/{body['id']}/content"
+    assert set(parse_qs(preview.query)) == {"expires", "sig"}
+
+
+async def test_owner_downloads_the_bytes_with_safe_headers(http, uid) -> None:
+    body = await uploaded(http, uid)
+    response = await http.get(f"/chatkit/attachments/{body['id']}/content", headers=as_user(uid))
+    assert response.status_code == 200
+    assert response.content == PNG
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-disposition"].startswith("inline;")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in response.headers["content-security-policy"]
+
+
+async def test_files_download_as_attachments_with_an_rfc5987_name(http, uid) -> None:
+    name = 'résumé "final".txt'
+    body = await uploaded(http, uid, name=name, data="héllo".encode(), mime_type="text/plain")
+    assert body["type"] == "file" and "preview_url" not in body
+    response = await http.get(f"/chatkit/attachments/{body['id']}/content", headers=as_user(uid))
+    assert response.status_code == 200
+    assert response.content == "héllo".encode()
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="r_sum_ _final_.txt"')
+    assert f"filename*=UTF-8''{quote(name, safe='')}" in disposition
+
+
+async def test_mime_type_is_guessed_from_the_name_when_the_browser_sends_none(http, uid) -> None:
+    body = await uploaded(http, uid, name="paper.pdf", data=b"%PDF-1.4", mime_type=None)
+    assert body["mime_type"] == "application/pdf"
+
+
+async def test_another_user_gets_404_and_nobody_gets_401(http, uid) -> None:
+    body = await uploaded(http, uid)
+    url = f"/chatkit/attachments/{body['id']}/content"
+    assert (await http.get(url, headers=as_user("someone-else"))).status_code == 404
+    anonymous = await http.get(url)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "unauthorized"
+
+
+async def test_direct_upload_requires_identity(http) -> None:
+    response = await http.post("/chatkit/attachments", files={"file": ("a.png", PNG, "image/png")})
+    assert response.status_code == 401
+
+
+async def test_too_large_upload_is_413_and_leaves_nothing(http, attachment_app, uid) -> None:
+    response = await upload(http, uid, data=b"x" * (MAX_BYTES + 1), name="big.txt")
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+async def test_streamed_upload_stops_at_the_limit(http, attachment_app, uid) -> None:
+    """No Content-Length: the reader counts the bytes and gives up past the limit."""
+    boundary = "testboundary"
+    chunks_sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal chunks_sent
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        for _ in range(100):  # 100 × 1 KiB, far over the 4 KiB limit
+            chunks_sent += 1
+            yield b"y" * 1024
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = await http.post(
+        "/chatkit/attachments",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **as_user(uid)},
+    )
+    assert response.status_code == 413
+    assert chunks_sent < 100  # the server stopped reading early
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+async def test_disallowed_type_is_415_and_leaves_nothing(http, attachment_app, uid) -> None:
+    response = await upload(http, uid, name="run.exe", data=b"MZ", mime_type="application/x-exe")
+    assert response.status_code == 415
+    assert "application/x-exe is not allowed" in response.json()["message"]
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+async def test_wildcard_types_are_allowed(http, uid) -> None:
+    body = await uploaded(http, uid, name="a.webp", data=b"RIFF", mime_type="image/webp")
+    assert body["mime_type"] == "image/webp"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"data": {"other": "x"}}, "no `file` file field"),
+        ({"content": b"{}", "headers": {"Content-Type": "application/json"}}, "multipart"),
+    ],
+)
+async def test_a_body_without_a_file_field_is_400(http, uid, kwargs, reason) -> None:
+    headers = {**as_user(uid), **kwargs.pop("headers", {})}
+    if "data" in kwargs:
+        kwargs["files"] = {"unused": ("", b"")}
+    response = await http.post("/chatkit/attachments", headers=headers, **kwargs)
+    assert response.status_code == 400, response.text
+    assert reason in response.json()["message"]
+
+
+# signed URLs
+
+
+async def test_signed_preview_url_works_without_identity(http, uid) -> None:
+    body = await uploaded(http, uid)
+    response = await http.get(local(body["preview_url"]))
+    assert response.status_code == 200
+    assert response.content == PNG
+    assert response.headers["cache-control"].startswith("private, max-age=")
+
+
+async def test_tampered_signature_is_403(http, uid) -> None:
+    body = await uploaded(http, uid)
+    url = local(body["preview_url"])
+    path, query = url.split("?")
+    params = parse_qs(query)
+    forged_sig = params["sig"][0][:-2] + ("AA" if not params["sig"][0].endswith("AA") else "BB")
+    later = int(params["expires"][0]) + 1
+    for forged in (
+        f"{path}?expires={params['expires'][0]}&sig={forged_sig}",
+        f"{path}?expires={later}&sig={params['sig'][0]}",
+        f"{path}?sig={params['sig'][0]}",
+    ):
+        response = await http.get(forged)
+        assert response.status_code == 403, forged
+    other = await uploaded(http, uid)
+    # A valid signature for one attachment does not open another.
+    response = await http.get(f"/chatkit/attachments/{other['id']}/content?{query}")
+    assert response.status_code == 403
+
+
+async def test_expired_signature_is_403(http, attachments, uid) -> None:
+    body = await uploaded(http, uid)
+    past = time.time() - 3 * attachments.urls.ttl_seconds
+    url = attachments.urls.url("content", body["id"], uid, "https://chat.example.com", now=past)
+    response = await http.get(local(url))
+    assert response.status_code == 403
+    assert "expired" in response.json()["message"]
+
+
+async def test_an_upload_signature_does_not_open_the_content(http, attachments, uid) -> None:
+    body = await uploaded(http, uid)
+    url = attachments.urls.url("upload", body["id"], uid, "https://chat.example.com")
+    content_url = local(url).replace("/upload?", "/content?")
+    assert (await http.get(content_url)).status_code == 403
+
+
+# two-phase upload
+
+
+async def test_two_phase_create_then_upload_to_the_signed_url(
+    http, attachment_app, attachments, uid
+) -> None:
+    created = await create_two_phase(http, uid, "notes.txt", 5, "text/plain")
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert "metadata" not in body
+    descriptor = body["upload_descriptor"]
+    assert descriptor["method"] == "POST"
+    assert urlsplit(descriptor["url"]).path == f"/chatkit/attachments/{body['id']}/upload"
+    assert not await content_exists(attachment_app, body["id"])
+
+    # The browser posts the file without the app's Authorization header.
+    response = await http.post(
+        local(descriptor["url"]), files={"file": ("notes.txt", b"hello", "text/plain")}
+    )
+    assert response.status_code == 200, response.text
+    assert "upload_descriptor" not in response.json()
+    stored = await attachments.find(body["id"])
+    assert stored is not None and stored[0].upload_descriptor is None
+    download = await http.get(f"/chatkit/attachments/{body['id']}/content", headers=as_user(uid))
+    assert download.content == b"hello"
+
+    again = await http.post(local(descriptor["url"]), files={"file": ("x.txt", b"x")})
+    assert again.status_code == 409
+
+
+async def test_two_phase_image_gets_a_signed_preview(http, uid) -> None:
+    body = (await create_two_phase(http, uid, "p.png", len(PNG), "image/png")).json()
+    upload_url = local(body["upload_descriptor"]["url"])
+    assert (await http.post(upload_url, files={"file": ("p.png", PNG)})).status_code == 200
+    preview = await http.get(local(body["preview_url"]))
+    assert preview.status_code == 200 and preview.content == PNG
+
+
+async def test_two_phase_upload_url_checks_the_signature(http, uid) -> None:
+    body = (await create_two_phase(http, uid, "n.txt", 1, "text/plain")).json()
+    path = urlsplit(body["upload_descriptor"]["url"]).path
+    files = {"file": ("n.txt", b"x")}
+    assert (await http.post(path, files=files)).status_code == 401
+    assert (await http.post(path, files=files, headers=as_user("intruder"))).status_code == 404
+    forged = await http.post(f"{path}?expires={int(time.time()) + 60}&sig=AAAA", files=files)
+    assert forged.status_code == 403
+    # The owner's own identity is enough, as with a custom fetch that adds it.
+    assert (await http.post(path, files=files, headers=as_user(uid))).status_code == 200
+
+
+async def test_two_phase_create_refuses_bad_type_and_size(http, attachment_app, uid) -> None:
+    bad_type = await create_two_phase(http, uid, "a.zip", 10, "application/zip")
+    assert bad_type.status_code == 400
+    assert "application/zip is not allowed" in bad_type.json()["message"]
+    too_big = await create_two_phase(http, uid, "a.txt", MAX_BYTES + 1, "text/plain")
+    assert too_big.status_code == 400
+    assert "limit" in too_big.json()["message"]
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+async def test_two_phase_upload_larger_than_declared_is_413_and_discarded(
+    http, attachment_app, uid
+) -> None:
+    body = (await create_two_phase(http, uid, "a.txt", 10, "text/plain")).json()
+    response = await http.post(
+        local(body["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * (MAX_BYTES + 1))}
+    )
+    assert response.status_code == 413
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+# deletion, threads and cleanup
+
+
+async def test_attachments_delete_removes_metadata_and_content(http, attachment_app, uid) -> None:
+    body = await uploaded(http, uid)
+    assert await content_exists(attachment_app, body["id"])
+    response = await post(
+        http, "intruder", {"type": "attachments.delete", "params": {"attachment_id": body["id"]}}
+    )
+    assert response.status_code == 404  # another user's id is not found, and untouched
+    assert await content_exists(attachment_app, body["id"])
+
+    payload = {"type": "attachments.delete", "params": {"attachment_id": body["id"]}}
+    assert (await post(http, uid, payload)).status_code == 200
+    assert await rows_of(attachment_app, uid) == (0, 0)
+    assert not await content_exists(attachment_app, body["id"])
+    gone = await http.get(f"/chatkit/attachments/{body['id']}/content", headers=as_user(uid))
+    assert gone.status_code == 404
+
+
+async def test_deleting_a_thread_removes_its_attachments_content(
+    http, attachment_app, attachments, uid
+) -> None:
+    image = await uploaded(http, uid)
+    unrelated = await uploaded(http, uid, name="keep.txt", data=b"k", mime_type="text/plain")
+    events = await stream(
+        http,
+        uid,
+        {"type": "threads.create", "params": {"input": user_input("look", [image["id"]])}},
+    )
+    thread_id = created_thread_id(events)
+    attached = await attachments.find(image["id"])
+    assert attached is not None and attached[0].thread_id == thread_id
+
+    response = await post(http, uid, {"type": "threads.delete", "params": {"thread_id": thread_id}})
+    assert response.status_code == 200
+    assert await attachments.find(image["id"]) is None
+    assert not await content_exists(attachment_app, image["id"])
+    assert await content_exists(attachment_app, unrelated["id"])
+
+
+async def test_orphan_cleanup_removes_only_old_unattached_uploads(
+    http, attachment_app, attachments, attachment_settings, uid
+) -> None:
+    old_orphan = await uploaded(http, uid, name="old.txt", data=b"o", mime_type="text/plain")
+    young_orphan = await uploaded(http, uid, name="new.txt", data=b"n", mime_type="text/plain")
+    old_attached = await uploaded(http, uid, name="att.txt", data=b"a", mime_type="text/plain")
+    await stream(
+        http,
+        uid,
+        {"type": "threads.create", "params": {"input": user_input("x", [old_attached["id"]])}},
+    )
+    age = attachment_settings.attachment_orphan_max_age_seconds
+    async with attachment_app.state.engine.begin() as conn:
+        await conn.execute(
+            update(AttachmentRow)
+            .where(AttachmentRow.id.in_([old_orphan["id"], old_attached["id"]]))
+            .values(created_at=AttachmentRow.created_at - timedelta(seconds=age + 60))
+        )
+
+    assert await cleanup_orphans(attachments, attachment_settings) >= 1
+    assert await attachments.find(old_orphan["id"]) is None
+    assert not await content_exists(attachment_app, old_orphan["id"])
+    assert await attachments.find(young_orphan["id"]) is not None
+    assert await attachments.find(old_attached["id"]) is not None
+    assert await content_exists(attachment_app, old_attached["id"])
+
+
+# messages
+
+
+async def test_message_refuses_pending_foreign_and_too_many_attachments(http, uid) -> None:
+    pending = (await create_two_phase(http, uid, "p.txt", 1, "text/plain")).json()
+    response = await post(
+        http, uid, {"type": "threads.create", "params": {"input": user_input("x", [pending["id"]])}}
+    )
+    assert response.status_code == 400
+    assert "has not been uploaded" in response.json()["message"]
+
+    theirs = await uploaded(http, "someone-else")
+    response = await post(
+        http, uid, {"type": "threads.create", "params": {"input": user_input("x", [theirs["id"]])}}
+    )
+    assert response.status_code == 404
+
+    ids = [(await uploaded(http, uid))["id"] for _ in range(3)]
+    response = await post(
+        http, uid, {"type": "threads.create", "params": {"input": user_input("x", ids)}}
+    )
+    assert response.status_code == 400
+    assert "at most 2 attachments" in response.json()["message"]
+
+
+async def test_loaded_items_carry_freshly_signed_preview_urls(http, attachment_app, uid) -> None:
+    image = await uploaded(http, uid)
+    events = await stream(
+        http,
+        uid,
+        {"type": "threads.create", "params": {"input": user_input("see", [image["id"]])}},
+    )
+    thread_id = created_thread_id(events)
+    # Make the stored copy stale, as it is once its signature has expired.
+    async with attachment_app.state.engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(ItemRow.id, ItemRow.data).where(ItemRow.thread_id == thread_id)
+            )
+        ).all()
+        for row in rows:
+            if row.data.get("type") == "user_message":
+                data = dict(row.data)
+                data["attachments"] = [
+                    {**a, "preview_url": "https://chat.example.com/stale"}
+                    for a in data["attachments"]
+                ]
+                await conn.execute(update(ItemRow).where(ItemRow.id == row.id).values(data=data))
+
+    response = await post(http, uid, {"type": "items.list", "params": {"thread_id": thread_id}})
+    message = next(i for i in response.json()["data"] if i["type"] == "user_message")
+    preview = message["attachments"][0]["preview_url"]
+    assert "stale" not in preview
+    fetched = await http.get(local(preview))
+    assert fetched.status_code == 200 and fetched.content == PNG
+
+
+async def test_an_attachment_of_one_thread_cannot_join_another(http, uid) -> None:
+    image = await uploaded(http, uid)
+    first = created_thread_id(
+        await stream(
+            http,
+            uid,
+            {"type": "threads.create", "params": {"input": user_input("a", [image["id"]])}},
+        )
+    )
+    second = created_thread_id(await stream(http, uid, create_thread_req("b")))
+    assert first != second
+
+    def again(thread_id: str) -> dict[str, Any]:
+        return {
+            "type": "threads.add_user_message",
+            "params": {"thread_id": thread_id, "input": user_input("again", [image["id"]])},
+        }
+
+    response = await post(http, uid, again(second))
+    assert response.status_code == 400
+    assert "belongs to another thread" in response.json()["message"]
+    # In its own thread it may be sent again.
+    assert (await post(http, uid, again(first))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not multipart at all",
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nabc',
+        b"--b\r\n\x00\x01garbage\r\n\r\n--b--\r\n",
+    ],
+)
+async def test_malformed_multipart_is_400_and_leaves_nothing(
+    http, attachment_app, uid, body
+) -> None:
+    response = await http.post(
+        "/chatkit/attachments",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b", **as_user(uid)},
+    )
+    assert response.status_code == 400, response.text
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+async def test_cleanup_command_deletes_old_orphans(
+    http, attachment_app, attachments, attachment_settings, uid
+) -> None:
+    from app.cleanup import main
+
+    orphan = await uploaded(http, uid, name="o.txt", data=b"o", mime_type="text/plain")
+    async with attachment_app.state.engine.begin() as conn:
+        await conn.execute(
+            update(AttachmentRow)
+            .where(AttachmentRow.id == orphan["id"])
+            .values(created_at=AttachmentRow.created_at - timedelta(days=2))
+        )
+    assert await main(attachment_settings) >= 1
+    assert await attachments.find(orphan["id"]) is None
+    assert not await content_exists(attachment_app, orphan["id"])
