@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     chatkit_domain_keys: CommaList = Field(default_factory=list)
     public_base_url: str | None = None
 
+    # Streaming: seconds of silence after which an SSE comment keeps proxies from cutting the stream
+    sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
+
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
