@@ -12,6 +12,7 @@ from app.config import Settings
 from app.http.errors import register_exception_handlers
 from app.http.identity import IdentityMiddleware
 from app.http.routes import chatkit, health
+from app.http.sse import OpenStreams
 from app.server import ChatKitBackend
 from app.store.attachments import DatabaseAttachmentStore
 from app.store.db import create_engine, migration_head
@@ -34,9 +35,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store, DatabaseAttachmentStore(store, settings.public_base_url)
         )
         app.state.migration_head = migration_head()
+        app.state.streams = OpenStreams()
         try:
             yield
         finally:
+            # Interrupted streams save their partial replies before the database goes away.
+            await app.state.streams.close()
             await engine.dispose()
 
     app = FastAPI(title="ChatKit backend", lifespan=lifespan)

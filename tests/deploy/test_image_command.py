@@ -17,8 +17,8 @@ from tests import conftest
 from tests.helpers.chatkit import create_thread_req, event_types, sse_events
 from tests.helpers.database import fresh_postgres_database
 from tests.helpers.dockerfile import RuntimeImage, read_runtime_image
-from tests.helpers.platforms import migration_command
-from tests.helpers.server import base_environment, free_port, running_server
+from tests.helpers.platforms import platform_environment, run_release_step
+from tests.helpers.server import free_port, running_server
 
 
 def platform_urls(database: str) -> tuple[str, str]:
@@ -26,23 +26,6 @@ def platform_urls(database: str) -> tuple[str, str]:
     hand it over."""
     rest = fresh_postgres_database(database).split("://", 1)[1]
     return f"postgresql://{rest}", f"postgres://{rest}?sslmode=disable"
-
-
-def image_environment(image: RuntimeImage, **overrides: str) -> dict[str, str]:
-    """The image's ENV plus what a platform sets, with the test convention for identity."""
-    test_settings = {
-        "ENVIRONMENT": "development",
-        "AUTH_TRUST_USER_HEADERS": "true",
-        "MODEL_PROVIDER": "fake",
-    }
-    return base_environment(**(image.environment() | test_settings | overrides))
-
-
-def run_migrations(root: Path, env: dict[str, str]) -> None:
-    done = subprocess.run(
-        migration_command(), cwd=root, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def run_healthcheck(image: RuntimeImage, root: Path, env: dict[str, str]) -> int:
@@ -59,10 +42,10 @@ def test_image_command_serves_a_chatkit_turn_on_port_after_release_migration(
 ) -> None:
     image = read_runtime_image()
     railway_url, fly_url = platform_urls(f"{conftest.test_database_name()}_image")
-    run_migrations(image_root, image_environment(image, DATABASE_URL=fly_url))
+    run_release_step(image_root, platform_environment(image, DATABASE_URL=fly_url))
 
     port = free_port()
-    env = image_environment(image, DATABASE_URL=railway_url, PORT=str(port))
+    env = platform_environment(image, DATABASE_URL=railway_url, PORT=str(port))
     with running_server(
         image.cmd, port=port, env=env, cwd=image_root, log_path=tmp_path / "server.log"
     ) as server:

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 import httpx
 
 from app.context import RequestContext
-from app.http.sse import KEEPALIVE_COMMENT, with_keepalive
+from app.http.sse import KEEPALIVE_COMMENT, OpenStreams, with_keepalive
 from app.main import create_app
 from app.server import ChatKitBackend
 from app.store.attachments import DatabaseAttachmentStore
@@ -40,7 +40,7 @@ async def test_quiet_source_gets_comments_and_is_never_interrupted() -> None:
             cancelled.append(True)
             raise
 
-    events = with_keepalive(source(), INTERVAL)
+    events = with_keepalive(source(), INTERVAL, OpenStreams())
     assert await anext(events) == b"data: 1\n\n"
     # The source waits on an event nobody has set: only comments can come out meanwhile.
     assert await anext(events) == KEEPALIVE_COMMENT
@@ -56,7 +56,7 @@ async def test_a_busy_source_gets_no_comments() -> None:
         for number in range(50):
             yield f"data: {number}\n\n".encode()
 
-    chunks = [chunk async for chunk in with_keepalive(source(), 60)]
+    chunks = [chunk async for chunk in with_keepalive(source(), 60, OpenStreams())]
     assert chunks == [f"data: {number}\n\n".encode() for number in range(50)]
 
 
@@ -72,7 +72,7 @@ async def test_closing_the_stream_cancels_the_source_and_waits_for_its_cleanup()
             steps.append("saved partial reply")
             raise
 
-    events = with_keepalive(source(), INTERVAL)
+    events = with_keepalive(source(), INTERVAL, OpenStreams())
     await anext(events)
     assert await anext(events) == KEEPALIVE_COMMENT
     await events.aclose()  # what a client disconnect or a server shutdown does
@@ -84,7 +84,7 @@ async def test_source_errors_reach_the_consumer() -> None:
         yield b"data: 1\n\n"
         raise RuntimeError("model went away")
 
-    events = with_keepalive(source(), INTERVAL)
+    events = with_keepalive(source(), INTERVAL, OpenStreams())
     await anext(events)
     try:
         await next_data(events)
@@ -107,12 +107,57 @@ async def test_source_keeps_one_context_across_comments() -> None:
         yield f"data: {current.get()}\n\n".encode()
         current.reset(token)
 
-    events = with_keepalive(source(), INTERVAL)
+    events = with_keepalive(source(), INTERVAL, OpenStreams())
     await anext(events)
     assert await anext(events) == KEEPALIVE_COMMENT
     release.set()
     assert (await next_data(events))[1] == b"data: turn\n\n"
     assert [chunk async for chunk in events if chunk != KEEPALIVE_COMMENT] == []
+
+
+async def test_closing_open_streams_cancels_them_and_waits_for_their_cleanup() -> None:
+    streams = OpenStreams()
+    steps: list[str] = []
+
+    async def source() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)
+            steps.append("saved partial reply")
+            raise
+
+    task = streams.start(source())
+    await asyncio.sleep(0)
+    assert len(streams) == 1
+    await streams.close()  # what the application's shutdown does
+    assert steps == ["saved partial reply"]
+    assert task.cancelled()
+    assert len(streams) == 0
+
+
+async def test_closing_open_streams_does_not_interrupt_a_cleanup_under_way() -> None:
+    streams = OpenStreams()
+    database_answers = asyncio.Event()
+    steps: list[str] = []
+
+    async def source() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await database_answers.wait()  # saving the partial reply takes a while
+            steps.append("saved partial reply")
+            raise
+
+    task = streams.start(source())
+    await asyncio.sleep(0)
+    task.cancel()  # the response went away first, as on a graceful-shutdown timeout
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(streams.close())
+    await asyncio.sleep(0)
+    database_answers.set()
+    await closing
+    assert steps == ["saved partial reply"]
 
 
 class SlowBackend(ChatKitBackend):

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from app.http.deps import ContextDep, ServerDep, SettingsDep
+from app.http.deps import ContextDep, ServerDep, SettingsDep, StreamsDep
 from app.http.errors import BadRequest, NotImplementedApiError
 from app.http.sse import with_keepalive
 
@@ -27,7 +27,11 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Content-
 
 @router.post("/chatkit")
 async def chatkit(
-    request: Request, server: ServerDep, context: ContextDep, settings: SettingsDep
+    request: Request,
+    server: ServerDep,
+    context: ContextDep,
+    settings: SettingsDep,
+    streams: StreamsDep,
 ) -> Response:
     body = await request.body()
     try:
@@ -46,7 +50,7 @@ async def chatkit(
         raise BadRequest(str(exc)) from exc
     if first is None:
         return StreamingResponse(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
-    stream = with_keepalive(_stream(first, events), settings.sse_keepalive_seconds)
+    stream = with_keepalive(_stream(first, events), settings.sse_keepalive_seconds, streams)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
