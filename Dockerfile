@@ -30,8 +30,9 @@ COPY migrations ./migrations
 COPY app ./app
 
 # PORT is injected by Railway and Fly. GRACEFUL_SHUTDOWN_SECONDS bounds how long open streams may
-# run after SIGTERM; keep it below the platform's kill timeout (Fly kill_timeout, Railway
-# drainingSeconds, compose stop_grace_period: 30 s in this repository's files).
+# run after SIGTERM; interrupted ones then get up to 5 s to save their partial replies. Keep the
+# sum below the platform's kill timeout (Fly kill_timeout, Railway drainingSeconds, compose
+# stop_grace_period: 30 s in this repository's files).
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -15,7 +15,7 @@ export default defineRailway(() => {
     healthcheck: "/healthz",
     healthcheckTimeout: 120,
     // SIGTERM-to-SIGKILL time for the old deployment (Railway's default is 0): above the image's
-    // GRACEFUL_SHUTDOWN_SECONDS (20), so open streams end cleanly.
+    // GRACEFUL_SHUTDOWN_SECONDS (20) plus 5 s for interrupted streams to save partial replies.
     deploy: { drainingSeconds: 30, restartPolicyType: "ON_FAILURE", restartPolicyMaxRetries: 10 },
     env: {
       // Railway's `postgresql://…` URL; the app rewrites it for asyncpg.
