@@ -1,21 +1,21 @@
-# syntax=docker/dockerfile:1
 # The ChatKit backend image: dependencies from uv.lock, run as a non-root user on $PORT.
 # Build: docker build -t chatkit-backend .   Run: docker run -p 8000:8000 -e DATABASE_URL=... chatkit-backend
 
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
 
 # --- Build stage: resolve nothing, install exactly what uv.lock pins -------------------------
+# No BuildKit cache mount for uv's cache: Railway only accepts cache mounts whose id names the
+# service, which a portable Dockerfile cannot. Copying the lock files first keeps the layer cache.
 FROM ${PYTHON_IMAGE} AS builder
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
+    UV_NO_CACHE=1 \
     UV_PYTHON_DOWNLOADS=0 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /app
-RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=bind,source=uv.lock,target=uv.lock \
-    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    uv sync --frozen --no-dev --no-install-project
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
 
 # --- Runtime stage: the virtualenv and the code, no build tools -------------------------------
 FROM ${PYTHON_IMAGE}
