@@ -160,6 +160,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"ATTACHMENT_STORAGE=s3 needs {', '.join(missing)}")
         return self
 
+    # Streaming: seconds of silence after which an SSE comment keeps proxies from cutting the stream
+    sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
+
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:

@@ -14,6 +14,7 @@ from app.http.errors import register_exception_handlers
 from app.http.identity import IdentityMiddleware
 from app.http.request_id import RequestIdMiddleware
 from app.http.routes import attachments, chatkit, health
+from app.http.sse import OpenStreams
 from app.logging import configure_logging
 from app.server import ChatKitBackend
 from app.store.attachments import create_stores
@@ -35,10 +36,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.attachments = attachment_store
         app.state.server = ChatKitBackend(store, attachment_store)
         app.state.migration_head = migration_head()
+        app.state.streams = OpenStreams()
         cleanup = start_periodic_cleanup(attachment_store, settings)
         try:
             yield
         finally:
+            # Interrupted streams save their partial replies before the database goes away.
+            await app.state.streams.close()
             if cleanup is not None:
                 cleanup.cancel()
                 with suppress(asyncio.CancelledError):

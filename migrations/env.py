@@ -6,10 +6,12 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import load_settings, normalize_database_url
+from app.store.db import MIGRATION_LOCK_KEY
 from app.store.models import Base
 
 config = context.config
@@ -32,6 +34,11 @@ def do_run_migrations(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together take turns; the lock ends with this transaction, and
+            # whoever waited then finds the schema at head and has nothing to do.
+            lock = text("SELECT pg_advisory_xact_lock(:key)")
+            connection.execute(lock, {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 

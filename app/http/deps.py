@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.context import RequestContext
 from app.http.errors import Unauthorized
+from app.http.sse import OpenStreams
 from app.server import ChatKitBackend
 
 
@@ -28,6 +29,11 @@ def get_server(request: Request) -> ChatKitBackend:
     return server
 
 
+def get_streams(request: Request) -> OpenStreams:
+    streams: OpenStreams = request.app.state.streams
+    return streams
+
+
 def get_context(request: Request) -> RequestContext:
     """The identity the middleware resolved for this request."""
     context: RequestContext | None = getattr(request.state, "context", None)
@@ -40,3 +46,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 ServerDep = Annotated[ChatKitBackend, Depends(get_server)]
 ContextDep = Annotated[RequestContext, Depends(get_context)]
+StreamsDep = Annotated[OpenStreams, Depends(get_streams)]

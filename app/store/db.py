@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.config import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# PostgreSQL advisory lock that `migrations/env.py` holds while it migrates.
+MIGRATION_LOCK_KEY = 7_214_406_983_116_055_002
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

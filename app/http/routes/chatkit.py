@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from chatkit.errors import ErrorCode
 from chatkit.server import StreamingResult
@@ -13,17 +13,26 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from app.http.deps import ContextDep, ServerDep
+from app.http.deps import ContextDep, ServerDep, SettingsDep, StreamsDep
 from app.http.errors import BadRequest, NotImplementedApiError
+from app.http.sse import with_keepalive
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["chatkit"])
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# No caching, no proxy buffering (nginx), no proxy compression (Fly's proxy buffers what it
+# compresses and leaves responses that already name an encoding alone).
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Content-Encoding": "none"}
 
 
 @router.post("/chatkit")
-async def chatkit(request: Request, server: ServerDep, context: ContextDep) -> Response:
+async def chatkit(
+    request: Request,
+    server: ServerDep,
+    context: ContextDep,
+    settings: SettingsDep,
+    streams: StreamsDep,
+) -> Response:
     body = await request.body()
     try:
         result = await server.process(body, context)
@@ -41,12 +50,11 @@ async def chatkit(request: Request, server: ServerDep, context: ContextDep) -> R
         raise BadRequest(str(exc)) from exc
     if first is None:
         return StreamingResponse(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
-    return StreamingResponse(
-        _stream(first, events), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+    stream = with_keepalive(_stream(first, events), settings.sse_keepalive_seconds, streams)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _stream(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _stream(first: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """Relay the SDK's events; a failure after the first one ends the stream with an error event."""
     yield first
     try:

@@ -1,0 +1,76 @@
+"""The server started exactly as the image's CMD starts it, after the platforms' migration step.
+
+Nothing is duplicated from the Dockerfile: the command, its environment and the files the image
+contains are read from it (tests/helpers/dockerfile.py).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import conftest
+from tests.helpers.chatkit import create_thread_req, event_types, sse_events
+from tests.helpers.database import fresh_postgres_database
+from tests.helpers.dockerfile import RuntimeImage, read_runtime_image
+from tests.helpers.platforms import platform_environment, run_release_step
+from tests.helpers.server import free_port, running_server
+
+
+def platform_urls(database: str) -> tuple[str, str]:
+    """The same database as Railway (`postgresql://`) and Fly (`postgres://…?sslmode=disable`)
+    hand it over."""
+    rest = fresh_postgres_database(database).split("://", 1)[1]
+    return f"postgresql://{rest}", f"postgres://{rest}?sslmode=disable"
+
+
+def run_healthcheck(image: RuntimeImage, root: Path, env: dict[str, str]) -> int:
+    return subprocess.run(image.healthcheck, cwd=root, env=env, timeout=30).returncode
+
+
+@pytest.fixture
+def image_root(tmp_path: Path) -> Path:
+    return read_runtime_image().layout(tmp_path / "image")
+
+
+def test_image_command_serves_a_chatkit_turn_on_port_after_release_migration(
+    image_root: Path, tmp_path: Path
+) -> None:
+    image = read_runtime_image()
+    railway_url, fly_url = platform_urls(f"{conftest.worker_database_name()}_image")
+    run_release_step(image_root, platform_environment(image, DATABASE_URL=fly_url))
+
+    port = free_port()
+    env = platform_environment(image, DATABASE_URL=railway_url, PORT=str(port))
+    with running_server(
+        image.cmd, port=port, env=env, cwd=image_root, log_path=tmp_path / "server.log"
+    ) as server:
+        assert run_healthcheck(image, image_root, env) == 0
+        ready = httpx.get(f"{server.base_url}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text  # the release step left the schema at head
+
+        response = httpx.post(
+            f"{server.base_url}/chatkit",
+            json=create_thread_req("Hello from the image"),
+            headers={"X-User-Id": "deploy-user"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert response.headers["content-encoding"] == "none"
+        events = sse_events(response)
+        assert event_types(events)[0] == "thread.created"
+        assert any(
+            event["type"] == "thread.item.done" and event["item"]["type"] == "assistant_message"
+            for event in events
+        ), events
+
+    # A clean shutdown on SIGTERM; uvicorn then re-raises the signal, as it should.
+    assert server.process.returncode == -signal.SIGTERM, server.log()
+    assert "Application shutdown complete" in server.log()
+    assert run_healthcheck(image, image_root, env) != 0

@@ -1,0 +1,89 @@
+"""The deployment files parse and agree with each other and with the image."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from app.http.sse import STREAM_CLEANUP_SECONDS
+from tests.helpers.dockerfile import read_runtime_image
+from tests.helpers.platforms import (
+    COMPOSE_FILE,
+    fly_config,
+    migration_command,
+    railway_service_option,
+)
+
+# After SIGTERM: open streams run for up to GRACEFUL_SHUTDOWN_SECONDS, then interrupted ones save
+# their partial replies for up to STREAM_CLEANUP_SECONDS; every platform must wait longer.
+SHUTDOWN_BOUND = int(read_runtime_image().env["GRACEFUL_SHUTDOWN_SECONDS"]) + STREAM_CLEANUP_SECONDS
+
+
+def seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)s", duration)
+    assert match, duration
+    return int(match.group(1))
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return loaded
+
+
+def test_image_command_serves_the_app_on_port_behind_a_proxy_with_bounded_shutdown() -> None:
+    image = read_runtime_image()
+    assert image.cmd[:2] == ["/bin/sh", "-c"]
+    script = image.cmd[2]
+    assert script.startswith("exec uvicorn app.main:app ")  # exec: uvicorn gets SIGTERM as PID 1
+    for flag in (
+        "--host 0.0.0.0",
+        '--port "${PORT:-8000}"',
+        "--proxy-headers",
+        "--forwarded-allow-ips '*'",
+        '--timeout-graceful-shutdown "${GRACEFUL_SHUTDOWN_SECONDS:-20}"',
+    ):
+        assert flag in script
+    assert image.env["PYTHONUNBUFFERED"] == "1"
+    assert "/healthz" in " ".join(image.healthcheck)
+    assert {"app", "migrations", "alembic.ini"} <= set(image.copied)
+
+
+def test_fly_migrates_before_release_checks_health_and_outlasts_graceful_shutdown() -> None:
+    fly = fly_config()
+    assert migration_command() == ["alembic", "upgrade", "head"]
+    assert fly["kill_signal"] == "SIGTERM"
+    assert fly["kill_timeout"] > SHUTDOWN_BOUND
+    service = fly["http_service"]
+    assert service["internal_port"] == int(fly["env"]["PORT"])
+    assert [check["path"] for check in service["checks"]] == ["/healthz"]
+    assert service["http_options"]["idle_timeout"] > 15  # above the default SSE keep-alive
+    assert fly["env"]["ENVIRONMENT"] == "production"
+
+
+def test_railway_runs_the_same_migration_and_health_check_and_drains_long_enough() -> None:
+    assert json.loads(railway_service_option("preDeploy")) == " ".join(migration_command())
+    assert json.loads(railway_service_option("healthcheck")) == "/healthz"
+    draining = re.search(r"drainingSeconds: (\d+)", railway_service_option("deploy"))
+    assert draining and int(draining.group(1)) > SHUTDOWN_BOUND
+    assert railway_service_option("DATABASE_URL") == "db.env.DATABASE_URL"
+
+
+def test_compose_migrates_once_then_starts_the_app_with_optional_env_file() -> None:
+    services = compose()["services"]
+    assert services["migrate"]["command"] == migration_command()
+    assert services["db"]["healthcheck"]["test"][0] == "CMD-SHELL"
+    app = services["app"]
+    assert app["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+    }
+    assert app["ports"] == ["8000:8000"]
+    assert app["environment"]["PORT"] == "8000"
+    assert seconds(app["stop_grace_period"]) > SHUTDOWN_BOUND
+    for name in ("migrate", "app"):
+        assert services[name]["env_file"] == [{"path": ".env", "required": False}]
+        assert services[name]["environment"]["MODEL_PROVIDER"] == "${MODEL_PROVIDER:-fake}"
+        assert services[name]["environment"]["DATABASE_URL"].startswith("postgresql://")

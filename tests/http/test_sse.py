@@ -1,0 +1,188 @@
+"""Keep-alive comments on quiet streams, without disturbing the stream they wrap."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextvars import ContextVar
+
+import httpx
+
+from app.context import RequestContext
+from app.http.sse import KEEPALIVE_COMMENT, OpenStreams, with_keepalive
+from app.main import create_app
+from app.server import ChatKitBackend
+from tests.conftest import make_settings
+from tests.helpers.chatkit import create_thread_req, event_types, stream
+
+INTERVAL = 0.01
+
+
+async def next_data(events: AsyncIterator[bytes]) -> tuple[int, bytes]:
+    """The next chunk that is not a keep-alive comment, and how many comments came before it."""
+    comments = 0
+    while (chunk := await anext(events)) == KEEPALIVE_COMMENT:
+        comments += 1
+    return comments, chunk
+
+
+async def test_quiet_source_gets_comments_and_is_never_interrupted() -> None:
+    release = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def source() -> AsyncGenerator[bytes, None]:
+        try:
+            yield b"data: 1\n\n"
+            await release.wait()
+            yield b"data: 2\n\n"
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    events = with_keepalive(source(), INTERVAL, OpenStreams())
+    assert await anext(events) == b"data: 1\n\n"
+    # The source waits on an event nobody has set: only comments can come out meanwhile.
+    assert await anext(events) == KEEPALIVE_COMMENT
+    assert await anext(events) == KEEPALIVE_COMMENT
+    release.set()
+    assert (await next_data(events))[1] == b"data: 2\n\n"
+    assert [chunk async for chunk in events if chunk != KEEPALIVE_COMMENT] == []
+    assert cancelled == []
+
+
+async def test_a_busy_source_gets_no_comments() -> None:
+    async def source() -> AsyncGenerator[bytes, None]:
+        for number in range(50):
+            yield f"data: {number}\n\n".encode()
+
+    chunks = [chunk async for chunk in with_keepalive(source(), 60, OpenStreams())]
+    assert chunks == [f"data: {number}\n\n".encode() for number in range(50)]
+
+
+async def test_closing_the_stream_cancels_the_source_and_waits_for_its_cleanup() -> None:
+    steps: list[str] = []
+
+    async def source() -> AsyncGenerator[bytes, None]:
+        try:
+            yield b"data: 1\n\n"
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # cleanup that awaits, as the SDK's saving of partial items
+            steps.append("saved partial reply")
+            raise
+
+    events = with_keepalive(source(), INTERVAL, OpenStreams())
+    await anext(events)
+    assert await anext(events) == KEEPALIVE_COMMENT
+    await events.aclose()  # what a client disconnect or a server shutdown does
+    assert steps == ["saved partial reply"]
+
+
+async def test_source_errors_reach_the_consumer() -> None:
+    async def source() -> AsyncGenerator[bytes, None]:
+        yield b"data: 1\n\n"
+        raise RuntimeError("model went away")
+
+    events = with_keepalive(source(), INTERVAL, OpenStreams())
+    await anext(events)
+    try:
+        await next_data(events)
+    except RuntimeError as exc:
+        assert str(exc) == "model went away"
+    else:
+        raise AssertionError("the source's error was swallowed")
+
+
+async def test_source_keeps_one_context_across_comments() -> None:
+    """Context variables set before a quiet spell can be reset after it (tracing does this);
+    running each step in a task of its own would break that."""
+    current: ContextVar[str] = ContextVar("current")
+    release = asyncio.Event()
+
+    async def source() -> AsyncGenerator[bytes, None]:
+        token = current.set("turn")
+        yield b"data: 1\n\n"
+        await release.wait()
+        yield f"data: {current.get()}\n\n".encode()
+        current.reset(token)
+
+    events = with_keepalive(source(), INTERVAL, OpenStreams())
+    await anext(events)
+    assert await anext(events) == KEEPALIVE_COMMENT
+    release.set()
+    assert (await next_data(events))[1] == b"data: turn\n\n"
+    assert [chunk async for chunk in events if chunk != KEEPALIVE_COMMENT] == []
+
+
+async def test_closing_open_streams_cancels_them_and_waits_for_their_cleanup() -> None:
+    streams = OpenStreams()
+    steps: list[str] = []
+
+    async def source() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)
+            steps.append("saved partial reply")
+            raise
+
+    task = streams.start(source())
+    await asyncio.sleep(0)
+    assert len(streams) == 1
+    await streams.close()  # what the application's shutdown does
+    assert steps == ["saved partial reply"]
+    assert task.cancelled()
+    assert len(streams) == 0
+
+
+async def test_closing_open_streams_does_not_interrupt_a_cleanup_under_way() -> None:
+    streams = OpenStreams()
+    database_answers = asyncio.Event()
+    steps: list[str] = []
+
+    async def source() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await database_answers.wait()  # saving the partial reply takes a while
+            steps.append("saved partial reply")
+            raise
+
+    task = streams.start(source())
+    await asyncio.sleep(0)
+    task.cancel()  # the response went away first, as on a graceful-shutdown timeout
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(streams.close())
+    await asyncio.sleep(0)
+    database_answers.set()
+    await closing
+    assert steps == ["saved partial reply"]
+
+
+class SlowBackend(ChatKitBackend):
+    """Thinks for a while before it answers, as a model does."""
+
+    async def respond(self, thread, input_user_message, context: RequestContext):
+        await asyncio.sleep(20 * INTERVAL)
+        async for event in super().respond(thread, input_user_message, context):
+            yield event
+
+
+async def test_chatkit_stream_carries_comments_while_the_reply_is_slow(sqlite_url: str) -> None:
+    app = create_app(make_settings(sqlite_url, sse_keepalive_seconds=INTERVAL))
+    async with app.router.lifespan_context(app):
+        store = app.state.store
+        app.state.server = SlowBackend(store, app.state.attachments)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.post(
+                "/chatkit", json=create_thread_req("Hi"), headers={"X-User-Id": "sse-user"}
+            )
+            assert response.status_code == 200
+            assert KEEPALIVE_COMMENT.decode() in response.text
+            assert response.headers["content-encoding"] == "none"
+            assert response.headers["x-accel-buffering"] == "no"
+            assert response.headers["cache-control"] == "no-cache"
+            events = await stream(client, "sse-user", create_thread_req("Again"))
+            assert event_types(events)[0] == "thread.created"
+            assert "thread.item.done" in event_types(events)
