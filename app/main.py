@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.config import Settings
+from app.http.edge import add_edge_middleware
 from app.http.errors import register_exception_handlers
-from app.http.identity import IdentityMiddleware
 from app.http.routes import chatkit, health
 from app.server import ChatKitBackend
 from app.store.attachments import DatabaseAttachmentStore
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_exception_handlers(app)
     app.include_router(chatkit.router)
     app.include_router(health.router)
-    app.add_middleware(IdentityMiddleware, settings=settings)
+    add_edge_middleware(app, settings)
     return app
 
 

@@ -64,3 +64,15 @@ class AttachmentRow(Base):
     thread_id: Mapped[str | None] = mapped_column(ID, index=True)
     created_at: Mapped[datetime]
     data: Mapped[dict[str, Any]]
+
+
+class UsageCounterRow(Base):
+    """Requests or messages one user made in one fixed window, shared by every server process."""
+
+    __tablename__ = "usage_counters"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    count: Mapped[int]
+    expires_at: Mapped[datetime]
