@@ -29,12 +29,10 @@ def is_guarded(scope: Scope) -> bool:
 
 def is_under_chatkit(scope: Scope) -> bool:
     """Any request to `/chatkit` or below (except preflights)."""
+    if scope["type"] != "http" or scope["method"] == "OPTIONS":
+        return False
     path: str = scope["path"]
-    return (
-        scope["type"] == "http"
-        and scope["method"] != "OPTIONS"
-        and (path == CHATKIT_PATH or path.startswith(CHATKIT_PATH + "/"))
-    )
+    return path == CHATKIT_PATH or path.startswith(CHATKIT_PATH + "/")
 
 
 def is_protocol_request(scope: Scope) -> bool:

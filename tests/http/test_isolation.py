@@ -86,7 +86,8 @@ async def test_another_users_ids_are_not_found(client: httpx.AsyncClient, owned:
         response = await post(client, intruder, {"type": request_type, "params": params})
         assert response.status_code == 404, (request_type, response.text)
         assert response.json()["error"] == "not_found", request_type
-        await assert_untouched(client, owned)
+        await assert_thread_untouched(client, owned)
+    await assert_attachment_untouched(client, owned)
 
 
 async def test_items_list_of_another_users_thread_is_empty(
@@ -125,8 +126,8 @@ async def test_a_foreign_item_id_in_ones_own_thread_is_not_found(
         assert response.status_code == 404, (request_type, response.text)
 
 
-async def assert_untouched(client: httpx.AsyncClient, owned: Owned) -> None:
-    """A's thread, its title, its items and its attachment are all still there."""
+async def assert_thread_untouched(client: httpx.AsyncClient, owned: Owned) -> None:
+    """A's thread, its title and its items are all still there."""
     thread = await post(
         client, owned.user, {"type": "threads.get_by_id", "params": {"thread_id": owned.thread_id}}
     )
@@ -134,6 +135,9 @@ async def assert_untouched(client: httpx.AsyncClient, owned: Owned) -> None:
     assert thread.json().get("title") != "pwned"
     items = thread.json()["items"]["data"]
     assert [i["type"] for i in items] == ["user_message", "assistant_message"]
+
+
+async def assert_attachment_untouched(client: httpx.AsyncClient, owned: Owned) -> None:
     deleted_again = await post(
         client,
         owned.user,
