@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatkit.db"
 DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
 
+MIN_JWT_SECRET_BYTES = 32
 DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000, "*": 200}
 
 CommaList = Annotated[list[str], NoDecode]
@@ -106,6 +107,13 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("auth_jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL, e.g. https://app.example.com/api/auth/jwks")
+        return value or None
+
     @field_validator("rate_limit_daily_messages", mode="before")
     @classmethod
     def _parse_tier_limits(cls, value: object) -> object:
@@ -144,6 +152,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "AUTH_TRUST_USER_HEADERS=true in production needs AUTH_PROXY_SECRET, "
                 "or any browser could claim to be any user"
+            )
+        secret = self.auth_jwt_secret.get_secret_value() if self.auth_jwt_secret else ""
+        if 0 < len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"AUTH_JWT_SECRET (or BETTER_AUTH_SECRET) must be at least "
+                f"{MIN_JWT_SECRET_BYTES} bytes in production"
             )
         if "*" in self.cors_allow_origins:
             raise ValueError(

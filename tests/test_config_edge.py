@@ -71,3 +71,14 @@ def test_limits_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert loaded.chatkit_max_body_bytes == 4096
     assert loaded.daily_message_limit("free") == 3
     assert loaded.chatkit_domain_keys == ["k1", "k2"]
+
+
+def test_the_jwks_url_must_be_http() -> None:
+    with pytest.raises(ValidationError, match="auth_jwks_url"):
+        settings(auth_jwks_url="app.example.com/api/auth/jwks")
+    assert settings(auth_jwks_url="").auth_jwks_url is None
+
+
+def test_production_refuses_a_short_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        settings(environment="production", better_auth_secret="short")

@@ -118,7 +118,7 @@ class JwksCache:
         self.fetches += 1
         try:
             keys = parse_jwks(await self._download())
-        except (httpx.HTTPError, ValueError, JwksUnavailable) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, JwksUnavailable) as exc:
             logger.warning(
                 "JWKS fetch from %s failed (%s); keeping %d cached keys",
                 self.url,
