@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.config import Settings
 from app.context import RequestContext
 from app.http.asgi import is_guarded, is_protocol_request, read_body, replay, send_error
-from app.store.usage import UsageCounters
+from app.store.usage import UsageCounters, Window
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ STREAMING_REQUEST_TYPES = MESSAGE_REQUEST_TYPES
 """The SDK streams exactly these (`chatkit.types.is_streaming_req`)."""
 
 STREAM_RETRY_AFTER_SECONDS = 5
+REQUESTS, MESSAGES = "requests", "messages"
 
 
 def utcnow() -> datetime:
@@ -89,33 +90,35 @@ class RateLimiter:
         self, counters: UsageCounters, context: RequestContext, request_type: str | None
     ) -> Refusal | None:
         now = self.clock()
+        windows: list[Window] = []
         per_minute = self.settings.rate_limit_requests_per_minute
         if per_minute:
-            start = now.replace(second=0, microsecond=0)
-            end = start + timedelta(minutes=1)
-            count = await counters.increment(context.user_id, "requests", start, end)
-            if count > per_minute:
-                wait = _seconds_until(now, end)
-                return Refusal(
-                    "rate_limited",
-                    f"Too many requests: the limit is {per_minute} per minute. "
-                    f"Try again in {wait} seconds.",
-                    wait,
-                )
+            windows.append(Window(REQUESTS, now.replace(second=0, microsecond=0), per_minute))
         quota = self.settings.daily_message_limit(context.tier)
         if request_type in MESSAGE_REQUEST_TYPES and quota is not None:
-            start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            end = start + timedelta(days=1)
-            count = await counters.increment(context.user_id, "messages", start, end)
-            if count > quota:
-                wait = _seconds_until(now, end)
-                return Refusal(
-                    "quota_exceeded",
-                    f"You have used all {quota} messages for today on the {context.tier} plan. "
-                    f"The quota resets at 00:00 UTC, in {_duration(wait)}.",
-                    wait,
-                )
-        return None
+            day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            windows.append(Window(MESSAGES, day, quota))
+        if not windows:
+            return None
+        over = await counters.hit(context.user_id, windows)
+        if over is None:
+            return None
+        window, _ = over
+        if window.bucket == REQUESTS:
+            wait = _seconds_until(now, window.start + timedelta(minutes=1))
+            return Refusal(
+                "rate_limited",
+                f"Too many requests: the limit is {window.limit} per minute. "
+                f"Try again in {wait} seconds.",
+                wait,
+            )
+        wait = _seconds_until(now, window.start + timedelta(days=1))
+        return Refusal(
+            "quota_exceeded",
+            f"You have used all {window.limit} messages for today on the {context.tier} plan. "
+            f"The quota resets at 00:00 UTC, in {_duration(wait)}.",
+            wait,
+        )
 
 
 class RateLimitMiddleware:

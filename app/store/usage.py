@@ -1,55 +1,64 @@
-"""Usage counters: one atomic upsert-increment per check, so several processes share each limit."""
+"""Usage counters for rate limits: atomic upsert-increments, shared by every server process."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.models import UsageCounterRow
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A fixed window of one limit: at most `limit` hits in `bucket` since `start`."""
+
+    bucket: str
+    start: datetime
+    limit: int
+
+
 class UsageCounters:
-    """Fixed-window counters keyed by user, bucket (`requests`, `messages`) and window start."""
+    """Fixed-window counters, one row per user and bucket."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
-    async def increment(
-        self, user_id: str, bucket: str, window_start: datetime, expires_at: datetime
-    ) -> int:
-        """Add one and return the new count, in one statement (no read-then-write race).
+    async def hit(self, user_id: str, windows: Sequence[Window]) -> tuple[Window, int] | None:
+        """Count one hit in each window, in order, in one transaction.
 
-        The first hit of a new window also drops the user's expired windows, so the table stays
-        proportional to active users.
+        Returns the first window that is now past its limit, with its count; the windows after
+        it are not counted (a request refused per minute does not use up a daily message).
         """
-        stmt = self._insert(UsageCounterRow).values(
-            user_id=user_id,
-            bucket=bucket,
-            window_start=window_start,
-            count=1,
-            expires_at=expires_at,
-        )
-        upsert = stmt.on_conflict_do_update(
-            index_elements=[
-                UsageCounterRow.user_id,
-                UsageCounterRow.bucket,
-                UsageCounterRow.window_start,
-            ],
-            set_={"count": UsageCounterRow.count + 1},
-        ).returning(UsageCounterRow.count)
         async with self.engine.begin() as conn:
-            count: int = (await conn.execute(upsert)).scalar_one()
-        if count == 1:  # its own transaction: the increment never waits on the cleanup
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    delete(UsageCounterRow).where(
-                        UsageCounterRow.user_id == user_id,
-                        UsageCounterRow.expires_at <= window_start,
-                    )
-                )
+            for window in windows:
+                count = await self._increment(conn, user_id, window)
+                if count > window.limit:
+                    return window, count
+        return None
+
+    async def _increment(self, conn: AsyncConnection, user_id: str, window: Window) -> int:
+        """One statement: insert 1, add 1 in the same window, or restart at 1 in a newer one.
+
+        A hit stamped with an older window (a process whose clock lags) counts in the current one.
+        """
+        row = UsageCounterRow.__table__.c
+        stmt = self._insert(UsageCounterRow).values(
+            user_id=user_id, bucket=window.bucket, window_start=window.start, count=1
+        )
+        newer = stmt.excluded.window_start > row.window_start
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[row.user_id, row.bucket],
+            set_={
+                "count": case((newer, 1), else_=row.count + 1),
+                "window_start": case((newer, stmt.excluded.window_start), else_=row.window_start),
+            },
+        ).returning(row.count)
+        count: int = (await conn.execute(upsert)).scalar_one()
         return count

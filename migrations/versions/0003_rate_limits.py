@@ -23,10 +23,7 @@ def upgrade() -> None:
         sa.Column("bucket", sa.String(32), nullable=False),
         sa.Column("window_start", sa.DateTime(), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
-        sa.Column("expires_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "user_id", "bucket", "window_start", name=op.f("pk_usage_counters")
-        ),
+        sa.PrimaryKeyConstraint("user_id", "bucket", name=op.f("pk_usage_counters")),
     )
 
 
