@@ -138,34 +138,43 @@ class RateLimitMiddleware:
             body = await read_body(receive)
             receive = replay(body, receive)
             request_type = _request_type(body)
+        streaming = request_type in STREAMING_REQUEST_TYPES
+        if streaming and not self.limiter.streams.acquire(context.user_id):
+            # Checked first, so that a refused stream does not use up a message.
+            await self._refuse(scope, send, self._too_many_streams())
+            return
         try:
-            refusal = await self.limiter.check(
-                UsageCounters(scope["app"].state.engine), context, request_type
-            )
+            refusal = await self._check(scope, context, request_type)
+            if refusal is not None:
+                await self._refuse(scope, send, refusal)
+                return
+            await self.app(scope, receive, send)
+        finally:
+            if streaming:
+                self.limiter.streams.release(context.user_id)
+
+    async def _check(
+        self, scope: Scope, context: RequestContext, request_type: str | None
+    ) -> Refusal | None:
+        counters = UsageCounters(scope["app"].state.engine)
+        try:
+            return await self.limiter.check(counters, context, request_type)
         except SQLAlchemyError as exc:  # the database is down: the request fails on its own
             logger.warning("Rate limit check skipped: %s", type(exc).__name__)
-            refusal = None
-        if refusal is None and request_type in STREAMING_REQUEST_TYPES:
-            if not self.limiter.streams.acquire(context.user_id):
-                refusal = Refusal(
-                    "too_many_streams",
-                    f"You already have {self.limiter.streams.limit} replies in progress. "
-                    "Wait for one to finish, then try again.",
-                    STREAM_RETRY_AFTER_SECONDS,
-                )
-            else:
-                try:
-                    await self.app(scope, receive, send)
-                finally:
-                    self.limiter.streams.release(context.user_id)
-                return
-        if refusal is not None:
-            logger.info("Refused %s for a user: %s", scope["path"], refusal.code)
-            await send_error(
-                send, 429, refusal.code, refusal.message, {"Retry-After": str(refusal.retry_after)}
-            )
-            return
-        await self.app(scope, receive, send)
+            return None
+
+    def _too_many_streams(self) -> Refusal:
+        return Refusal(
+            "too_many_streams",
+            f"You already have {self.limiter.streams.limit} replies in progress. "
+            "Wait for one to finish, then try again.",
+            STREAM_RETRY_AFTER_SECONDS,
+        )
+
+    async def _refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
+        logger.info("Refused %s %s: %s", scope["method"], scope["path"], refusal.code)
+        headers = {"Retry-After": str(refusal.retry_after)}
+        await send_error(send, 429, refusal.code, refusal.message, headers)
 
 
 def _request_type(body: bytes) -> str | None:

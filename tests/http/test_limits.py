@@ -13,10 +13,12 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 from starlette.types import Message, Receive, Scope, Send
 
 from app.context import RequestContext
 from app.http.ratelimit import RateLimiter, RateLimitMiddleware
+from app.store.models import UsageCounterRow
 from tests.conftest import make_settings
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, post
@@ -204,6 +206,16 @@ async def test_daily_messages_by_tier(limited: tuple[FastAPI, httpx.AsyncClient]
 # Concurrent streams (in-process), with a stand-in app that holds its stream open
 
 
+async def messages_counted(app: FastAPI, user_id: str) -> int:
+    async with app.state.engine.connect() as conn:
+        count = await conn.scalar(
+            select(UsageCounterRow.count).where(
+                UsageCounterRow.user_id == user_id, UsageCounterRow.bucket == "messages"
+            )
+        )
+    return int(count or 0)
+
+
 def http_scope(headers: list[tuple[bytes, bytes]] | None = None, **extra: Any) -> Scope:
     return {
         "type": "http",
@@ -260,6 +272,7 @@ async def test_concurrent_streams_per_user_are_bounded(postgres_url: str) -> Non
         release_later = asyncio.create_task(call("threads.create"))
         third = await asyncio.wait_for(release_later, 5)  # refused at once, not queued
         assert third == 429
+        assert await messages_counted(app, user.user_id) == 2  # the refused one used none
         other = RequestContext(user_id=new_user(), auth_method="development")
         assert not release.is_set()
         other_task = asyncio.create_task(call("threads.create", other))
