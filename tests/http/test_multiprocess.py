@@ -7,8 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import IO
 from uuid import uuid4
 
 import httpx
@@ -18,6 +20,7 @@ from app.store.db import PROJECT_ROOT
 from tests.helpers.chatkit import create_thread_req
 
 QUOTA = 5
+Server = tuple[subprocess.Popen[bytes], IO[bytes]]
 
 
 def free_port() -> int:
@@ -28,7 +31,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_process(database_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def server_process(database_url: str, port: int) -> Iterator[Server]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "DATABASE_URL": database_url,
@@ -41,28 +44,36 @@ def server_process(database_url: str, port: int) -> Iterator[subprocess.Popen[by
         "LOG_LEVEL": "WARNING",
     }
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
+    # A file, not a pipe: a chatty server must never block on a full pipe.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), "--no-access-log", "--log-level", "warning"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            yield process, log
+        finally:
+            stop(process)
 
 
-async def wait_until_up(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def wait_until_up(client: httpx.AsyncClient, server: Server) -> None:
+    process, log = server
+    for _ in range(600):
         if process.poll() is not None:
-            raise AssertionError(process.stderr.read().decode() if process.stderr else "exited")
+            log.seek(0)
+            raise AssertionError(log.read().decode(errors="replace"))
         try:
             if (await client.get("/healthz")).status_code == 200:
                 return
