@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -61,6 +61,7 @@ class JwksCache:
         min_refetch_seconds: float = 1.0,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.url = url
         self.cache_seconds = cache_seconds
@@ -68,6 +69,7 @@ class JwksCache:
         self.min_refetch_seconds = min_refetch_seconds
         self.timeout_seconds = timeout_seconds
         self.clock = clock
+        self.sleep = sleep
         self.keys: dict[str, PyJWK] = {}
         self.fetches = 0
         """How many times the endpoint was asked (successfully or not)."""
@@ -113,7 +115,7 @@ class JwksCache:
         if self._attempted_at is not None:
             wait = self.min_refetch_seconds - (self.clock() - self._attempted_at)
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
         self._attempted_at = self.clock()
         self.fetches += 1
         try:

@@ -393,3 +393,27 @@ async def test_symmetric_keys_in_a_jwks_are_ignored() -> None:
         assert await cache.get("sym") is None
     finally:
         await server.stop()
+
+
+async def test_refetches_are_spaced_by_the_minimum_interval() -> None:
+    """A second new kid right after a fetch waits for the next slot, then is looked up."""
+    server = await JwksServer().start()
+    now = [100.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    cache = JwksCache(server.url, min_refetch_seconds=2, clock=lambda: now[0], sleep=sleep)
+    first, second = generate_key("EdDSA"), generate_key("EdDSA")
+    try:
+        server.keys = [first.jwk]
+        assert await cache.get(first.kid) is not None
+        now[0] += 0.5
+        server.keys = [first.jwk, second.jwk]
+        assert await cache.get(second.kid) is not None
+    finally:
+        await server.stop()
+    assert waits == [1.5]
+    assert server.requests == 2

@@ -300,3 +300,10 @@ async def test_the_edge_lets_the_lifespan_through(postgres_url: str) -> None:
 
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_the_body_limit_runs_before_identity(small_body_client: httpx.AsyncClient) -> None:
+    response = await small_body_client.post("/chatkit", content=body_of(BODY_LIMIT + 1))
+    assert response.status_code == 413
+    unauthenticated = await small_body_client.post("/chatkit", content=body_of(BODY_LIMIT))
+    assert unauthenticated.status_code == 401
