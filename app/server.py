@@ -66,6 +66,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                     raise BadRequestError(f"Item {item.id} is not a user message")
             case ItemsFeedbackReq():
                 # The SDK's `add_feedback` is a no-op: another user's ids must still be a 404.
+                await self.store.load_thread(request.params.thread_id, context)
                 for item_id in request.params.item_ids:
                     await self.store.load_item(request.params.thread_id, item_id, context)
             case ThreadsListReq() | ItemsListReq():

@@ -57,6 +57,7 @@ def requests_naming(o: Owned) -> dict[str, dict[str, Any]]:
         "threads.update": {**thread, "title": "pwned"},
         "threads.delete": thread,
         "items.feedback": {**thread, "item_ids": [o.item_id], "kind": "positive"},
+        "items.feedback@no_items": {**thread, "item_ids": [], "kind": "positive"},
         "attachments.delete": {"attachment_id": o.attachment_id},
         "threads.create": {"input": user_input("hi", attachments=[o.attachment_id])},
     }
@@ -73,6 +74,7 @@ NOT_FOUND_TYPES = [
     "threads.update",
     "threads.delete",
     "items.feedback",
+    "items.feedback@no_items",
     "attachments.delete",
     "threads.create",
 ]
@@ -83,7 +85,8 @@ async def test_another_users_ids_are_not_found(client: httpx.AsyncClient, owned:
     intruder = f"b-{uuid4().hex[:10]}"
     for request_type in NOT_FOUND_TYPES:
         params = requests_naming(owned)[request_type]
-        response = await post(client, intruder, {"type": request_type, "params": params})
+        payload = {"type": request_type.split("@")[0], "params": params}
+        response = await post(client, intruder, payload)
         assert response.status_code == 404, (request_type, response.text)
         assert response.json()["error"] == "not_found", request_type
         await assert_thread_untouched(client, owned)
