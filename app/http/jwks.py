@@ -90,8 +90,9 @@ class JwksCache:
                 return self.keys.get(kid)
             if kid not in self.keys and self._recently_missing(kid):
                 return None
-            await self._refresh()
-            if kid not in self.keys:
+            # Only a successful fetch proves a kid unknown; after a failure the next try comes
+            # as soon as the refetch spacing allows.
+            if await self._refresh() and kid not in self.keys:
                 self._remember_missing(kid)
             return self.keys.get(kid)
 
@@ -110,7 +111,7 @@ class JwksCache:
             }
         self._unknown_kids[kid] = now
 
-    async def _refresh(self) -> None:
+    async def _refresh(self) -> bool:
         """Fetch the set; on failure keep the cached keys (and log), so an outage is survivable."""
         if self._attempted_at is not None:
             wait = self.min_refetch_seconds - (self.clock() - self._attempted_at)
@@ -130,10 +131,11 @@ class JwksCache:
             if self.keys:  # serve the cached keys for a while before asking again
                 retry_in = min(self.cache_seconds, RETRY_AFTER_FAILURE_SECONDS)
                 self._fetched_at = self.clock() - self.cache_seconds + retry_in
-            return
+            return False
         self.keys = keys
         self._fetched_at = self.clock()
         self._unknown_kids = {k: t for k, t in self._unknown_kids.items() if k not in keys}
+        return True
 
     async def _download(self) -> Any:
         async with httpx.AsyncClient(timeout=self.timeout_seconds) as client:

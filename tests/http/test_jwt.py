@@ -417,3 +417,17 @@ async def test_refetches_are_spaced_by_the_minimum_interval() -> None:
         await server.stop()
     assert waits == [1.5]
     assert server.requests == 2
+
+
+async def test_a_kid_seen_during_an_outage_is_found_once_the_jwks_is_back() -> None:
+    server = await JwksServer().start()
+    key = generate_key("EdDSA")
+    server.keys = [key.jwk]
+    server.up = False
+    cache = JwksCache(server.url, min_refetch_seconds=0, unknown_kid_seconds=60)
+    try:
+        assert await cache.get(key.kid) is None
+        server.up = True
+        assert await cache.get(key.kid) is not None
+    finally:
+        await server.stop()
