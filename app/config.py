@@ -6,7 +6,7 @@ Field names are the environment variable names (case-insensitive); `.env` is rea
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
@@ -22,7 +22,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatkit.db"
 DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
 
+MIN_JWT_SECRET_BYTES = 32
+DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000, "*": 200}
+
 CommaList = Annotated[list[str], NoDecode]
+TierLimits = Annotated[dict[str, int | None], NoDecode]
 
 
 def normalize_database_url(url: str) -> str:
@@ -79,11 +83,24 @@ class Settings(BaseSettings):
     auth_jwt_audience: str | None = None
     auth_trust_user_headers: bool = False
     auth_proxy_secret: SecretStr | None = None
+    auth_jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    auth_tier_claim: str = "tier"
+    auth_default_tier: str = "free"
+    auth_jwks_cache_seconds: int = Field(default=600, ge=1)
+    auth_jwks_unknown_kid_seconds: int = Field(default=60, ge=0)
+    auth_jwks_min_refetch_seconds: float = Field(default=1.0, ge=0, le=30)
+    auth_jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     # Edge
     cors_allow_origins: CommaList = Field(default_factory=lambda: list(DEV_CORS_ORIGINS))
     chatkit_domain_keys: CommaList = Field(default_factory=list)
     public_base_url: str | None = None
+    chatkit_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    rate_limit_requests_per_minute: int = Field(default=120, ge=0)
+    rate_limit_daily_messages: TierLimits = Field(
+        default_factory=lambda: dict(DEFAULT_DAILY_MESSAGES)
+    )
+    max_concurrent_streams_per_user: int = Field(default=3, ge=0)
 
     # Attachments (see docs/attachments.md)
     attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
@@ -137,15 +154,7 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
-    def _require_attachment_secret(self) -> Settings:
-        secret = self.attachment_signing_secret
-        if self.environment == "production" and (
-            secret is None or len(secret.get_secret_value()) < 32
-        ):
-            raise ValueError(
-                "ATTACHMENT_SIGNING_SECRET of 32 or more characters is required in production: "
-                "it signs the short-lived attachment upload and preview URLs"
-            )
+    def _require_s3_settings(self) -> Self:
         if self.attachment_storage == "s3":
             missing = [
                 name.upper()
@@ -175,10 +184,76 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("auth_jwks_url")
+    @classmethod
+    def _check_jwks_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL, e.g. https://app.example.com/api/auth/jwks")
+        return value or None
+
+    @field_validator("rate_limit_daily_messages", mode="before")
+    @classmethod
+    def _parse_tier_limits(cls, value: object) -> object:
+        """`free=200,pro=5000,*=200`: `*` covers unlisted tiers, `unlimited` lifts the cap."""
+        if not isinstance(value, str):
+            return value
+        limits: dict[str, int | None] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            tier, sep, raw = (x.strip() for x in part.partition("="))
+            if not sep or not tier:
+                raise ValueError(f"expected tier=count pairs like free=200,pro=5000, got {part!r}")
+            if raw.lower() == "unlimited":
+                limits[tier] = None
+            elif raw.isdigit():
+                limits[tier] = int(raw)
+            else:
+                raise ValueError(f"{tier}: expected a count or `unlimited`, got {raw!r}")
+        return limits
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        """Production refuses to start on unsafe settings, naming every one of them at once."""
+        if self.environment == "production" and (problems := self.production_problems()):
+            raise ValueError("ENVIRONMENT=production refuses: " + "; ".join(problems))
+        return self
+
+    def production_problems(self) -> list[str]:
+        problems = []
+        if not (self.auth_jwks_url or self.auth_jwt_secret or self.auth_trust_user_headers):
+            problems.append(
+                "no auth method: set AUTH_JWKS_URL, AUTH_JWT_SECRET (or BETTER_AUTH_SECRET) "
+                "or AUTH_TRUST_USER_HEADERS"
+            )
+        if self.auth_trust_user_headers and not self.auth_proxy_secret:
+            problems.append(
+                "AUTH_TRUST_USER_HEADERS=true needs AUTH_PROXY_SECRET, "
+                "or any browser could claim to be any user"
+            )
+        secret = self.auth_jwt_secret.get_secret_value() if self.auth_jwt_secret else ""
+        if 0 < len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            problems.append(
+                f"AUTH_JWT_SECRET (or BETTER_AUTH_SECRET) must be at least "
+                f"{MIN_JWT_SECRET_BYTES} bytes"
+            )
+        if "*" in self.cors_allow_origins:
+            problems.append("CORS_ALLOW_ORIGINS=* (list your app's origins)")
+        signing = self.attachment_signing_secret
+        if signing is None or len(signing.get_secret_value()) < MIN_JWT_SECRET_BYTES:
+            problems.append(
+                f"ATTACHMENT_SIGNING_SECRET must be set, at least {MIN_JWT_SECRET_BYTES} "
+                "characters: it signs the short-lived attachment upload and preview URLs"
+            )
+        return problems
+
+    def daily_message_limit(self, tier: str) -> int | None:
+        """The tier's daily message quota (`*` for unlisted tiers); None means unlimited."""
+        limits = self.rate_limit_daily_messages
+        return limits[tier] if tier in limits else limits.get("*")
 
     @cached_property
     def is_sqlite(self) -> bool:

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from app.cleanup import start_periodic_cleanup
 from app.config import Settings, load_settings
+from app.http.edge import add_edge_middleware
 from app.http.errors import register_exception_handlers
-from app.http.identity import IdentityMiddleware
 from app.http.request_id import RequestIdMiddleware
 from app.http.routes import attachments, chatkit, health
 from app.http.sse import OpenStreams
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chatkit.router)
     app.include_router(attachments.router)
     app.include_router(health.router)
-    app.add_middleware(IdentityMiddleware, settings=settings)
+    add_edge_middleware(app, settings)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     return app
 

@@ -11,6 +11,7 @@ from chatkit.types import (
     AssistantMessageContent,
     AssistantMessageItem,
     ChatKitReq,
+    ItemsFeedbackReq,
     ItemsListReq,
     ThreadItemDoneEvent,
     ThreadMetadata,
@@ -67,6 +68,11 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 )
                 if not isinstance(item, UserMessageItem):
                     raise BadRequestError(f"Item {item.id} is not a user message")
+            case ItemsFeedbackReq():
+                # The SDK's `add_feedback` is a no-op: another user's ids must still be a 404.
+                await self.store.load_thread(request.params.thread_id, context)
+                for item_id in request.params.item_ids:
+                    await self.store.load_item(request.params.thread_id, item_id, context)
             case ThreadsListReq() | ItemsListReq():
                 if request.params.limit is not None and request.params.limit < 1:
                     raise BadRequestError("params.limit must be at least 1")

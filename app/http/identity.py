@@ -1,12 +1,25 @@
-"""Resolves who is calling into a `RequestContext`, once per request, in pure ASGI middleware."""
+"""Resolves who is calling into a `RequestContext`, once per request, in pure ASGI middleware.
+
+Precedence is fixed: an `Authorization: Bearer` token wins, and a present-but-invalid token is a
+401 even when identity headers are present. Without a token, the `X-User-*` headers count only
+with `AUTH_TRUST_USER_HEADERS=true` and a matching `X-Proxy-Secret` (not required in development).
+"""
 
 from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.context import RequestContext
+from app.http.asgi import is_guarded, is_under_chatkit, send_error
+from app.http.tokens import MAX_USER_ID_LENGTH, InvalidToken, TokenVerifier
+
+logger = logging.getLogger(__name__)
 
 
 def public_base_url(settings: Settings, headers: Headers, scope: Scope) -> str:
@@ -18,28 +31,120 @@ def public_base_url(settings: Settings, headers: Headers, scope: Scope) -> str:
     return f"{scheme}://{host}"
 
 
+class Unauthenticated(Exception):
+    """No acceptable identity; becomes a 401 with a reason and a `WWW-Authenticate` challenge."""
+
+    def __init__(self, message: str, *, code: str = "unauthorized", token_error: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.token_error = token_error
+
+    @property
+    def challenge(self) -> str:
+        if not self.token_error:
+            return "Bearer"
+        description = "".join(c for c in self.message if " " <= c <= "~" and c not in '"\\')
+        return f'Bearer error="invalid_token", error_description="{description}"'
+
+
+class IdentityResolver:
+    """Headers in, `RequestContext` (or `None` when no credentials were sent) out."""
+
+    def __init__(self, settings: Settings, verifier: TokenVerifier) -> None:
+        self.settings = settings
+        self.verifier = verifier
+        secret = settings.auth_proxy_secret
+        self.proxy_secret = secret.get_secret_value().encode() if secret else None
+
+    async def resolve(self, headers: Headers, scope: Scope) -> RequestContext | None:
+        authorization = headers.get("authorization")
+        if authorization is not None:
+            return await self._from_token(authorization, headers, scope)
+        if headers.get("x-user-id") is not None and self.settings.auth_trust_user_headers:
+            return self._from_headers(headers, scope)
+        return None
+
+    async def _from_token(
+        self, authorization: str, headers: Headers, scope: Scope
+    ) -> RequestContext:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            raise Unauthenticated("Use `Authorization: Bearer <token>`", token_error=True)
+        token = token.strip()
+        if not token:
+            raise Unauthenticated("The Bearer token is empty", token_error=True)
+        if not self.verifier.enabled:
+            raise Unauthenticated(
+                "This server does not accept Bearer tokens (no AUTH_JWKS_URL or AUTH_JWT_SECRET)",
+                token_error=True,
+            )
+        try:
+            claims = await self.verifier.verify(token)
+        except InvalidToken as exc:
+            raise Unauthenticated(str(exc), code="invalid_token", token_error=True) from None
+        tier = claims.get(self.settings.auth_tier_claim)
+        return RequestContext(
+            user_id=claims["sub"],
+            auth_method="jwt",
+            email=_text(claims.get("email")),
+            name=_text(claims.get("name")),
+            tier=tier if isinstance(tier, str) and tier else self.settings.auth_default_tier,
+            locale=headers.get("accept-language"),
+            base_url=public_base_url(self.settings, headers, scope),
+            claims=claims,
+        )
+
+    def _from_headers(self, headers: Headers, scope: Scope) -> RequestContext:
+        development = self.settings.environment == "development"
+        if self.proxy_secret is not None or not development:
+            sent = headers.get("x-proxy-secret", "").encode()
+            if self.proxy_secret is None or not hmac.compare_digest(sent, self.proxy_secret):
+                raise Unauthenticated("Identity headers need a valid X-Proxy-Secret")
+        user_id = headers["x-user-id"].strip()
+        if not user_id or len(user_id) > MAX_USER_ID_LENGTH:
+            raise Unauthenticated(f"X-User-Id must be 1 to {MAX_USER_ID_LENGTH} characters")
+        return RequestContext(
+            user_id=user_id,
+            auth_method="headers" if self.proxy_secret is not None else "development",
+            email=headers.get("x-user-email") or None,
+            name=headers.get("x-user-name") or None,
+            tier=headers.get("x-user-tier") or self.settings.auth_default_tier,
+            locale=headers.get("accept-language"),
+            base_url=public_base_url(self.settings, headers, scope),
+        )
+
+
 class IdentityMiddleware:
     """Puts the caller's `RequestContext` in `scope["state"]["context"]`.
 
-    Development identity for now: the `X-User-Id` header. Routes that need a user get a 401
-    from `get_context` when there is none.
+    `/chatkit` and direct uploads answer 401 themselves when there is no identity; other
+    `/chatkit/...` URLs (signed attachment links) resolve one when credentials are sent and
+    otherwise let their route decide. Nothing else is touched.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, resolver: IdentityResolver) -> None:
         self.app = app
-        self.settings = settings
+        self.resolver = resolver
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = Headers(scope=scope)
-            user_id = headers.get("x-user-id")
-            if user_id:
-                scope.setdefault("state", {})["context"] = RequestContext(
-                    user_id=user_id,
-                    auth_method="development",
-                    email=headers.get("x-user-email"),
-                    tier=headers.get("x-user-tier") or "free",
-                    locale=headers.get("accept-language"),
-                    base_url=public_base_url(self.settings, headers, scope),
+        if not is_under_chatkit(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            context = await self.resolver.resolve(Headers(scope=scope), scope)
+            if context is None and is_guarded(scope):
+                raise Unauthenticated(
+                    "Authentication required: send `Authorization: Bearer <token>`"
                 )
+        except Unauthenticated as exc:
+            logger.info("Refused %s %s: %s", scope["method"], scope["path"], exc.code)
+            await send_error(send, 401, exc.code, exc.message, {"WWW-Authenticate": exc.challenge})
+            return
+        if context is not None:
+            scope.setdefault("state", {})["context"] = context
         await self.app(scope, receive, send)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

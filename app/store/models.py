@@ -79,3 +79,18 @@ class AttachmentContentRow(Base):
     )
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsageCounterRow(Base):
+    """One user's count in the current window of one limit, shared by every server process.
+
+    One row per (user, bucket): a hit in a newer window resets the count, so the table never
+    grows beyond users x limits and needs no cleanup.
+    """
+
+    __tablename__ = "usage_counters"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window_start: Mapped[datetime]
+    count: Mapped[int]

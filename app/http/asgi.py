@@ -1,0 +1,96 @@
+"""Small pure-ASGI helpers for the edge middleware: which paths are guarded, JSON errors, bodies.
+
+The middleware answers refusals itself, before the application runs, so these helpers write the
+same `{"error": code, "message": reason}` body as `app.http.errors` does for route errors.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import Message, Receive, Scope, Send
+
+CHATKIT_PATH = "/chatkit"
+DIRECT_UPLOAD_PATH = "/chatkit/attachments"
+
+
+def is_guarded(scope: Scope) -> bool:
+    """Requests that must carry an identity and a domain key: the protocol route and uploads.
+
+    Other `/chatkit/attachments/...` URLs are signed links a browser opens without headers; their
+    routes check the signature. CORS preflights (`OPTIONS`) never need credentials.
+    """
+    return (
+        scope["type"] == "http"
+        and scope["method"] != "OPTIONS"
+        and scope["path"].rstrip("/") in {CHATKIT_PATH, DIRECT_UPLOAD_PATH}
+    )
+
+
+def is_under_chatkit(scope: Scope) -> bool:
+    """Any request to `/chatkit` or below (except preflights)."""
+    if scope["type"] != "http" or scope["method"] == "OPTIONS":
+        return False
+    path: str = scope["path"]
+    return path == CHATKIT_PATH or path.startswith(CHATKIT_PATH + "/")
+
+
+def is_protocol_request(scope: Scope) -> bool:
+    """A `POST /chatkit`, whose JSON body names the ChatKit request type."""
+    return is_guarded(scope) and scope["path"].rstrip("/") == CHATKIT_PATH
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer with a JSON error without involving the application."""
+    body = json.dumps({"error": code, "message": message}).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw_headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the limit while it was being read."""
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes:
+    """Read the whole request body, counting bytes as they arrive; stop just past `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the already-read body, then the real channel (disconnects)."""
+    sent = False
+
+    async def receive_again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receive_again

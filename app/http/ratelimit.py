@@ -1,0 +1,199 @@
+"""Per-user limits on `/chatkit`: requests per minute, daily messages by tier, concurrent streams.
+
+Request and message counts live in the database (`usage_counters`), so every server process
+shares them. Concurrent streams are counted in this process only: a stream's slot must be freed
+even when the process dies, which an in-memory counter gets for free. With N processes a user may
+hold up to N x `MAX_CONCURRENT_STREAMS_PER_USER` streams.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.config import Settings
+from app.context import RequestContext
+from app.http.asgi import is_guarded, is_protocol_request, read_body, replay, send_error
+from app.store.usage import UsageCounters, Window
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_REQUEST_TYPES = frozenset(
+    {
+        "threads.create",
+        "threads.add_user_message",
+        "threads.add_client_tool_output",
+        "threads.add_structured_input",
+        "threads.retry_after_item",
+        "threads.custom_action",
+    }
+)
+"""Requests that start a model turn: each one counts against the daily message quota."""
+
+STREAMING_REQUEST_TYPES = MESSAGE_REQUEST_TYPES
+"""The SDK streams exactly these (`chatkit.types.is_streaming_req`)."""
+
+STREAM_RETRY_AFTER_SECONDS = 5
+REQUESTS, MESSAGES = "requests", "messages"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request is over a limit, in words a person understands."""
+
+    code: str
+    message: str
+    retry_after: int
+
+
+class StreamSlots:
+    """Open streams per user in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}
+
+    def acquire(self, user_id: str) -> bool:
+        if self.limit and self.open.get(user_id, 0) >= self.limit:
+            return False
+        self.open[user_id] = self.open.get(user_id, 0) + 1
+        return True
+
+    def release(self, user_id: str) -> None:
+        left = self.open.get(user_id, 0) - 1
+        if left > 0:
+            self.open[user_id] = left
+        else:
+            self.open.pop(user_id, None)
+
+
+class RateLimiter:
+    """Counts a request against the caller's limits and says whether it may go on."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.streams = StreamSlots(settings.max_concurrent_streams_per_user)
+
+    async def check(
+        self, counters: UsageCounters, context: RequestContext, request_type: str | None
+    ) -> Refusal | None:
+        now = self.clock()
+        windows: list[Window] = []
+        per_minute = self.settings.rate_limit_requests_per_minute
+        if per_minute:
+            windows.append(Window(REQUESTS, now.replace(second=0, microsecond=0), per_minute))
+        quota = self.settings.daily_message_limit(context.tier)
+        if request_type in MESSAGE_REQUEST_TYPES and quota is not None:
+            day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            windows.append(Window(MESSAGES, day, quota))
+        if not windows:
+            return None
+        over = await counters.hit(context.user_id, windows)
+        if over is None:
+            return None
+        window, _ = over
+        if window.bucket == REQUESTS:
+            wait = _seconds_until(now, window.start + timedelta(minutes=1))
+            return Refusal(
+                "rate_limited",
+                f"Too many requests: the limit is {window.limit} per minute. "
+                f"Try again in {wait} seconds.",
+                wait,
+            )
+        wait = _seconds_until(now, window.start + timedelta(days=1))
+        return Refusal(
+            "quota_exceeded",
+            f"You have used all {window.limit} messages for today on the {context.tier} plan. "
+            f"The quota resets at 00:00 UTC, in {_duration(wait)}.",
+            wait,
+        )
+
+
+class RateLimitMiddleware:
+    """Refuses over-limit `/chatkit` requests with a 429 and `Retry-After` before they run."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context: RequestContext | None = scope.get("state", {}).get("context")
+        if context is None or not is_guarded(scope):
+            await self.app(scope, receive, send)
+            return
+        request_type = None
+        if is_protocol_request(scope):
+            body = await read_body(receive)
+            receive = replay(body, receive)
+            request_type = _request_type(body)
+        streaming = request_type in STREAMING_REQUEST_TYPES
+        if streaming and not self.limiter.streams.acquire(context.user_id):
+            # Checked first, so that a refused stream does not use up a message.
+            await self._refuse(scope, send, self._too_many_streams())
+            return
+        try:
+            refusal = await self._check(scope, context, request_type)
+            if refusal is not None:
+                await self._refuse(scope, send, refusal)
+                return
+            await self.app(scope, receive, send)
+        finally:
+            if streaming:
+                self.limiter.streams.release(context.user_id)
+
+    async def _check(
+        self, scope: Scope, context: RequestContext, request_type: str | None
+    ) -> Refusal | None:
+        counters = UsageCounters(scope["app"].state.engine)
+        try:
+            return await self.limiter.check(counters, context, request_type)
+        except SQLAlchemyError as exc:  # the database is down: the request fails on its own
+            logger.warning("Rate limit check skipped: %s", type(exc).__name__)
+            return None
+
+    def _too_many_streams(self) -> Refusal:
+        return Refusal(
+            "too_many_streams",
+            f"You already have {self.limiter.streams.limit} replies in progress. "
+            "Wait for one to finish, then try again.",
+            STREAM_RETRY_AFTER_SECONDS,
+        )
+
+    async def _refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
+        logger.info("Refused %s %s: %s", scope["method"], scope["path"], refusal.code)
+        headers = {"Retry-After": str(refusal.retry_after)}
+        await send_error(send, 429, refusal.code, refusal.message, headers)
+
+
+def _request_type(body: bytes) -> str | None:
+    """The ChatKit request's `type`; anything unparsable is left for the route to refuse."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    kind = parsed.get("type") if isinstance(parsed, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _seconds_until(now: datetime, end: datetime) -> int:
+    return max(1, math.ceil((end - now).total_seconds()))
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes = max(1, math.ceil(rest / 60)) if hours == 0 else rest // 60
+    if hours == 0:
+        return f"{minutes} minute{'s' * (minutes != 1)}"
+    return f"{hours} hour{'s' * (hours != 1)} {minutes} minute{'s' * (minutes != 1)}"

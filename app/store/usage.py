@@ -1,0 +1,64 @@
+"""Usage counters for rate limits: atomic upsert-increments, shared by every server process."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.store.models import UsageCounterRow
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A fixed window of one limit: at most `limit` hits in `bucket` since `start`."""
+
+    bucket: str
+    start: datetime
+    limit: int
+
+
+class UsageCounters:
+    """Fixed-window counters, one row per user and bucket."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    async def hit(self, user_id: str, windows: Sequence[Window]) -> tuple[Window, int] | None:
+        """Count one hit in each window, in order, in one transaction.
+
+        Returns the first window that is now past its limit, with its count; the windows after
+        it are not counted (a request refused per minute does not use up a daily message).
+        """
+        async with self.engine.begin() as conn:
+            for window in windows:
+                count = await self._increment(conn, user_id, window)
+                if count > window.limit:
+                    return window, count
+        return None
+
+    async def _increment(self, conn: AsyncConnection, user_id: str, window: Window) -> int:
+        """One statement: insert 1, add 1 in the same window, or restart at 1 in a newer one.
+
+        A hit stamped with an older window (a process whose clock lags) counts in the current one.
+        """
+        row = UsageCounterRow.__table__.c
+        stmt = self._insert(UsageCounterRow).values(
+            user_id=user_id, bucket=window.bucket, window_start=window.start, count=1
+        )
+        newer = stmt.excluded.window_start > row.window_start
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[row.user_id, row.bucket],
+            set_={
+                "count": case((newer, 1), else_=row.count + 1),
+                "window_start": case((newer, stmt.excluded.window_start), else_=row.window_start),
+            },
+        ).returning(row.count)
+        count: int = (await conn.execute(upsert)).scalar_one()
+        return count

@@ -1,0 +1,90 @@
+"""Startup validation of the edge settings: production refuses unsafe identity and CORS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings
+
+
+def settings(**values: Any) -> Settings:
+    base: dict[str, Any] = {
+        "model_provider": "openai",
+        "openai_api_key": "sk-test",
+        "attachment_signing_secret": "a" * 32,
+    }
+    return Settings(_env_file=None, **{**base, **values})
+
+
+def test_production_without_an_auth_method_names_the_settings() -> None:
+    with pytest.raises(ValidationError) as error:
+        settings(environment="production")
+    message = str(error.value)
+    for name in ("AUTH_JWKS_URL", "AUTH_JWT_SECRET", "AUTH_TRUST_USER_HEADERS"):
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"auth_jwks_url": "https://app.example.com/api/auth/jwks"},
+        {"auth_jwt_secret": "s" * 32},
+        {"better_auth_secret": "s" * 32},
+        {"auth_trust_user_headers": True, "auth_proxy_secret": "p" * 16},
+    ],
+)
+def test_production_with_one_auth_method_starts(auth: dict[str, object]) -> None:
+    assert settings(environment="production", **auth).environment == "production"
+
+
+def test_production_header_identity_needs_the_proxy_secret() -> None:
+    with pytest.raises(ValidationError, match="AUTH_PROXY_SECRET"):
+        settings(environment="production", auth_trust_user_headers=True)
+
+
+def test_development_header_identity_needs_no_secret() -> None:
+    assert settings(auth_trust_user_headers=True).auth_proxy_secret is None
+
+
+def test_production_refuses_cors_star() -> None:
+    with pytest.raises(ValidationError, match="CORS_ALLOW_ORIGINS"):
+        settings(environment="production", auth_jwt_secret="s" * 32, cors_allow_origins="*")
+    assert settings(cors_allow_origins="*").cors_allow_origins == ["*"]
+
+
+def test_daily_message_quotas_by_tier() -> None:
+    parsed = settings(rate_limit_daily_messages="free=5, pro=unlimited, *=2")
+    assert parsed.daily_message_limit("free") == 5
+    assert parsed.daily_message_limit("pro") is None
+    assert parsed.daily_message_limit("enterprise") == 2
+    assert settings(rate_limit_daily_messages="free=5").daily_message_limit("team") is None
+
+
+@pytest.mark.parametrize("value", ["free", "free=lots", "=5", "free=-1"])
+def test_bad_quota_values_name_the_problem(value: str) -> None:
+    with pytest.raises(ValidationError, match="rate_limit_daily_messages"):
+        settings(rate_limit_daily_messages=value)
+
+
+def test_limits_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATKIT_MAX_BODY_BYTES", "4096")
+    monkeypatch.setenv("RATE_LIMIT_DAILY_MESSAGES", "free=3")
+    monkeypatch.setenv("CHATKIT_DOMAIN_KEYS", "k1, k2")
+    loaded = settings()
+    assert loaded.chatkit_max_body_bytes == 4096
+    assert loaded.daily_message_limit("free") == 3
+    assert loaded.chatkit_domain_keys == ["k1", "k2"]
+
+
+def test_the_jwks_url_must_be_http() -> None:
+    with pytest.raises(ValidationError, match="auth_jwks_url"):
+        settings(auth_jwks_url="app.example.com/api/auth/jwks")
+    assert settings(auth_jwks_url="").auth_jwks_url is None
+
+
+def test_production_refuses_a_short_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        settings(environment="production", better_auth_secret="short")
