@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatkit.db"
@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         "You are a helpful assistant. Be concise. Use the task tools to manage the user's tasks."
     )
     history_window: int = Field(default=30, ge=1, le=500)
+    openai_max_retries: int = Field(default=2, ge=0, le=10)
+    openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    fake_model_tokens: int = Field(default=40, ge=1, le=100_000)
+    fake_model_delay_ms: float = Field(default=15.0, ge=0, le=60_000)
 
     # Identity
     auth_jwks_url: str | None = None
@@ -94,6 +98,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _refuse_fake_model_in_production(self) -> Settings:
+        if self.environment == "production" and self.model_provider == "fake":
+            raise ValueError(
+                "MODEL_PROVIDER=fake is a local demo model and is refused when "
+                "ENVIRONMENT=production: set MODEL_PROVIDER=openai and OPENAI_API_KEY"
+            )
+        return self
 
     @cached_property
     def is_sqlite(self) -> bool:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.agent.agent import Assistant, build_model
 from app.config import Settings
 from app.http.errors import register_exception_handlers
 from app.http.identity import IdentityMiddleware
@@ -30,8 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.store = store
+        app.state.model = build_model(settings)
         app.state.server = ChatKitBackend(
-            store, DatabaseAttachmentStore(store, settings.public_base_url)
+            store,
+            DatabaseAttachmentStore(store, settings.public_base_url),
+            Assistant(settings, app.state.model),
         )
         app.state.migration_head = migration_head()
         try:
