@@ -2,25 +2,33 @@
 
 A tool's name, description and argument schema come from its signature and docstring. The first
 argument, `RunContextWrapper[AssistantContext]`, is not shown to the model: it carries the
-caller's `RequestContext`, the thread, the store and the task list. Raise to tell the model a
-call failed (the Agents SDK turns the exception into a message it can react to).
+caller's `RequestContext`, the thread, the store and the task list. A tool returns text (JSON for
+data). An exception becomes a message to the model: `explain_error` decides how much it says.
 
 To add a tool: write an `async def` here decorated with `@function_tool`, and add it to `TOOLS`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from agents import FunctionTool, RunContextWrapper, function_tool
+from agents import FunctionTool, RunContextWrapper, default_tool_error_function, function_tool
 from chatkit.agents import ClientToolCall
 from chatkit.types import ProgressUpdateEvent
 
 from app.agent.context import AssistantContext
 from app.agent.widgets import task_list_text, task_list_widget
-from app.store.tasks import Task
+from app.store.tasks import Task, TaskNotFoundError
 
 Ctx = RunContextWrapper[AssistantContext]
+
+
+def explain_error(ctx: RunContextWrapper[Any], error: Exception) -> str:
+    """Tell the model about mistakes it can fix (an unknown task id); keep other errors vague."""
+    if isinstance(error, TaskNotFoundError):
+        return f"Error: {error}"
+    return default_tool_error_function(ctx, error)
 
 
 async def _progress(ctx: Ctx, text: str) -> None:
@@ -37,12 +45,17 @@ async def _show_tasks(ctx: Ctx, highlight: str | None = None) -> list[Task]:
     return tasks
 
 
+def _json(value: Any) -> str:
+    """Tool results reach the model as text: JSON, not Python's repr."""
+    return json.dumps(value, default=str)
+
+
 def _summary(task: Task) -> dict[str, Any]:
     return {"id": task.id, "title": task.title, "notes": task.notes, "done": task.done}
 
 
-@function_tool
-async def add_task(ctx: Ctx, title: str, notes: str | None = None) -> dict[str, Any]:
+@function_tool(failure_error_function=explain_error)
+async def add_task(ctx: Ctx, title: str, notes: str | None = None) -> str:
     """Add a task to the user's task list and show the list.
 
     Args:
@@ -52,19 +65,19 @@ async def add_task(ctx: Ctx, title: str, notes: str | None = None) -> dict[str, 
     await _progress(ctx, "Adding a task…")
     task = await ctx.context.tasks.add(ctx.context.request_context.user_id, title, notes)
     await _show_tasks(ctx, highlight=task.id)
-    return {"added": _summary(task)}
+    return _json({"added": _summary(task)})
 
 
-@function_tool
-async def list_tasks(ctx: Ctx) -> dict[str, Any]:
+@function_tool(failure_error_function=explain_error)
+async def list_tasks(ctx: Ctx) -> str:
     """Show the user's task list (it is displayed to the user as a widget)."""
     await _progress(ctx, "Loading tasks…")
     tasks = await _show_tasks(ctx)
-    return {"tasks": [_summary(task) for task in tasks]}
+    return _json({"tasks": [_summary(task) for task in tasks]})
 
 
-@function_tool
-async def complete_task(ctx: Ctx, task_id: str) -> dict[str, Any]:
+@function_tool(failure_error_function=explain_error)
+async def complete_task(ctx: Ctx, task_id: str) -> str:
     """Mark a task as done and show the list.
 
     Args:
@@ -74,17 +87,17 @@ async def complete_task(ctx: Ctx, task_id: str) -> dict[str, Any]:
     user_id = ctx.context.request_context.user_id
     task = await ctx.context.tasks.update(user_id, task_id, done=True)
     await _show_tasks(ctx, highlight=task.id)
-    return {"completed": _summary(task)}
+    return _json({"completed": _summary(task)})
 
 
-@function_tool
+@function_tool(failure_error_function=explain_error)
 async def update_task(
     ctx: Ctx,
     task_id: str,
     title: str | None = None,
     notes: str | None = None,
     done: bool | None = None,
-) -> dict[str, Any]:
+) -> str:
     """Change a task's title, notes or done state (null leaves a field unchanged).
 
     Args:
@@ -97,11 +110,11 @@ async def update_task(
     user_id = ctx.context.request_context.user_id
     task = await ctx.context.tasks.update(user_id, task_id, title=title, notes=notes, done=done)
     await _show_tasks(ctx, highlight=task.id)
-    return {"updated": _summary(task)}
+    return _json({"updated": _summary(task)})
 
 
-@function_tool
-async def delete_task(ctx: Ctx, task_id: str) -> dict[str, Any]:
+@function_tool(failure_error_function=explain_error)
+async def delete_task(ctx: Ctx, task_id: str) -> str:
     """Delete a task from the user's list and show the list.
 
     Args:
@@ -110,23 +123,25 @@ async def delete_task(ctx: Ctx, task_id: str) -> dict[str, Any]:
     await _progress(ctx, "Deleting a task…")
     task = await ctx.context.tasks.delete(ctx.context.request_context.user_id, task_id)
     await _show_tasks(ctx)
-    return {"deleted": _summary(task)}
+    return _json({"deleted": _summary(task)})
 
 
-@function_tool
-async def get_current_user(ctx: Ctx) -> dict[str, Any]:
+@function_tool(failure_error_function=explain_error)
+async def get_current_user(ctx: Ctx) -> str:
     """Who the user is: id, name, email, plan tier and locale, as the app authenticated them."""
     caller = ctx.context.request_context
-    return {
-        "user_id": caller.user_id,
-        "name": caller.name,
-        "email": caller.email,
-        "tier": caller.tier,
-        "locale": caller.locale,
-    }
+    return _json(
+        {
+            "user_id": caller.user_id,
+            "name": caller.name,
+            "email": caller.email,
+            "tier": caller.tier,
+            "locale": caller.locale,
+        }
+    )
 
 
-@function_tool
+@function_tool(failure_error_function=explain_error)
 async def switch_theme(ctx: Ctx, theme: Literal["light", "dark"]) -> str:
     """Switch the chat's color theme. The user's browser applies it.
 
