@@ -11,9 +11,15 @@ from app.agent.fake_model import FakeModel
 
 
 @pytest.fixture
-def fake_model(app: FastAPI) -> Iterator[FakeModel]:
+def fake_model(app: FastAPI) -> FakeModel:
     model = app.state.model
     assert isinstance(model, FakeModel)
-    model.script.reset()
-    yield model
-    model.script.reset()
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _fresh_script(fake_model: FakeModel) -> Iterator[None]:
+    """No scripted turn leaks from one test into the next."""
+    fake_model.script.reset()
+    yield
+    fake_model.script.reset()

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from app.agent.fake_model import FakeModel, FakeTurn
 from app.store.tasks import Task, TaskStore
-from tests.helpers.agent import assistant_texts, stored_items
+from tests.helpers.agent import assistant_texts, stored_items, widget_rows
 from tests.helpers.chatkit import (
     client_tool_output_req,
     create_thread_req,
@@ -23,16 +23,6 @@ from tests.helpers.chatkit import (
 
 def tasks_of(app: FastAPI) -> TaskStore:
     return TaskStore(app.state.engine)
-
-
-def widget_rows(widget: dict[str, Any]) -> list[tuple[str, bool]]:
-    """(title, done) of each task row in a streamed task-list widget."""
-    rows = widget["children"][2]["children"]
-    return [
-        (row["children"][1]["value"], row["children"][1]["lineThrough"])
-        for row in rows
-        if row["type"] == "Row"
-    ]
 
 
 def tool_output(fake_model: FakeModel) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from chatkit.types import AssistantMessageItem, ThreadItem, ThreadMetadata
 from fastapi import FastAPI
 
@@ -32,4 +34,14 @@ def assistant_texts(items: list[ThreadItem]) -> list[str]:
         "".join(part.text for part in item.content)
         for item in items
         if isinstance(item, AssistantMessageItem)
+    ]
+
+
+def widget_rows(widget: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(title, done) of each task row in a task-list widget, as serialized."""
+    rows = widget["children"][2]["children"]
+    return [
+        (row["children"][1]["value"], row["children"][1]["lineThrough"])
+        for row in rows
+        if row["type"] == "Row"
     ]
