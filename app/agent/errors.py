@@ -20,6 +20,16 @@ NOT_CONFIGURED = (
 INTERRUPTED = "The model's answer was interrupted before it finished. Please try again."
 
 
+def _broke_mid_response(exc: BaseException) -> bool:
+    """Whether the connection broke after the response began (not: could not connect)."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, httpx2.RemoteProtocolError | httpx2.ReadError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def stream_error_for(exc: BaseException) -> CustomStreamError:
     """Translate a failure of the model or the run into a readable, retryable error."""
     match exc:
@@ -56,6 +66,8 @@ def stream_error_for(exc: BaseException) -> CustomStreamError:
             return CustomStreamError(
                 "The model took too long to answer. Please try again.", allow_retry=True
             )
+        case openai.APIConnectionError() if _broke_mid_response(exc):
+            return CustomStreamError(INTERRUPTED, allow_retry=True)
         case openai.APIConnectionError():
             return CustomStreamError(
                 "Could not reach the model provider: check OPENAI_BASE_URL and the network, "
