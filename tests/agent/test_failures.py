@@ -151,9 +151,9 @@ async def test_failure_after_a_tool_keeps_its_widget_until_retry(client, app, fa
 async def unconfigured_client(
     database_url: str,
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The app with MODEL_PROVIDER=openai and no OPENAI_API_KEY: it must still start."""
+    """MODEL_PROVIDER=openai and a blank OPENAI_API_KEY (as in .env.example): it still starts."""
     application = create_app(
-        make_settings(database_url, model_provider="openai", openai_api_key=None)
+        make_settings(database_url, model_provider="openai", openai_api_key=" ")
     )
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
