@@ -31,7 +31,7 @@ def explain_error(ctx: RunContextWrapper[Any], error: Exception) -> str:
     return default_tool_error_function(ctx, error)
 
 
-async def _progress(ctx: Ctx, text: str) -> None:
+async def progress(ctx: Ctx, text: str) -> None:
     """Tell the UI what the tool is doing while it runs."""
     await ctx.context.stream(ProgressUpdateEvent(text=text, icon="check-circle"))
 
@@ -45,7 +45,7 @@ async def _show_tasks(ctx: Ctx, highlight: str | None = None) -> list[Task]:
     return tasks
 
 
-def _json(value: Any) -> str:
+def to_json(value: Any) -> str:
     """Tool results reach the model as text: JSON, not Python's repr."""
     return json.dumps(value, default=str)
 
@@ -62,18 +62,18 @@ async def add_task(ctx: Ctx, title: str, notes: str | None = None) -> str:
         title: What needs to be done, in a few words.
         notes: Optional details.
     """
-    await _progress(ctx, "Adding a task…")
+    await progress(ctx, "Adding a task…")
     task = await ctx.context.tasks.add(ctx.context.request_context.user_id, title, notes)
     await _show_tasks(ctx, highlight=task.id)
-    return _json({"added": _summary(task)})
+    return to_json({"added": _summary(task)})
 
 
 @function_tool(failure_error_function=explain_error)
 async def list_tasks(ctx: Ctx) -> str:
     """Show the user's task list (it is displayed to the user as a widget)."""
-    await _progress(ctx, "Loading tasks…")
+    await progress(ctx, "Loading tasks…")
     tasks = await _show_tasks(ctx)
-    return _json({"tasks": [_summary(task) for task in tasks]})
+    return to_json({"tasks": [_summary(task) for task in tasks]})
 
 
 @function_tool(failure_error_function=explain_error)
@@ -83,11 +83,11 @@ async def complete_task(ctx: Ctx, task_id: str) -> str:
     Args:
         task_id: The task's id, as returned by list_tasks or add_task.
     """
-    await _progress(ctx, "Completing a task…")
+    await progress(ctx, "Completing a task…")
     user_id = ctx.context.request_context.user_id
     task = await ctx.context.tasks.update(user_id, task_id, done=True)
     await _show_tasks(ctx, highlight=task.id)
-    return _json({"completed": _summary(task)})
+    return to_json({"completed": _summary(task)})
 
 
 @function_tool(failure_error_function=explain_error)
@@ -106,11 +106,11 @@ async def update_task(
         notes: The new notes.
         done: Whether the task is done.
     """
-    await _progress(ctx, "Updating a task…")
+    await progress(ctx, "Updating a task…")
     user_id = ctx.context.request_context.user_id
     task = await ctx.context.tasks.update(user_id, task_id, title=title, notes=notes, done=done)
     await _show_tasks(ctx, highlight=task.id)
-    return _json({"updated": _summary(task)})
+    return to_json({"updated": _summary(task)})
 
 
 @function_tool(failure_error_function=explain_error)
@@ -120,17 +120,17 @@ async def delete_task(ctx: Ctx, task_id: str) -> str:
     Args:
         task_id: The task's id, as returned by list_tasks or add_task.
     """
-    await _progress(ctx, "Deleting a task…")
+    await progress(ctx, "Deleting a task…")
     task = await ctx.context.tasks.delete(ctx.context.request_context.user_id, task_id)
     await _show_tasks(ctx)
-    return _json({"deleted": _summary(task)})
+    return to_json({"deleted": _summary(task)})
 
 
 @function_tool(failure_error_function=explain_error)
 async def get_current_user(ctx: Ctx) -> str:
     """Who the user is: id, name, email, plan tier and locale, as the app authenticated them."""
     caller = ctx.context.request_context
-    return _json(
+    return to_json(
         {
             "user_id": caller.user_id,
             "name": caller.name,
