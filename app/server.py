@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
+from agents import RunResultStreaming
 from chatkit.actions import Action
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
@@ -20,6 +22,7 @@ from chatkit.types import (
     FeedbackKind,
     HiddenContextItem,
     ItemsListReq,
+    ProgressUpdateEvent,
     ThreadItem,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
@@ -41,6 +44,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from app.agent.agent import Assistant
 from app.agent.context import AssistantContext
 from app.agent.errors import stream_error_for
+from app.agent.streaming import EndOnError
 from app.agent.widgets import COMPLETE_ACTION, REOPEN_ACTION, task_list_text, task_list_widget
 from app.context import RequestContext
 from app.store.attachments import DatabaseAttachmentStore
@@ -120,8 +124,15 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         try:
             agent_input = await self.assistant.converter.to_agent_input(history)
             result = self.assistant.run(agent_input, agent_context)
-            async for event in stream_agent_response(agent_context, result):
+            run = EndOnError(result)
+            async for event in stream_agent_response(agent_context, cast(RunResultStreaming, run)):
                 yield ids.rewrite(event)
+            if run.error is not None:
+                raise run.error
+        except asyncio.CancelledError:
+            # Wake the SDK's reader of the tool event queue so that its task ends too.
+            await agent_context.stream(ProgressUpdateEvent(text="Stopped"))
+            raise
         except Exception as exc:
             error = stream_error_for(exc)
             logger.warning(

@@ -7,6 +7,7 @@ task Starlette has cancelled, so our store writes must survive that.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import httpx
@@ -23,7 +24,7 @@ DELTAS_BEFORE_LEAVING = 5
 POLLS = 500
 
 
-async def test_disconnect_mid_answer_saves_the_partial_answer(database_url, user):
+async def test_disconnect_mid_answer_saves_the_partial_answer(database_url, user, caplog):
     # A long, slow answer: the client leaves long before it ends.
     settings = make_settings(database_url, fake_model_tokens=5000, fake_model_delay_ms=2)
     application = create_app(settings)
@@ -58,6 +59,10 @@ async def test_disconnect_mid_answer_saves_the_partial_answer(database_url, user
         assert [e["type"] for e in events if e["type"] == "error"] == []
         sent = str(model.script.calls[-1].input)
         assert "The user cancelled the stream" in sent
+
+    # Nothing of the cancelled turn was left pending (asyncio logs such tasks when collected).
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 async def read_then_leave(client: httpx.AsyncClient) -> tuple[str, str]:
