@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from agents import Agent, Model, RunConfig, Runner
@@ -10,6 +11,8 @@ logger = logging.getLogger(__name__)
 
 TITLE_WORDS = 6
 TITLE_CHARS = 60
+TITLE_TIMEOUT_SECONDS = 10.0
+"""The answer is already shown; a slow title must not hold the stream open for long."""
 TITLE_INSTRUCTIONS = (
     "Write a title of at most six words for a conversation that starts with the user's "
     "message below. Reply with the title only: no quotes, no final period."
@@ -38,7 +41,10 @@ async def generate_title(model: Model | None, text: str) -> str:
         return fallback_title(text)
     agent: Agent[None] = Agent(name="Title writer", instructions=TITLE_INSTRUCTIONS, model=model)
     try:
-        result = await Runner.run(agent, text[:2000], run_config=RunConfig(tracing_disabled=True))
+        async with asyncio.timeout(TITLE_TIMEOUT_SECONDS):
+            result = await Runner.run(
+                agent, text[:2000], run_config=RunConfig(tracing_disabled=True)
+            )
         title = clean_title(str(result.final_output))
     except Exception as exc:  # a title is decoration: never fail the turn for it
         logger.warning("Title generation failed (%s); using the first words", type(exc).__name__)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import time
+
 from chatkit.store import NotFoundError
 from chatkit.types import FeedbackKind
 from sqlalchemy import select
@@ -10,7 +13,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.models import FeedbackRow, ItemRow
-from app.store.store import new_id, utcnow
+from app.store.store import utcnow
+
+
+def new_feedback_id() -> str:
+    """Time-sortable with 128 random bits, like the store's ids."""
+    return f"fb_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(16)}"
 
 
 class FeedbackStore:
@@ -35,7 +43,7 @@ class FeedbackStore:
                 raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
             for item_id in sorted(wanted):
                 stmt = self._insert(FeedbackRow).values(
-                    id=new_id("message").replace("msg_", "fb_", 1),
+                    id=new_feedback_id(),
                     user_id=user_id,
                     thread_id=thread_id,
                     item_id=item_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from chatkit.types import AssistantMessageItem, UserMessageItem
@@ -124,3 +125,20 @@ async def test_locale_reaches_the_instructions(client, fake_model, user):
 
     instructions = fake_model.script.calls[-1].instructions or ""
     assert "es-ES" in instructions
+
+
+async def test_concurrent_turns_stay_in_their_own_threads(client, app):
+    users = [f"user-concurrent-{n}" for n in range(6)]
+
+    results = await asyncio.gather(
+        *(
+            stream(client, user_id, create_thread_req(f"message from {user_id}"))
+            for user_id in users
+        )
+    )
+
+    for user_id, events in zip(users, results, strict=True):
+        [answer] = done_items(events, "assistant_message")
+        assert answer["content"][0]["text"].startswith(f"You said: message from {user_id} ")
+        items = await stored_items(app, user_id, created_thread_id(events))
+        assert assistant_texts(items) == [answer["content"][0]["text"]]

@@ -11,7 +11,7 @@ from agents import ModelSettings, ModelTracing
 
 from app.agent.errors import stream_error_for
 from app.agent.fake_model import FakeModel, FakeTurn, default_reply
-from app.agent.title import fallback_title
+from app.agent.title import fallback_title, generate_title
 
 
 async def events_of(model: FakeModel, text: str) -> list[object]:
@@ -99,3 +99,13 @@ async def test_unreachable_provider_names_the_base_url() -> None:
         await client.responses.create(model="m", input="hi")
 
     assert "OPENAI_BASE_URL" in stream_error_for(caught.value).message
+
+
+async def test_title_falls_back_when_the_model_fails() -> None:
+    model = FakeModel(tokens=3, delay=0)
+    model.script.push(FakeTurn.fail(RuntimeError("down")), FakeTurn.say('"Lisbon offsite plan."'))
+
+    assert await generate_title(model, "Plan the Lisbon offsite for the team") == (
+        "Plan the Lisbon offsite for the…"
+    )
+    assert await generate_title(model, "Plan the Lisbon offsite") == "Lisbon offsite plan"
