@@ -4,31 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, cast
 
 import anyio
+import openai
 from agents import RunResultStreaming
 from chatkit.actions import Action
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
-from chatkit.store import NotFoundError, StoreItemType
+from chatkit.store import NotFoundError
 from chatkit.types import (
-    AssistantMessageItem,
     ChatKitReq,
-    ClientToolCallItem,
     FeedbackKind,
     HiddenContextItem,
     ItemsListReq,
     ProgressUpdateEvent,
     ThreadItem,
-    ThreadItemAddedEvent,
     ThreadItemDoneEvent,
-    ThreadItemRemovedEvent,
     ThreadItemReplacedEvent,
-    ThreadItemUpdatedEvent,
     ThreadMetadata,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
@@ -36,16 +32,22 @@ from chatkit.types import (
     ThreadsRetryAfterItemReq,
     ThreadStreamEvent,
     UserMessageItem,
-    UserMessageTextContent,
     WidgetItem,
 )
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from app.agent.agent import Assistant
 from app.agent.context import AssistantContext
 from app.agent.errors import stream_error_for
-from app.agent.streaming import EndOnError
-from app.agent.widgets import COMPLETE_ACTION, REOPEN_ACTION, task_list_text, task_list_widget
+from app.agent.streaming import EndOnError, ItemIds
+from app.agent.title import first_user_text
+from app.agent.widgets import (
+    COMPLETE_ACTION,
+    REOPEN_ACTION,
+    TaskActionPayload,
+    task_list_text,
+    task_list_widget,
+)
 from app.context import RequestContext
 from app.store.attachments import DatabaseAttachmentStore
 from app.store.feedback import FeedbackStore
@@ -135,8 +137,13 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             raise
         except Exception as exc:
             error = stream_error_for(exc)
+            # Provider errors are expected weather; anything else needs its traceback.
+            expected = isinstance(exc, openai.APIError | CustomStreamError)
             logger.warning(
-                "Turn failed in thread %s: %s", thread.id, type(exc).__name__, exc_info=exc
+                "Turn failed in thread %s: %s",
+                thread.id,
+                type(exc).__name__,
+                exc_info=None if expected else exc,
             )
             raise error from exc
         finally:
@@ -221,49 +228,6 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 break
             after = page.after
         return items[::-1]
-
-
-class TaskActionPayload(BaseModel):
-    task_id: str
-
-
-class ItemIds:
-    """Gives items the model names (assistant messages, client tool calls) our own ids.
-
-    `stream_agent_response` reuses the provider's ids, which an OpenAI-compatible server may
-    repeat across threads; item ids are primary keys here, with at least 122 random bits.
-    """
-
-    def __init__(self, generate: Callable[[StoreItemType], str]) -> None:
-        self.generate = generate
-        self.ours: dict[str, str] = {}
-
-    def rewrite(self, event: ThreadStreamEvent) -> ThreadStreamEvent:
-        if isinstance(event, ThreadItemAddedEvent | ThreadItemDoneEvent) and isinstance(
-            event.item, AssistantMessageItem | ClientToolCallItem
-        ):
-            kind: StoreItemType = (
-                "message" if isinstance(event.item, AssistantMessageItem) else "tool_call"
-            )
-            new_id = self.ours.setdefault(event.item.id, self.generate(kind))
-            return event.model_copy(update={"item": event.item.model_copy(update={"id": new_id})})
-        if (
-            isinstance(event, ThreadItemUpdatedEvent | ThreadItemRemovedEvent)
-            and event.item_id in self.ours
-        ):
-            return event.model_copy(update={"item_id": self.ours[event.item_id]})
-        return event
-
-
-def first_user_text(items: list[ThreadItem]) -> str:
-    for item in items:
-        if isinstance(item, UserMessageItem):
-            text = " ".join(
-                part.text for part in item.content if isinstance(part, UserMessageTextContent)
-            )
-            if text.strip():
-                return text
-    return ""
 
 
 __all__ = ["BadRequestError", "ChatKitBackend", "NotFoundError"]

@@ -1,4 +1,7 @@
-"""A run's event stream that ends cleanly when the run fails, so nothing is left pending.
+"""Adapting the SDK's streamed turn: clean ends on failure, and our ids on model-named items.
+
+`EndOnError`: a run's event stream that ends cleanly when the run fails, so nothing is left
+pending.
 
 `stream_agent_response` merges the run's events with the tools' event queue, pulling each in an
 `asyncio` task of its own. If the run's stream raises, the queue's task is abandoned, pending,
@@ -10,7 +13,7 @@ finished are still delivered); the error is re-raised after.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from agents import (
@@ -18,6 +21,16 @@ from agents import (
     OutputGuardrailTripwireTriggered,
     RunResultStreaming,
     StreamEvent,
+)
+from chatkit.store import StoreItemType
+from chatkit.types import (
+    AssistantMessageItem,
+    ClientToolCallItem,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadItemRemovedEvent,
+    ThreadItemUpdatedEvent,
+    ThreadStreamEvent,
 )
 
 
@@ -52,3 +65,31 @@ def _watch_current_task() -> None:
     task = asyncio.current_task()
     if task is not None:
         task.add_done_callback(_consume_result)
+
+
+class ItemIds:
+    """Gives items the model names (assistant messages, client tool calls) our own ids.
+
+    `stream_agent_response` reuses the provider's ids, which an OpenAI-compatible server may
+    repeat across threads; item ids are primary keys here, with at least 122 random bits.
+    """
+
+    def __init__(self, generate: Callable[[StoreItemType], str]) -> None:
+        self.generate = generate
+        self.ours: dict[str, str] = {}
+
+    def rewrite(self, event: ThreadStreamEvent) -> ThreadStreamEvent:
+        if isinstance(event, ThreadItemAddedEvent | ThreadItemDoneEvent) and isinstance(
+            event.item, AssistantMessageItem | ClientToolCallItem
+        ):
+            kind: StoreItemType = (
+                "message" if isinstance(event.item, AssistantMessageItem) else "tool_call"
+            )
+            new_id = self.ours.setdefault(event.item.id, self.generate(kind))
+            return event.model_copy(update={"item": event.item.model_copy(update={"id": new_id})})
+        if (
+            isinstance(event, ThreadItemUpdatedEvent | ThreadItemRemovedEvent)
+            and event.item_id in self.ours
+        ):
+            return event.model_copy(update={"item_id": self.ours[event.item_id]})
+        return event

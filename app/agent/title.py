@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from agents import Agent, Model, RunConfig, Runner
+from chatkit.types import ThreadItem, UserMessageItem, UserMessageTextContent
 
 logger = logging.getLogger(__name__)
 
@@ -50,3 +51,15 @@ async def generate_title(model: Model | None, text: str) -> str:
         logger.warning("Title generation failed (%s); using the first words", type(exc).__name__)
         return fallback_title(text)
     return title or fallback_title(text)
+
+
+def first_user_text(items: list[ThreadItem]) -> str:
+    """The text of the oldest user message among `items`: what a title summarizes."""
+    for item in items:
+        if isinstance(item, UserMessageItem):
+            text = " ".join(
+                part.text for part in item.content if isinstance(part, UserMessageTextContent)
+            )
+            if text.strip():
+                return text
+    return ""

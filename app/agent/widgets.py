@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from chatkit.widgets import DynamicWidgetRoot, WidgetRoot
+from pydantic import BaseModel
 
 from app.store.tasks import Task
 
 COMPLETE_ACTION = "task.complete"
 REOPEN_ACTION = "task.reopen"
+
+
+class TaskActionPayload(BaseModel):
+    """The payload of both task actions."""
+
+    task_id: str
 
 
 def _task_row(task: Task, highlight: str | None) -> dict[str, Any]:
