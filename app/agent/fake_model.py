@@ -4,8 +4,9 @@ It streams real Responses API events (`response.created`, `response.output_text.
 `response.function_call_arguments.done`, `response.completed`, ...), so the Agents SDK and
 `stream_agent_response` run exactly the code paths they run against OpenAI.
 
-Unscripted, it answers every turn with `tokens` words that start by echoing the user. Tests push
-`FakeTurn`s onto its `script` to make it call tools, fail, or drop the stream mid-answer.
+Unscripted, it answers every turn with `tokens` words that start by echoing the user; a message
+like `/add_task {"title": "Buy milk"}` makes it call that tool (demos of the tools need no key).
+Tests push `FakeTurn`s onto its `script` to make it call tools, fail, or drop the stream.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ FILLER = [
     "tempor",
 ]
 TOKEN = re.compile(r"\s*\S+\s*")
+SLASH_COMMAND = re.compile(r"/(?P<name>\w+)\s*(?P<arguments>\{.*\})?", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,17 +209,29 @@ class FakeModel(Model):
         )
         call = FakeCall(system_instructions, items, [getattr(tool, "name", "") for tool in tools])
         self.script.calls.append(call)
-        turn = (
-            self.script.turns.popleft()
-            if self.script.turns
-            else FakeTurn.say(default_reply(items, self.tokens))
-        )
+        turn = self.script.turns.popleft() if self.script.turns else self._unscripted(items, tools)
         try:
             async for event in self._play(turn):
                 yield event
             call.finished = True
         finally:
             call.closed_early = not call.finished
+
+    def _unscripted(self, items: list[TResponseInputItem], tools: list[Tool]) -> FakeTurn:
+        """Echo the user; `/tool_name {"arg": ...}` calls that tool first (for demos)."""
+        last = cast(dict[str, Any], items[-1]) if items else {}
+        if last.get("type") == "function_call_output":
+            return FakeTurn.say(f"The tool answered: {last.get('output')}")
+        command = SLASH_COMMAND.fullmatch(last_user_text(items).strip())
+        names = {getattr(tool, "name", None) for tool in tools}
+        if command and command["name"] in names:
+            try:
+                arguments = json.loads(command["arguments"] or "{}")
+            except json.JSONDecodeError:
+                arguments = None
+            if isinstance(arguments, dict):
+                return FakeTurn.call(command["name"], **arguments)
+        return FakeTurn.say(default_reply(items, self.tokens))
 
     async def _play(self, turn: FakeTurn) -> AsyncIterator[TResponseStreamEvent]:
         if turn.error is not None and turn.drop_after is None:

@@ -175,3 +175,12 @@ async def test_client_tool_round_trip(client, app, fake_model, user):
     assert (stored_call.status, stored_call.output) == ("completed", {"ok": True})
     assert "error" not in event_types(resumed)
     assert not [item for item in items if isinstance(item, WidgetItem)]
+
+
+async def test_unscripted_fake_model_runs_slash_commands(client, app, user):
+    events = await stream(client, user.user_id, create_thread_req('/add_task {"title": "Demo"}'))
+
+    assert [t.title for t in await tasks_of(app).list(user.user_id)] == ["Demo"]
+    assert len(done_items(events, "widget")) == 1
+    [answer] = done_items(events, "assistant_message")
+    assert answer["content"][0]["text"].startswith("The tool answered: ")
