@@ -6,8 +6,15 @@ and `OPENAI_BASE_URL` (no SDK-global defaults, no tracing export); `fake` plays 
 
 from __future__ import annotations
 
-from agents import Agent, Model, RunConfig, RunContextWrapper, Runner, TResponseInputItem
-from agents.agent import StopAtTools
+from agents import (
+    Agent,
+    Model,
+    RunConfig,
+    RunContextWrapper,
+    Runner,
+    StopAtTools,
+    TResponseInputItem,
+)
 from agents.models.openai_responses import OpenAIResponsesModel
 from agents.result import RunResultStreaming
 from chatkit.errors import CustomStreamError

@@ -1,13 +1,10 @@
-"""Adapting the SDK's streamed turn: clean ends on failure, and our ids on model-named items.
+"""Adapting the SDK's streamed turn: a clean end on failure, and our ids on model-named items.
 
-`EndOnError`: a run's event stream that ends cleanly when the run fails, so nothing is left
-pending.
-
-`stream_agent_response` merges the run's events with the tools' event queue, pulling each in an
-`asyncio` task of its own. If the run's stream raises, the queue's task is abandoned, pending,
-and asyncio logs "Task was destroyed but it is pending" for every failed turn. When the stream
-ends normally instead, the SDK cancels that task and drains the queue (so the widgets a tool
-finished are still delivered); the error is re-raised after.
+`EndOnError`: `stream_agent_response` merges the run's events with the tools' event queue,
+pulling each in an `asyncio` task of its own. If the run's stream raises, the queue's task is
+abandoned, pending, and asyncio logs "Task was destroyed but it is pending" for every failed
+turn. When the stream ends normally instead, the SDK cancels that task and drains the queue (so
+the widgets a tool finished are still delivered); the error is re-raised after.
 """
 
 from __future__ import annotations
