@@ -16,7 +16,8 @@ TITLE_TIMEOUT_SECONDS = 10.0
 """The answer is already shown; a slow title must not hold the stream open for long."""
 TITLE_INSTRUCTIONS = (
     "Write a title of at most six words for a conversation that starts with the user's "
-    "message below. Reply with the title only: no quotes, no final period."
+    "message below, in the language of that message. Reply with the title only: no quotes, no "
+    "final period."
 )
 
 
