@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime, timedelta
 
-from chatkit.types import AssistantMessageItem, UserMessageItem
+from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageItem,
+    ThreadMetadata,
+    UserMessageItem,
+)
 
 from app.agent.fake_model import FakeTurn
+from app.store.store import new_id
 from tests.helpers.agent import assistant_texts, stored_items, stored_thread
 from tests.helpers.chatkit import (
     add_message_req,
@@ -18,6 +25,7 @@ from tests.helpers.chatkit import (
     retry_req,
     stream,
 )
+from tests.helpers.items import BASE_TIME
 
 ITEM_ID = re.compile(r"msg_[0-9a-f]{44}")
 
@@ -142,3 +150,22 @@ async def test_concurrent_turns_stay_in_their_own_threads(client, app):
         assert answer["content"][0]["text"].startswith(f"You said: message from {user_id} ")
         items = await stored_items(app, user_id, created_thread_id(events))
         assert assistant_texts(items) == [answer["content"][0]["text"]]
+
+
+async def test_history_window_larger_than_a_store_page(app, user, monkeypatch):
+    store = app.state.store
+    thread = ThreadMetadata(id=store.generate_thread_id(user), created_at=datetime.now())
+    await store.save_thread(thread, user)
+    for n in range(120):
+        item = AssistantMessageItem(
+            id=new_id("message"),
+            thread_id=thread.id,
+            created_at=BASE_TIME + timedelta(seconds=n),
+            content=[AssistantMessageContent(text=f"m{n}")],
+        )
+        await store.add_thread_item(thread.id, item, user)
+    monkeypatch.setattr(app.state.server.assistant, "history_window", 110)
+
+    history = await app.state.server._history(thread, user)
+
+    assert assistant_texts(history) == [f"m{n}" for n in range(10, 120)]
