@@ -20,6 +20,7 @@ from chatkit.types import AssistantMessageItem, UserMessageItem, WidgetItem
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from app.agent.agent import MAX_TURNS
 from app.agent.errors import INTERRUPTED
 from app.agent.fake_model import FakeTurn
 from app.config import Settings
@@ -201,3 +202,15 @@ def test_fake_model_is_refused_in_production():
             auth_jwt_secret="s" * 40,
             cors_allow_origins="https://app.example.com",
         )
+
+
+async def test_a_tool_loop_is_stopped_with_a_readable_error(client, app, fake_model, user):
+    fake_model.script.push(*[FakeTurn.call("get_current_user") for _ in range(MAX_TURNS + 1)])
+
+    events = await stream(client, user.user_id, create_thread_req("loop"))
+
+    [error] = error_events(events)
+    assert "too many steps" in error["message"]
+    assert len(fake_model.script.calls) == MAX_TURNS
+    items = await stored_items(app, user.user_id, created_thread_id(events))
+    assert [type(item) for item in items] == [UserMessageItem]
