@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         "You are a helpful assistant. Be concise. Use the task tools to manage the user's tasks."
     )
     history_window: int = Field(default=30, ge=1, le=500)
+    openai_max_retries: int = Field(default=2, ge=0, le=10)
+    openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    fake_model_tokens: int = Field(default=40, ge=1, le=100_000)
+    fake_model_delay_ms: float = Field(default=15.0, ge=0, le=60_000)
 
     # Identity
     auth_jwks_url: str | None = None
@@ -215,6 +219,12 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
+    @field_validator("openai_api_key", "openai_base_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `OPENAI_API_KEY=` as copied from .env.example means "not configured".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         """Production refuses to start on unsafe settings, naming every one of them at once."""
@@ -239,6 +249,11 @@ class Settings(BaseSettings):
             problems.append(
                 f"AUTH_JWT_SECRET (or BETTER_AUTH_SECRET) must be at least "
                 f"{MIN_JWT_SECRET_BYTES} bytes"
+            )
+        if self.model_provider == "fake":
+            problems.append(
+                "MODEL_PROVIDER=fake (a local demo model): set MODEL_PROVIDER=openai and "
+                "OPENAI_API_KEY"
             )
         if "*" in self.cors_allow_origins:
             problems.append("CORS_ALLOW_ORIGINS=* (list your app's origins)")

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
+from app.agent.agent import Assistant, build_model
 from app.cleanup import start_periodic_cleanup
 from app.config import Settings, load_settings
 from app.http.edge import add_edge_middleware
@@ -34,7 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.store = store
         app.state.attachments = attachment_store
-        app.state.server = ChatKitBackend(store, attachment_store)
+        app.state.model = build_model(settings)
+        app.state.server = ChatKitBackend(
+            store, attachment_store, Assistant(settings, app.state.model)
+        )
         app.state.migration_head = migration_head()
         app.state.streams = OpenStreams()
         cleanup = start_periodic_cleanup(attachment_store, settings)

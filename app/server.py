@@ -1,19 +1,30 @@
-"""The ChatKit server: the SDK's `ChatKitServer` bound to our store and identity."""
+"""The ChatKit server: the SDK's `ChatKitServer` bound to our store, identity and agent."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any, cast
 
+import anyio
+import openai
+from agents import RunResultStreaming
+from chatkit.actions import Action
+from chatkit.agents import stream_agent_response
+from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
-    AssistantMessageContent,
-    AssistantMessageItem,
     ChatKitReq,
-    ItemsFeedbackReq,
+    FeedbackKind,
+    HiddenContextItem,
     ItemsListReq,
+    ProgressUpdateEvent,
+    ThreadItem,
     ThreadItemDoneEvent,
+    ThreadItemReplacedEvent,
     ThreadMetadata,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
@@ -21,14 +32,29 @@ from chatkit.types import (
     ThreadsRetryAfterItemReq,
     ThreadStreamEvent,
     UserMessageItem,
-    UserMessageTextContent,
+    WidgetItem,
 )
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
+from app.agent.agent import Assistant
+from app.agent.context import AssistantContext
+from app.agent.errors import stream_error_for
+from app.agent.streaming import EndOnError, ItemIds
+from app.agent.title import first_user_text
+from app.agent.widgets import (
+    COMPLETE_ACTION,
+    REOPEN_ACTION,
+    TaskActionPayload,
+    task_list_text,
+    task_list_widget,
+)
 from app.context import RequestContext
 from app.store.attachments import DatabaseAttachmentStore
+from app.store.feedback import FeedbackStore
 from app.store.store import SQLAlchemyStore
+from app.store.tasks import TaskNotFoundError, TaskStore
 
+logger = logging.getLogger(__name__)
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 
 
@@ -39,10 +65,19 @@ class BadRequestError(ValueError):
 class ChatKitBackend(ChatKitServer[RequestContext]):
     """Routes ChatKit requests to the store and the agent."""
 
-    def __init__(self, store: SQLAlchemyStore, attachment_store: DatabaseAttachmentStore) -> None:
+    def __init__(
+        self,
+        store: SQLAlchemyStore,
+        attachment_store: DatabaseAttachmentStore,
+        assistant: Assistant,
+    ) -> None:
         super().__init__(store, attachment_store)
         self.store: SQLAlchemyStore = store
         self.attachments = attachment_store
+
+        self.assistant = assistant
+        self.tasks = TaskStore(store.engine)
+        self.feedback = FeedbackStore(store.engine)
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -68,11 +103,6 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 )
                 if not isinstance(item, UserMessageItem):
                     raise BadRequestError(f"Item {item.id} is not a user message")
-            case ItemsFeedbackReq():
-                # The SDK's `add_feedback` is a no-op: another user's ids must still be a 404.
-                await self.store.load_thread(request.params.thread_id, context)
-                for item_id in request.params.item_ids:
-                    await self.store.load_item(request.params.thread_id, item_id, context)
             case ThreadsListReq() | ItemsListReq():
                 if request.params.limit is not None and request.params.limit < 1:
                     raise BadRequestError("params.limit must be at least 1")
@@ -85,22 +115,124 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         input_user_message: UserMessageItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        """Placeholder reply until the agent lands: echo the user's text."""
-        text = ""
-        if input_user_message is not None:
-            text = " ".join(
-                part.text
-                for part in input_user_message.content
-                if isinstance(part, UserMessageTextContent)
+        """Run the agent over the thread's recent items and stream its answer.
+
+        A failure of the model ends the turn with a readable error event; the answer streamed so
+        far is not saved (finished items, such as tool widgets, are), so the thread holds only
+        complete items and `threads.retry_after_item` starts clean. Titles the thread after its
+        first successful exchange.
+        """
+        agent_context = AssistantContext(
+            thread=thread, store=self.store, request_context=context, tasks=self.tasks
+        )
+        ids = ItemIds(lambda kind: self.store.generate_item_id(kind, thread, context))
+        history = await self._history(thread, context)
+        result = None
+        try:
+            agent_input = await self.assistant.converter.to_agent_input(history)
+            result = self.assistant.run(agent_input, agent_context)
+            run = EndOnError(result)
+            async for event in stream_agent_response(agent_context, cast(RunResultStreaming, run)):
+                yield ids.rewrite(event)
+            if run.error is not None:
+                raise run.error
+        except asyncio.CancelledError:
+            # Wake the SDK's reader of the tool event queue so that its task ends too.
+            await agent_context.stream(ProgressUpdateEvent(text="Stopped"))
+            raise
+        except Exception as exc:
+            error = stream_error_for(exc)
+            # Provider errors are expected weather; anything else needs its traceback.
+            expected = isinstance(exc, openai.APIError | CustomStreamError)
+            logger.warning(
+                "Turn failed in thread %s: %s",
+                thread.id,
+                type(exc).__name__,
+                exc_info=None if expected else exc,
             )
+            raise error from exc
+        finally:
+            if result is not None and not result.is_complete:
+                result.cancel()  # e.g. the client went away: stop the model
+        if thread.title is None:
+            thread.title = await self.assistant.title(first_user_text(history))
+
+    async def action(
+        self,
+        thread: ThreadMetadata,
+        action: Action[str, Any],
+        sender: WidgetItem | None,
+        context: RequestContext,
+    ) -> AsyncIterator[ThreadStreamEvent]:
+        """Handle the task widget's buttons: update the task, re-render the widget in place."""
+        if action.type not in (COMPLETE_ACTION, REOPEN_ACTION):
+            raise CustomStreamError(f"Unknown action {action.type!r}.", allow_retry=False)
+        try:
+            payload = TaskActionPayload.model_validate(action.payload)
+            done = action.type == COMPLETE_ACTION
+            task = await self.tasks.update(context.user_id, payload.task_id, done=done)
+        except ValidationError as exc:
+            raise CustomStreamError("The action needs a payload with a task_id.") from exc
+        except TaskNotFoundError as exc:
+            raise CustomStreamError("That task no longer exists.") from exc
+        tasks = await self.tasks.list(context.user_id)
+        if sender is not None:
+            widget = task_list_widget(tasks, highlight=task.id)
+            yield ThreadItemReplacedEvent(
+                item=sender.model_copy(
+                    update={"widget": widget, "copy_text": task_list_text(tasks)}
+                )
+            )
+        # Tell the model, on its next turn, what the user did.
         yield ThreadItemDoneEvent(
-            item=AssistantMessageItem(
+            item=HiddenContextItem(
                 id=self.store.generate_item_id("message", thread, context),
                 thread_id=thread.id,
                 created_at=datetime.now(),
-                content=[AssistantMessageContent(text=f"You said: {text}")],
+                content=f"The user marked the task {task.title!r} (id {task.id}) as "
+                f"{'done' if done else 'not done'} in the task list.",
             )
         )
+
+    async def add_feedback(
+        self,
+        thread_id: str,
+        item_ids: list[str],
+        feedback: FeedbackKind,
+        context: RequestContext,
+    ) -> None:
+        """Store the rating per user and item; another user's thread is a 404."""
+        await self.store.load_thread(thread_id, context)
+        await self.feedback.save(context.user_id, thread_id, item_ids, feedback)
+
+    async def handle_stream_cancelled(
+        self,
+        thread: ThreadMetadata,
+        pending_items: list[ThreadItem],
+        context: RequestContext,
+    ) -> None:
+        """Save the partial answer and a note, shielded: this runs in a cancelled task.
+
+        Starlette cancels a disconnected stream through an anyio cancel scope, which would cancel
+        every await here again and lose the writes.
+        """
+        with anyio.CancelScope(shield=True):
+            await super().handle_stream_cancelled(thread, pending_items, context)
+
+    async def _history(self, thread: ThreadMetadata, context: RequestContext) -> list[ThreadItem]:
+        """The newest `HISTORY_WINDOW` items, oldest first."""
+        window = self.assistant.history_window
+        items: list[ThreadItem] = []
+        after: str | None = None
+        while len(items) < window:
+            page = await self.store.load_thread_items(
+                thread.id, after, window - len(items), "desc", context
+            )
+            items.extend(page.data)
+            if not page.has_more:
+                break
+            after = page.after
+        return items[::-1]
 
 
 __all__ = ["BadRequestError", "ChatKitBackend", "NotFoundError"]

@@ -56,6 +56,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "environment": "development",
         "model_provider": "fake",
+        "fake_model_delay_ms": 0,
         # Tests name their user with X-User-Id, as a trusted proxy would in development.
         "auth_trust_user_headers": True,
     }

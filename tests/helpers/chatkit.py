@@ -69,3 +69,50 @@ async def stream(
 def created_thread_id(events: list[dict[str, Any]]) -> str:
     thread_id: str = next(e for e in events if e["type"] == "thread.created")["thread"]["id"]
     return thread_id
+
+
+def retry_req(thread_id: str, item_id: str) -> dict[str, Any]:
+    return {
+        "type": "threads.retry_after_item",
+        "params": {"thread_id": thread_id, "item_id": item_id},
+    }
+
+
+def client_tool_output_req(thread_id: str, result: Any) -> dict[str, Any]:
+    return {
+        "type": "threads.add_client_tool_output",
+        "params": {"thread_id": thread_id, "result": result},
+    }
+
+
+def custom_action_req(
+    thread_id: str, item_id: str | None, action_type: str, payload: Any = None
+) -> dict[str, Any]:
+    return {
+        "type": "threads.custom_action",
+        "params": {
+            "thread_id": thread_id,
+            "item_id": item_id,
+            "action": {"type": action_type, "payload": payload},
+        },
+    }
+
+
+def feedback_req(thread_id: str, item_ids: list[str], kind: str) -> dict[str, Any]:
+    return {
+        "type": "items.feedback",
+        "params": {"thread_id": thread_id, "item_ids": item_ids, "kind": kind},
+    }
+
+
+def done_items(events: list[dict[str, Any]], item_type: str) -> list[dict[str, Any]]:
+    """The items of `thread.item.done` events of one item type, in stream order."""
+    return [
+        e["item"]
+        for e in events
+        if e["type"] == "thread.item.done" and e["item"]["type"] == item_type
+    ]
+
+
+def error_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "error"]

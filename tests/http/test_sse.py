@@ -172,7 +172,7 @@ async def test_chatkit_stream_carries_comments_while_the_reply_is_slow(sqlite_ur
     app = create_app(make_settings(sqlite_url, sse_keepalive_seconds=INTERVAL))
     async with app.router.lifespan_context(app):
         store = app.state.store
-        app.state.server = SlowBackend(store, app.state.attachments)
+        app.state.server = SlowBackend(store, app.state.attachments, app.state.server.assistant)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             response = await client.post(

@@ -1,0 +1,66 @@
+"""Thread titles: a short model-written title, or the first words of the user's message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from agents import Agent, Model, RunConfig, Runner
+from chatkit.types import ThreadItem, UserMessageItem, UserMessageTextContent
+
+logger = logging.getLogger(__name__)
+
+TITLE_WORDS = 6
+TITLE_CHARS = 60
+TITLE_TIMEOUT_SECONDS = 10.0
+"""The answer is already shown; a slow title must not hold the stream open for long."""
+TITLE_INSTRUCTIONS = (
+    "Write a title of at most six words for a conversation that starts with the user's "
+    "message below, in the language of that message. Reply with the title only: no quotes, no "
+    "final period."
+)
+
+
+def fallback_title(text: str) -> str:
+    """The first words of the message, shortened to fit a sidebar."""
+    words = text.split()
+    title = " ".join(words[:TITLE_WORDS])
+    if len(title) > TITLE_CHARS:
+        title = title[: TITLE_CHARS - 1].rstrip() + "…"
+    elif len(words) > TITLE_WORDS:
+        title += "…"
+    return title or "New conversation"
+
+
+def clean_title(raw: str) -> str:
+    title = " ".join(raw.split()).strip(" \"'`.")
+    return title[:TITLE_CHARS]
+
+
+async def generate_title(model: Model | None, text: str) -> str:
+    """Ask `model` for a title; any failure (or no model) falls back to the message's words."""
+    if model is None or not text.strip():
+        return fallback_title(text)
+    agent: Agent[None] = Agent(name="Title writer", instructions=TITLE_INSTRUCTIONS, model=model)
+    try:
+        async with asyncio.timeout(TITLE_TIMEOUT_SECONDS):
+            result = await Runner.run(
+                agent, text[:2000], run_config=RunConfig(tracing_disabled=True)
+            )
+        title = clean_title(str(result.final_output))
+    except Exception as exc:  # a title is decoration: never fail the turn for it
+        logger.warning("Title generation failed (%s); using the first words", type(exc).__name__)
+        return fallback_title(text)
+    return title or fallback_title(text)
+
+
+def first_user_text(items: list[ThreadItem]) -> str:
+    """The text of the oldest user message among `items`: what a title summarizes."""
+    for item in items:
+        if isinstance(item, UserMessageItem):
+            text = " ".join(
+                part.text for part in item.content if isinstance(part, UserMessageTextContent)
+            )
+            if text.strip():
+                return text
+    return ""

@@ -1,0 +1,171 @@
+"""A turn end to end through POST /chatkit: the streamed answer, what is stored, titles, retry."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta
+
+from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageItem,
+    ThreadMetadata,
+    UserMessageItem,
+)
+
+from app.agent.fake_model import FakeTurn
+from app.store.store import new_id
+from tests.helpers.agent import assistant_texts, stored_items, stored_thread
+from tests.helpers.chatkit import (
+    add_message_req,
+    create_thread_req,
+    created_thread_id,
+    done_items,
+    event_types,
+    retry_req,
+    stream,
+)
+from tests.helpers.items import BASE_TIME
+
+ITEM_ID = re.compile(r"msg_[0-9a-f]{44}")
+
+
+async def test_plain_answer_streams_token_by_token_and_is_stored(client, app, fake_model, user):
+    fake_model.script.push(FakeTurn.say("Hello there, how can I help?"))
+
+    events = await stream(client, user.user_id, create_thread_req("Hi"))
+
+    thread_id = created_thread_id(events)
+    deltas = [
+        e["update"]["delta"]
+        for e in events
+        if e["type"] == "thread.item.updated"
+        and e["update"]["type"] == "assistant_message.content_part.text_delta"
+    ]
+    assert deltas == ["Hello ", "there, ", "how ", "can ", "I ", "help?"]
+    [answer] = done_items(events, "assistant_message")
+    assert answer["content"][0]["text"] == "Hello there, how can I help?"
+    # The provider's message id is replaced by one of ours (128 random bits, SDK prefix).
+    assert ITEM_ID.fullmatch(answer["id"])
+    items = await stored_items(app, user.user_id, thread_id)
+    assert [type(item) for item in items] == [UserMessageItem, AssistantMessageItem]
+    assert items[1].id == answer["id"]
+    assert assistant_texts(items) == ["Hello there, how can I help?"]
+
+
+async def test_default_fake_reply_has_the_configured_token_count(client, app, fake_model, user):
+    events = await stream(client, user.user_id, create_thread_req("ping"))
+
+    [answer] = done_items(events, "assistant_message")
+    words = answer["content"][0]["text"].split()
+    assert len(words) == app.state.settings.fake_model_tokens
+    assert words[:3] == ["You", "said:", "ping"]
+    assert fake_model.script.calls[-1].finished
+
+
+async def test_history_is_sent_to_the_model_oldest_first(client, fake_model, user):
+    fake_model.script.push(FakeTurn.say("first answer"), FakeTurn.say("second answer"))
+    events = await stream(client, user.user_id, create_thread_req("first question"))
+    await stream(client, user.user_id, add_message_req(created_thread_id(events), "second"))
+
+    sent = fake_model.script.calls[-1].input
+    texts = [str(entry.get("content")) for entry in sent]  # type: ignore[union-attr]
+    assert len(sent) == 3
+    assert "first question" in texts[0]
+    assert "first answer" in texts[1] and sent[1]["role"] == "assistant"  # type: ignore[index]
+    assert "second" in texts[2]
+
+
+async def test_history_window_limits_the_items_sent(client, app, fake_model, user, monkeypatch):
+    monkeypatch.setattr(app.state.server.assistant, "history_window", 3)
+    events = await stream(client, user.user_id, create_thread_req("one"))
+    thread_id = created_thread_id(events)
+    await stream(client, user.user_id, add_message_req(thread_id, "two"))
+    await stream(client, user.user_id, add_message_req(thread_id, "three"))
+
+    sent = fake_model.script.calls[-1].input
+    assert len(sent) == 3
+    assert "two" in str(sent[0]["content"])  # type: ignore[index]
+    assert "three" in str(sent[-1]["content"])  # type: ignore[index]
+
+
+async def test_title_is_pushed_in_the_first_exchange_only(client, app, fake_model, user):
+    fake_model.script.push(FakeTurn.say("Sure."), FakeTurn.say("Again."))
+    events = await stream(
+        client, user.user_id, create_thread_req("Plan my week of team offsites in Lisbon please")
+    )
+
+    thread_id = created_thread_id(events)
+    updates = [e for e in events if e["type"] == "thread.updated"]
+    assert [e["thread"]["title"] for e in updates] == ["Plan my week of team offsites…"]
+    assert event_types(events).index("thread.updated") > event_types(events).index(
+        "thread.item.done"
+    )
+    assert (await stored_thread(app, user.user_id, thread_id)).title == (
+        "Plan my week of team offsites…"
+    )
+
+    later = await stream(client, user.user_id, add_message_req(thread_id, "And Porto?"))
+    assert "thread.updated" not in event_types(later)
+
+
+async def test_retry_after_item_replaces_the_answer(client, app, fake_model, user):
+    fake_model.script.push(FakeTurn.say("A bad answer"), FakeTurn.say("A better answer"))
+    events = await stream(client, user.user_id, create_thread_req("Question"))
+    thread_id = created_thread_id(events)
+    [question] = done_items(events, "user_message")
+
+    retried = await stream(client, user.user_id, retry_req(thread_id, question["id"]))
+
+    assert [a["content"][0]["text"] for a in done_items(retried, "assistant_message")] == [
+        "A better answer"
+    ]
+    items = await stored_items(app, user.user_id, thread_id)
+    assert [item.id for item in items][0] == question["id"]
+    assert assistant_texts(items) == ["A better answer"]
+    # The model saw the question once, without the discarded answer.
+    sent = fake_model.script.calls[-1].input
+    assert len(sent) == 1 and "Question" in str(sent[0]["content"])  # type: ignore[index]
+
+
+async def test_locale_reaches_the_instructions(client, fake_model, user):
+    await stream(client, user.user_id, create_thread_req("Hola"), **{"Accept-Language": "es-ES"})
+
+    instructions = fake_model.script.calls[-1].instructions or ""
+    assert "es-ES" in instructions
+
+
+async def test_concurrent_turns_stay_in_their_own_threads(client, app):
+    users = [f"user-concurrent-{n}" for n in range(6)]
+
+    results = await asyncio.gather(
+        *(
+            stream(client, user_id, create_thread_req(f"message from {user_id}"))
+            for user_id in users
+        )
+    )
+
+    for user_id, events in zip(users, results, strict=True):
+        [answer] = done_items(events, "assistant_message")
+        assert answer["content"][0]["text"].startswith(f"You said: message from {user_id} ")
+        items = await stored_items(app, user_id, created_thread_id(events))
+        assert assistant_texts(items) == [answer["content"][0]["text"]]
+
+
+async def test_history_window_larger_than_a_store_page(app, user, monkeypatch):
+    store = app.state.store
+    thread = ThreadMetadata(id=store.generate_thread_id(user), created_at=datetime.now())
+    await store.save_thread(thread, user)
+    for n in range(120):
+        item = AssistantMessageItem(
+            id=new_id("message"),
+            thread_id=thread.id,
+            created_at=BASE_TIME + timedelta(seconds=n),
+            content=[AssistantMessageContent(text=f"m{n}")],
+        )
+        await store.add_thread_item(thread.id, item, user)
+    monkeypatch.setattr(app.state.server.assistant, "history_window", 110)
+
+    history = await app.state.server._history(thread, user)
+
+    assert assistant_texts(history) == [f"m{n}" for n in range(10, 120)]

@@ -1,0 +1,186 @@
+"""Each default tool called by the (scripted) model through POST /chatkit: effect and widget."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chatkit.types import ClientToolCallItem, WidgetItem
+from fastapi import FastAPI
+
+from app.agent.fake_model import FakeModel, FakeTurn
+from app.store.tasks import Task, TaskStore
+from tests.helpers.agent import assistant_texts, stored_items, widget_rows
+from tests.helpers.chatkit import (
+    client_tool_output_req,
+    create_thread_req,
+    created_thread_id,
+    done_items,
+    event_types,
+    stream,
+)
+
+
+def tasks_of(app: FastAPI) -> TaskStore:
+    return TaskStore(app.state.engine)
+
+
+def tool_output(fake_model: FakeModel) -> dict[str, Any]:
+    """What the last tool returned to the model (the function_call_output it was sent)."""
+    outputs = [
+        entry
+        for entry in fake_model.script.calls[-1].input
+        if isinstance(entry, dict) and entry.get("type") == "function_call_output"
+    ]
+    result: dict[str, Any] = json.loads(str(outputs[-1]["output"]))
+    return result
+
+
+async def run_tool(client, fake_model: FakeModel, user_id: str, name: str, **arguments: Any):
+    fake_model.script.push(FakeTurn.call(name, **arguments), FakeTurn.say("Done."))
+    return await stream(client, user_id, create_thread_req(f"please {name}"))
+
+
+async def seed(app: FastAPI, user_id: str, *titles: str) -> list[Task]:
+    return [await tasks_of(app).add(user_id, title) for title in titles]
+
+
+async def test_add_task_saves_it_and_streams_the_list(client, app, fake_model, user):
+    events = await run_tool(client, fake_model, user.user_id, "add_task", title="Buy milk")
+
+    [task] = await tasks_of(app).list(user.user_id)
+    assert (task.title, task.done) == ("Buy milk", False)
+    [widget] = done_items(events, "widget")
+    assert widget_rows(widget["widget"]) == [("Buy milk", False)]
+    assert widget["copy_text"] == "[ ] Buy milk"
+    assert {"type": "progress_update", "icon": "check-circle", "text": "Adding a task…"} in events
+    assert tool_output(fake_model)["added"]["id"] == task.id
+    # The widget is part of the stored thread, before the model's closing words.
+    items = await stored_items(app, user.user_id, created_thread_id(events))
+    assert [type(item).__name__ for item in items][1:] == ["WidgetItem", "AssistantMessageItem"]
+    assert assistant_texts(items) == ["Done."]
+
+
+async def test_list_tasks_shows_only_the_callers_tasks(client, app, fake_model, user, other_user):
+    await seed(app, user.user_id, "Mine 1", "Mine 2")
+    await seed(app, other_user.user_id, "Not mine")
+
+    events = await run_tool(client, fake_model, user.user_id, "list_tasks")
+
+    [widget] = done_items(events, "widget")
+    assert widget_rows(widget["widget"]) == [("Mine 1", False), ("Mine 2", False)]
+    assert [t["title"] for t in tool_output(fake_model)["tasks"]] == ["Mine 1", "Mine 2"]
+
+
+async def test_complete_task_marks_it_done(client, app, fake_model, user):
+    [task] = await seed(app, user.user_id, "Write report")
+
+    events = await run_tool(client, fake_model, user.user_id, "complete_task", task_id=task.id)
+
+    assert (await tasks_of(app).get(user.user_id, task.id)).done is True
+    [widget] = done_items(events, "widget")
+    assert widget_rows(widget["widget"]) == [("Write report", True)]
+
+
+async def test_update_task_changes_only_given_fields(client, app, fake_model, user):
+    [task] = await seed(app, user.user_id, "Old title")
+
+    events = await run_tool(
+        client,
+        fake_model,
+        user.user_id,
+        "update_task",
+        task_id=task.id,
+        title="New title",
+        notes="with notes",
+        done=None,
+    )
+
+    updated = await tasks_of(app).get(user.user_id, task.id)
+    assert (updated.title, updated.notes, updated.done) == ("New title", "with notes", False)
+    [widget] = done_items(events, "widget")
+    assert widget_rows(widget["widget"]) == [("New title", False)]
+
+
+async def test_delete_task_removes_it(client, app, fake_model, user):
+    keep, drop = await seed(app, user.user_id, "Keep", "Drop")
+
+    events = await run_tool(client, fake_model, user.user_id, "delete_task", task_id=drop.id)
+
+    assert [t.id for t in await tasks_of(app).list(user.user_id)] == [keep.id]
+    [widget] = done_items(events, "widget")
+    assert widget_rows(widget["widget"]) == [("Keep", False)]
+
+
+async def test_a_tool_cannot_touch_another_users_task(client, app, fake_model, user, other_user):
+    [theirs] = await seed(app, other_user.user_id, "Theirs")
+
+    events = await run_tool(client, fake_model, user.user_id, "delete_task", task_id=theirs.id)
+
+    assert [t.id for t in await tasks_of(app).list(other_user.user_id)] == [theirs.id]
+    assert done_items(events, "widget") == []
+    # The failure went back to the model as a tool result, and the turn still finished.
+    outputs = [
+        entry
+        for entry in fake_model.script.calls[-1].input
+        if isinstance(entry, dict) and entry.get("type") == "function_call_output"
+    ]
+    assert "No task with id" in str(outputs[-1]["output"])
+    assert done_items(events, "assistant_message")[0]["content"][0]["text"] == "Done."
+
+
+async def test_get_current_user_reads_the_request_context(client, fake_model, user):
+    fake_model.script.push(FakeTurn.call("get_current_user"), FakeTurn.say("You are you."))
+    await stream(
+        client,
+        user.user_id,
+        create_thread_req("who am I?"),
+        **{"X-User-Email": "ada@example.com", "X-User-Tier": "pro"},
+    )
+
+    me = tool_output(fake_model)
+    assert me["user_id"] == user.user_id
+    assert (me["email"], me["tier"]) == ("ada@example.com", "pro")
+
+
+async def test_client_tool_round_trip(client, app, fake_model, user):
+    fake_model.script.push(FakeTurn.call("switch_theme", theme="dark"))
+
+    events = await stream(client, user.user_id, create_thread_req("dark mode please"))
+
+    # The run stops at the client tool: no assistant text, a pending call for the browser.
+    thread_id = created_thread_id(events)
+    [call] = done_items(events, "client_tool_call")
+    assert (call["name"], call["arguments"], call["status"]) == (
+        "switch_theme",
+        {"theme": "dark"},
+        "pending",
+    )
+    assert done_items(events, "assistant_message") == []
+    assert len(fake_model.script.calls) == 1
+
+    fake_model.script.push(FakeTurn.say("Switched to dark."))
+    resumed = await stream(client, user.user_id, client_tool_output_req(thread_id, {"ok": True}))
+
+    assert [a["content"][0]["text"] for a in done_items(resumed, "assistant_message")] == [
+        "Switched to dark."
+    ]
+    # The model got the call and the browser's output as a function call pair.
+    sent = fake_model.script.calls[-1].input
+    kinds = [entry.get("type") for entry in sent if isinstance(entry, dict)]
+    assert kinds[-2:] == ["function_call", "function_call_output"]
+    assert json.loads(str(sent[-1]["output"])) == {"ok": True}  # type: ignore[index]
+    items = await stored_items(app, user.user_id, thread_id)
+    [stored_call] = [item for item in items if isinstance(item, ClientToolCallItem)]
+    assert (stored_call.status, stored_call.output) == ("completed", {"ok": True})
+    assert "error" not in event_types(resumed)
+    assert not [item for item in items if isinstance(item, WidgetItem)]
+
+
+async def test_unscripted_fake_model_runs_slash_commands(client, app, user):
+    events = await stream(client, user.user_id, create_thread_req('/add_task {"title": "Demo"}'))
+
+    assert [t.title for t in await tasks_of(app).list(user.user_id)] == ["Demo"]
+    assert len(done_items(events, "widget")) == 1
+    [answer] = done_items(events, "assistant_message")
+    assert answer["content"][0]["text"].startswith("The tool answered: ")

@@ -1,0 +1,47 @@
+"""Reading what a ChatKit turn stored, as the user it belongs to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatkit.types import AssistantMessageItem, ThreadItem, ThreadMetadata
+from fastapi import FastAPI
+
+from app.context import RequestContext
+from app.store.store import SQLAlchemyStore
+
+
+def as_user(user_id: str) -> RequestContext:
+    return RequestContext(user_id=user_id, auth_method="development")
+
+
+def app_store(app: FastAPI) -> SQLAlchemyStore:
+    store: SQLAlchemyStore = app.state.store
+    return store
+
+
+async def stored_items(app: FastAPI, user_id: str, thread_id: str) -> list[ThreadItem]:
+    page = await app_store(app).load_thread_items(thread_id, None, 100, "asc", as_user(user_id))
+    return page.data
+
+
+async def stored_thread(app: FastAPI, user_id: str, thread_id: str) -> ThreadMetadata:
+    return await app_store(app).load_thread(thread_id, as_user(user_id))
+
+
+def assistant_texts(items: list[ThreadItem]) -> list[str]:
+    return [
+        "".join(part.text for part in item.content)
+        for item in items
+        if isinstance(item, AssistantMessageItem)
+    ]
+
+
+def widget_rows(widget: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(title, done) of each task row in a task-list widget, as serialized."""
+    rows = widget["children"][2]["children"]
+    return [
+        (row["children"][1]["value"], row["children"][1]["lineThrough"])
+        for row in rows
+        if row["type"] == "Row"
+    ]
