@@ -38,6 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.agent.agent import Assistant
 from app.agent.context import AssistantContext
+from app.agent.converter import HistoryConverter
 from app.agent.errors import stream_error_for
 from app.agent.streaming import EndOnError, ItemIds
 from app.agent.title import first_user_text
@@ -129,7 +130,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         history = await self._history(thread, context)
         result = None
         try:
-            agent_input = await self.assistant.converter.to_agent_input(history)
+            converter = HistoryConverter(self.attachments, context)
+            agent_input = await converter.to_agent_input(history)
             result = self.assistant.run(agent_input, agent_context)
             run = EndOnError(result)
             async for event in stream_agent_response(agent_context, cast(RunResultStreaming, run)):

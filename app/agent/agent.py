@@ -21,7 +21,6 @@ from chatkit.errors import CustomStreamError
 from openai import AsyncOpenAI
 
 from app.agent.context import AssistantContext
-from app.agent.converter import HistoryConverter
 from app.agent.errors import NOT_CONFIGURED
 from app.agent.fake_model import FakeModel
 from app.agent.title import generate_title
@@ -76,7 +75,6 @@ class Assistant:
     def __init__(self, settings: Settings, model: Model | None) -> None:
         self.model = model
         self.agent = build_agent(settings, model)
-        self.converter = HistoryConverter()
         self.history_window = settings.history_window
         self.run_config = RunConfig(tracing_disabled=True, trace_include_sensitive_data=False)
         # Titles cost a model call; the fake model's would be noise, so it gets the fallback.

@@ -1,14 +1,8 @@
 """Attachments as model input: images as `input_image`, PDFs and text files as `input_file`.
 
-The SDK's `ThreadItemConverter.attachment_to_message_content(attachment)` has no context, so a
-converter that holds the attachment store and the `RequestContext` calls this::
-
-    class Converter(ThreadItemConverter):
-        def __init__(self, attachments: DatabaseAttachmentStore, context: RequestContext):
-            self.attachments, self.context = attachments, context
-
-        async def attachment_to_message_content(self, attachment):
-            return await attachment_to_model_input(attachment, self.attachments, self.context)
+The SDK's `ThreadItemConverter.attachment_to_message_content(attachment)` has no context, so
+`app.agent.converter.HistoryConverter` is built per turn with the attachment store and the
+`RequestContext`, and calls this.
 
 Files the model cannot read become a short text note, so one odd file never fails a turn.
 """

@@ -6,12 +6,26 @@ import json
 
 from agents import TResponseInputItem
 from chatkit.agents import ThreadItemConverter
-from chatkit.types import HiddenContextItem, UserMessageTagContent
+from chatkit.types import Attachment, HiddenContextItem, UserMessageTagContent
 from openai.types.responses import ResponseInputContentParam, ResponseInputTextParam
+
+from app.agent.attachments import attachment_to_model_input
+from app.context import RequestContext
+from app.store.attachments import DatabaseAttachmentStore
 
 
 class HistoryConverter(ThreadItemConverter):
-    """Renders @-tags and structured hidden context as text instead of failing the turn."""
+    """One turn's converter: reads the caller's attachments, and renders @-tags and structured
+    hidden context as text instead of failing the turn."""
+
+    def __init__(self, attachments: DatabaseAttachmentStore, context: RequestContext) -> None:
+        self.attachments = attachments
+        self.context = context
+
+    async def attachment_to_message_content(
+        self, attachment: Attachment
+    ) -> ResponseInputContentParam:
+        return await attachment_to_model_input(attachment, self.attachments, self.context)
 
     async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputContentParam:
         data = json.dumps(tag.data, default=str) if tag.data else "{}"
