@@ -250,14 +250,17 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
 }
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), default=list(SCENARIOS))
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    bench = Bench()
+    asyncio.run(run(Bench(), args.only))
+
+
+async def run(bench: Bench, scenarios: list[str]) -> None:
     try:
-        for name in args.only:
+        for name in scenarios:
             started = time.perf_counter()
             outcome = await SCENARIOS[name](bench)
             print(f"{name} ({time.perf_counter() - started:.1f} s): {outcome}")
@@ -266,4 +269,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
