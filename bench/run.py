@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
+import subprocess
 import time
 from typing import Any
 
@@ -76,14 +78,19 @@ async def transactions(database_url: str) -> int:
     return int(value)
 
 
+async def warm_up(server: Process, auth: bool) -> None:
+    """Both servers pay one-time costs (lazy imports, pydantic schemas of the OpenAI types,
+    database connections) that must not land in the figures."""
+    await run_load(server.url, 10, 2, lambda n: bearer(f"warm-up-{n}") if auth else {})
+
+
 async def measure(
     name: str, server: Process, users: int, messages: int, auth: bool, db: str | None
 ) -> dict[str, Any]:
+    headers = token_headers if auth else (lambda n: {})
     cpu_before = server.cpu_seconds()
     xact_before = await transactions(db) if db else 0
-    result: LoadResult = await run_load(
-        server.url, users, messages, token_headers if auth else (lambda n: {})
-    )
+    result: LoadResult = await run_load(server.url, users, messages, headers)
     cpu = server.cpu_seconds() - cpu_before
     figures: dict[str, Any] = {"server": name, **result.summary()}
     figures["cpu_ms_per_turn"] = 1000 * cpu / max(1, len(result.ok))
@@ -94,6 +101,27 @@ async def measure(
         )
     figures["first_errors"] = sorted(set(result.errors))[:3]
     return figures
+
+
+def profile(py_spy: str, server: Process) -> subprocess.Popen[bytes]:
+    """Sample the server's stacks (collapsed format, one stack a line) until interrupted."""
+    output = RESULTS / "server-profile.txt"
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(output),
+            "--pid",
+            str(server.popen.pid),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -134,6 +162,11 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between words")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument(
+        "--profile",
+        metavar="PY_SPY",
+        help="path to a py-spy binary: records the server during the load to results/",
+    )
     args = parser.parse_args()
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -193,8 +226,14 @@ async def run(args: argparse.Namespace, db: str) -> None:
             f"load: {args.users} users x {args.messages} messages, "
             f"{args.tokens} words per answer, {args.delay_ms} ms between words"
         )
+        await warm_up(reference, auth=False)
+        await warm_up(ours, auth=True)
         ref_figures = await measure("reference", reference, args.users, args.messages, False, None)
+        spy = profile(args.profile, ours) if args.profile else None
         our_figures = await measure("chatkit-backend", ours, args.users, args.messages, True, db)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait()
         print_table([ref_figures, our_figures])
         scaling: dict[str, Any] = {}
         if not args.skip_scaling:

@@ -27,7 +27,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per checkout): a connection that died with the server is
+        # detected on use, and SQLAlchemy then discards the whole pool.
         pool_recycle=1800,
     )
 
