@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     database_url: str = DEFAULT_DATABASE_URL
-    database_pool_size: int = Field(default=10, ge=1)
-    database_max_overflow: int = Field(default=20, ge=0)
+    database_pool_size: int = Field(default=20, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
 
     # Model
     model_provider: Literal["openai", "fake"] = "openai"

@@ -42,6 +42,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, for single statements: no BEGIN/COMMIT (or ROLLBACK) round trips."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def migration_head() -> str | None:
     """The newest revision in `migrations/`, which a ready database must be at."""
     config = Config(str(PROJECT_ROOT / "alembic.ini"))

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
+from app.store.db import autocommit
 from app.store.files import FileStorage
 from app.store.models import AttachmentRow, ItemRow, ThreadRow
 from app.store.urls import AttachmentUrlSigner
@@ -69,6 +70,8 @@ class SQLAlchemyStore(Store[RequestContext]):
         attachment_urls: AttachmentUrlSigner | None = None,
     ) -> None:
         self.engine = engine
+        self._single = autocommit(engine)
+        """For methods that run one statement: atomic on its own, so no transaction."""
         self.files = files
         """Where attachment bytes live; deleting a thread deletes its attachments' content."""
         self.attachment_urls = attachment_urls
@@ -91,7 +94,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         stmt = select(ThreadRow.data).where(
             ThreadRow.id == thread_id, ThreadRow.user_id == context.user_id
         )
-        async with self.engine.connect() as conn:
+        async with self._single.connect() as conn:
             data = (await conn.execute(stmt)).scalar_one_or_none()
         if data is None:
             raise NotFoundError(f"Thread {thread_id} not found")
@@ -111,7 +114,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             set_={"data": stmt.excluded.data},
             where=ThreadRow.user_id == stmt.excluded.user_id,
         )
-        async with self.engine.begin() as conn:
+        async with self._single.connect() as conn:
             result = await conn.execute(stmt)
         if result.rowcount == 0:
             raise NotFoundError(f"Thread {thread.id} not found")
@@ -190,7 +193,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             ItemRow.thread_id == thread_id,
             ItemRow.user_id == context.user_id,
         )
-        async with self.engine.connect() as conn:
+        async with self._single.connect() as conn:
             data = (await conn.execute(stmt)).scalar_one_or_none()
         if data is None:
             raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
@@ -204,7 +207,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             ItemRow.thread_id == thread_id,
             ItemRow.user_id == context.user_id,
         )
-        async with self.engine.begin() as conn:
+        async with self._single.connect() as conn:
             await conn.execute(stmt)
 
     # attachments
@@ -222,7 +225,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             set_={"data": stmt.excluded.data, "thread_id": stmt.excluded.thread_id},
             where=AttachmentRow.user_id == stmt.excluded.user_id,
         )
-        async with self.engine.begin() as conn:
+        async with self._single.connect() as conn:
             result = await conn.execute(stmt)
         if result.rowcount == 0:
             raise NotFoundError(f"Attachment {attachment.id} not found")
@@ -231,7 +234,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         stmt = select(AttachmentRow.data).where(
             AttachmentRow.id == attachment_id, AttachmentRow.user_id == context.user_id
         )
-        async with self.engine.connect() as conn:
+        async with self._single.connect() as conn:
             data = (await conn.execute(stmt)).scalar_one_or_none()
         if data is None:
             raise NotFoundError(f"Attachment {attachment_id} not found")
@@ -242,7 +245,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         stmt = delete(AttachmentRow).where(
             AttachmentRow.id == attachment_id, AttachmentRow.user_id == context.user_id
         )
-        async with self.engine.begin() as conn:
+        async with self._single.connect() as conn:
             result = await conn.execute(stmt)
         if self.files is not None and result.rowcount:
             await self.files.delete([attachment_id])
@@ -285,7 +288,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             where=(ItemRow.user_id == stmt.excluded.user_id)
             & (ItemRow.thread_id == stmt.excluded.thread_id),
         )
-        async with self.engine.begin() as conn:
+        async with self._single.connect() as conn:
             result = await conn.execute(stmt)
         if result.rowcount == 0:
             raise NotFoundError(f"Thread {thread_id} not found")
@@ -293,7 +296,7 @@ class SQLAlchemyStore(Store[RequestContext]):
     async def _page(self, stmt: Select[Any], limit: int, parse: Callable[[Any], T]) -> Page[T]:
         """Fetch one row more than the page to learn `has_more` without counting."""
         limit = max(1, min(limit, MAX_PAGE_SIZE))
-        async with self.engine.connect() as conn:
+        async with self._single.connect() as conn:
             rows = (await conn.execute(stmt.limit(limit + 1))).all()
         has_more = len(rows) > limit
         rows = rows[:limit]

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.db import autocommit
 from app.store.models import UsageCounterRow
 
 
@@ -27,16 +28,16 @@ class UsageCounters:
     """Fixed-window counters, one row per user and bucket."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        self.engine = autocommit(engine)
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
     async def hit(self, user_id: str, windows: Sequence[Window]) -> tuple[Window, int] | None:
-        """Count one hit in each window, in order, in one transaction.
+        """Count one hit in each window, in order, each increment atomic on its own.
 
         Returns the first window that is now past its limit, with its count; the windows after
         it are not counted (a request refused per minute does not use up a daily message).
         """
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:
             for window in windows:
                 count = await self._increment(conn, user_id, window)
                 if count > window.limit:
