@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata, UserMessageItem
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, Select, delete, literal, select, tuple_
+from sqlalchemy import Select, bindparam, delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -76,7 +76,13 @@ class SQLAlchemyStore(Store[RequestContext]):
         """Where attachment bytes live; deleting a thread deletes its attachments' content."""
         self.attachment_urls = attachment_urls
         """Re-signs image preview URLs on every load, since signed URLs expire."""
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        # Built once: constructing an upsert costs more CPU than sending it.
+        self._upsert_thread = owned_upsert(insert(ThreadRow), ThreadRow, ["data"])
+        self._upsert_attachment = owned_upsert(
+            insert(AttachmentRow), AttachmentRow, ["data", "thread_id"]
+        )
+        self._upsert_item_stmt = item_upsert(insert)
 
     # ids
 
@@ -102,20 +108,14 @@ class SQLAlchemyStore(Store[RequestContext]):
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
         # A full `Thread` may arrive; only its metadata is stored.
-        data = thread.model_dump(mode="json", exclude={"items"})
-        stmt = self._insert(ThreadRow).values(
-            id=thread.id,
-            user_id=context.user_id,
-            created_at=sort_key(thread.created_at),
-            data=data,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[ThreadRow.id],
-            set_={"data": stmt.excluded.data},
-            where=ThreadRow.user_id == stmt.excluded.user_id,
-        )
+        row = {
+            "id": thread.id,
+            "user_id": context.user_id,
+            "created_at": sort_key(thread.created_at),
+            "data": thread.model_dump(mode="json", exclude={"items"}),
+        }
         async with self._single.connect() as conn:
-            result = await conn.execute(stmt)
+            result = await conn.execute(self._upsert_thread, row)
         if result.rowcount == 0:
             raise NotFoundError(f"Thread {thread.id} not found")
 
@@ -213,20 +213,15 @@ class SQLAlchemyStore(Store[RequestContext]):
     # attachments
 
     async def save_attachment(self, attachment: Attachment, context: RequestContext) -> None:
-        stmt = self._insert(AttachmentRow).values(
-            id=attachment.id,
-            user_id=context.user_id,
-            thread_id=attachment.thread_id,
-            created_at=utcnow(),
-            data=attachment.model_dump(mode="json"),
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[AttachmentRow.id],
-            set_={"data": stmt.excluded.data, "thread_id": stmt.excluded.thread_id},
-            where=AttachmentRow.user_id == stmt.excluded.user_id,
-        )
+        row = {
+            "id": attachment.id,
+            "user_id": context.user_id,
+            "thread_id": attachment.thread_id,
+            "created_at": utcnow(),
+            "data": attachment.model_dump(mode="json"),
+        }
         async with self._single.connect() as conn:
-            result = await conn.execute(stmt)
+            result = await conn.execute(self._upsert_attachment, row)
         if result.rowcount == 0:
             raise NotFoundError(f"Attachment {attachment.id} not found")
 
@@ -267,29 +262,17 @@ class SQLAlchemyStore(Store[RequestContext]):
         return item.model_copy(update={"attachments": attachments})
 
     async def _upsert_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
-        """Insert or update an item in one statement that also proves the thread is the caller's.
-
-        The row's `created_at` is kept on update, so an item never moves in its thread.
-        """
-        source = select(
-            _bind(item.id, ItemRow.id),
-            ThreadRow.id,
-            ThreadRow.user_id,
-            _bind(item.type, ItemRow.type),
-            _bind(sort_key(item.created_at), ItemRow.created_at),
-            _bind(item.model_dump(mode="json"), ItemRow.data),
-        ).where(ThreadRow.id == thread_id, ThreadRow.user_id == context.user_id)
-        stmt = self._insert(ItemRow).from_select(
-            ["id", "thread_id", "user_id", "type", "created_at", "data"], source
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[ItemRow.id],
-            set_={"data": stmt.excluded.data, "type": stmt.excluded.type},
-            where=(ItemRow.user_id == stmt.excluded.user_id)
-            & (ItemRow.thread_id == stmt.excluded.thread_id),
-        )
+        """See `item_upsert`: another user's thread or item is a `NotFoundError`."""
+        params = {
+            "p_id": item.id,
+            "p_type": item.type,
+            "p_created_at": sort_key(item.created_at),
+            "p_data": item.model_dump(mode="json"),
+            "p_thread_id": thread_id,
+            "p_user_id": context.user_id,
+        }
         async with self._single.connect() as conn:
-            result = await conn.execute(stmt)
+            result = await conn.execute(self._upsert_item_stmt, params)
         if result.rowcount == 0:
             raise NotFoundError(f"Thread {thread_id} not found")
 
@@ -307,8 +290,41 @@ class SQLAlchemyStore(Store[RequestContext]):
         )
 
 
-def _bind(value: Any, column: Any) -> ColumnElement[Any]:
-    return literal(value, column.type)
+def owned_upsert(
+    insert: Any, table: type[ThreadRow] | type[AttachmentRow], update: list[str]
+) -> Any:
+    """Insert a row, or update `update` of an existing row only if the same user owns it."""
+    return insert.on_conflict_do_update(
+        index_elements=[table.id],
+        set_={name: insert.excluded[name] for name in update},
+        where=table.user_id == insert.excluded.user_id,
+    )
+
+
+def item_upsert(insert: Callable[[Any], Any]) -> Any:
+    """Insert or update an item in one statement that also proves the thread is the caller's.
+
+    The values come through the caller's thread row, so no row exists for another user's
+    thread; on conflict only the same user's item in the same thread is updated, and its
+    `created_at` is kept, so an item never moves in its thread.
+    """
+    source = select(
+        bindparam("p_id", type_=ItemRow.id.type),
+        ThreadRow.id,
+        ThreadRow.user_id,
+        bindparam("p_type", type_=ItemRow.type.type),
+        bindparam("p_created_at", type_=ItemRow.created_at.type),
+        bindparam("p_data", type_=ItemRow.data.type),
+    ).where(ThreadRow.id == bindparam("p_thread_id"), ThreadRow.user_id == bindparam("p_user_id"))
+    stmt = insert(ItemRow).from_select(
+        ["id", "thread_id", "user_id", "type", "created_at", "data"], source
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[ItemRow.id],
+        set_={"data": stmt.excluded.data, "type": stmt.excluded.type},
+        where=(ItemRow.user_id == stmt.excluded.user_id)
+        & (ItemRow.thread_id == stmt.excluded.thread_id),
+    )
 
 
 def _keyset(

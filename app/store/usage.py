@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,7 +30,8 @@ class UsageCounters:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = autocommit(engine)
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._increment_stmt = increment_statement(insert)
 
     async def hit(self, user_id: str, windows: Sequence[Window]) -> tuple[Window, int] | None:
         """Count one hit in each window, in order, each increment atomic on its own.
@@ -45,21 +47,29 @@ class UsageCounters:
         return None
 
     async def _increment(self, conn: AsyncConnection, user_id: str, window: Window) -> int:
-        """One statement: insert 1, add 1 in the same window, or restart at 1 in a newer one.
-
-        A hit stamped with an older window (a process whose clock lags) counts in the current one.
-        """
-        row = UsageCounterRow.__table__.c
-        stmt = self._insert(UsageCounterRow).values(
-            user_id=user_id, bucket=window.bucket, window_start=window.start, count=1
-        )
-        newer = stmt.excluded.window_start > row.window_start
-        upsert = stmt.on_conflict_do_update(
-            index_elements=[row.user_id, row.bucket],
-            set_={
-                "count": case((newer, 1), else_=row.count + 1),
-                "window_start": case((newer, stmt.excluded.window_start), else_=row.window_start),
-            },
-        ).returning(row.count)
-        count: int = (await conn.execute(upsert)).scalar_one()
+        row = {
+            "user_id": user_id,
+            "bucket": window.bucket,
+            "window_start": window.start,
+            "count": 1,
+        }
+        count: int = (await conn.execute(self._increment_stmt, row)).scalar_one()
         return count
+
+
+def increment_statement(insert: Any) -> Any:
+    """One statement: insert 1, add 1 in the same window, or restart at 1 in a newer one.
+
+    A hit stamped with an older window (a process whose clock lags) counts in the current one.
+    Built once: constructing it costs more CPU than running it.
+    """
+    row = UsageCounterRow.__table__.c
+    stmt = insert(UsageCounterRow)
+    newer = stmt.excluded.window_start > row.window_start
+    return stmt.on_conflict_do_update(
+        index_elements=[row.user_id, row.bucket],
+        set_={
+            "count": case((newer, 1), else_=row.count + 1),
+            "window_start": case((newer, stmt.excluded.window_start), else_=row.window_start),
+        },
+    ).returning(row.count)
