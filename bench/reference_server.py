@@ -1,7 +1,9 @@
 """The reference for the benchmark: the minimal server the openai-chatkit docs show.
 
-An in-memory store, no authentication, the agent streamed with `stream_agent_response`, the
-same model endpoint as the real server. Every figure the benchmark prints is also a ratio to this.
+An in-memory store, no authentication, the agent streamed with `stream_agent_response`; the
+agent itself (instructions, tools, model client) is the real server's, built from the same
+settings, so both send the model the same requests. Every figure the benchmark prints is also
+a ratio to this.
 Run: `python -m bench.reference_server` with OPENAI_BASE_URL, OPENAI_API_KEY, CHATKIT_MODEL, PORT.
 """
 
@@ -12,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
-from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
+from agents import Agent, Runner, set_tracing_disabled
 from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
 from chatkit.server import ChatKitServer, StreamingResult
 from chatkit.store import NotFoundError, Store
@@ -26,9 +28,14 @@ from chatkit.types import (
 )
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
-from openai import AsyncOpenAI
+
+from app.agent.agent import build_agent, build_model
+from app.config import Settings
+from app.context import RequestContext
 
 HISTORY = 30
+CALLER = RequestContext(user_id="reference", auth_method="development")
+"""The agent's instructions read the caller; the reference has no authentication."""
 
 
 class MemoryStore(Store[dict[str, Any]]):
@@ -112,7 +119,7 @@ def _page(rows: list[Any], after: str | None, limit: int) -> Page[Any]:
 
 
 class ReferenceServer(ChatKitServer[dict[str, Any]]):
-    def __init__(self, agent: Agent[AgentContext[dict[str, Any]]]) -> None:
+    def __init__(self, agent: Agent[Any]) -> None:
         self.memory = MemoryStore()
         super().__init__(self.memory)
         self.agent = agent
@@ -122,8 +129,8 @@ class ReferenceServer(ChatKitServer[dict[str, Any]]):
     ) -> AsyncIterator[ThreadStreamEvent]:
         recent = await self.memory.load_thread_items(thread.id, None, HISTORY, "desc", context)
         items = list(reversed(recent.data))
-        agent_context: AgentContext[dict[str, Any]] = AgentContext(
-            thread=thread, store=self.memory, request_context=context
+        agent_context: AgentContext[Any] = AgentContext(
+            thread=thread, store=self.memory, request_context=CALLER
         )
         result = Runner.run_streamed(
             self.agent, await simple_to_agent_input(items), context=agent_context
@@ -134,16 +141,8 @@ class ReferenceServer(ChatKitServer[dict[str, Any]]):
 
 def create_reference_app() -> FastAPI:
     set_tracing_disabled(True)
-    client = AsyncOpenAI(
-        api_key=os.environ.get("OPENAI_API_KEY", "bench"), base_url=os.environ["OPENAI_BASE_URL"]
-    )
-    model = OpenAIResponsesModel(
-        model=os.environ.get("CHATKIT_MODEL", "bench"), openai_client=client
-    )
-    agent = Agent[AgentContext[dict[str, Any]]](
-        name="Assistant", instructions="You are a helpful assistant.", model=model
-    )
-    server = ReferenceServer(agent)
+    settings = Settings(_env_file=None, model_provider="openai")  # OPENAI_* from the environment
+    server = ReferenceServer(build_agent(settings, build_model(settings)))
     app = FastAPI()
 
     @app.post("/chatkit")

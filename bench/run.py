@@ -198,7 +198,12 @@ async def run(args: argparse.Namespace, db: str) -> None:
     try:
         reference = start(
             ["-m", "bench.reference_server"],
-            {"OPENAI_BASE_URL": model_url, "OPENAI_API_KEY": "bench", "PORT": str(ref_port)},
+            {
+                "OPENAI_BASE_URL": model_url,
+                "OPENAI_API_KEY": "bench",
+                "CHATKIT_MODEL": "bench-model",
+                "PORT": str(ref_port),
+            },
             ref_port,
             RESULTS / "reference.log",
         )
