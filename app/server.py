@@ -130,14 +130,21 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         A failure of the model ends the turn with a readable error event; the answer streamed so
         far is not saved (finished items, such as tool widgets, are), so the thread holds only
         complete items and `threads.retry_after_item` starts clean. Titles the thread after its
-        first successful exchange.
+        first successful exchange (the title is written while the answer streams).
         """
         agent_context = AssistantContext(
             thread=thread, store=self.store, request_context=context, tasks=self.tasks
         )
         ids = ItemIds(lambda kind: self.store.generate_item_id(kind, thread, context))
         history = await self._history(thread, context)
+        # The title needs only the first message: write it while the answer streams.
+        title = (
+            asyncio.create_task(self.assistant.title(first_user_text(history)))
+            if thread.title is None
+            else None
+        )
         result = None
+        answered = False
         try:
             converter = HistoryConverter(self.attachments, context)
             agent_input = await converter.to_agent_input(history)
@@ -147,6 +154,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 yield ids.rewrite(event)
             if run.error is not None:
                 raise run.error
+            answered = True
         except asyncio.CancelledError:
             # Wake the SDK's reader of the tool event queue so that its task ends too.
             await agent_context.stream(ProgressUpdateEvent(text="Stopped"))
@@ -165,8 +173,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         finally:
             if result is not None and not result.is_complete:
                 result.cancel()  # e.g. the client went away: stop the model
-        if thread.title is None:
-            thread.title = await self.assistant.title(first_user_text(history))
+            if title is not None and not answered:
+                title.cancel()  # only a successful exchange is titled
+        if title is not None:
+            thread.title = await title
 
     async def action(
         self,
