@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from bench.load import LoadResult, run_load
 from bench.processes import ROOT, Process, free_port, start
 from bench.scaling import scaling_figures
+from bench.verify import lost
 from tests.helpers.database import fresh_postgres_database, migrate
 
 JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
@@ -99,6 +100,7 @@ async def measure(
         figures["db_xacts_per_turn"] = (await transactions(db) - xact_before) / max(
             1, len(result.ok)
         )
+        figures["lost_acknowledged"] = await lost(db, result)
     figures["first_errors"] = sorted(set(result.errors))[:3]
     return figures
 
@@ -136,6 +138,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "turn_p99_ms",
         "cpu_ms_per_turn",
         "db_xacts_per_turn",
+        "lost_acknowledged",
     ]
     reference, ours = rows
     print(f"{'figure':<20}{'reference':>12}{'chatkit-backend':>17}{'ratio':>9}")

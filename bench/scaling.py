@@ -130,7 +130,7 @@ async def round_trips_per_turn(database_url: str, seeded: dict[str, Any]) -> dic
     from app.main import create_app
     from tests.conftest import make_settings
 
-    app = create_app(make_settings(database_url, model_provider="fake"))
+    app = create_app(make_settings(database_url, model_provider="fake", log_level="WARNING"))
     counts: dict[int, int] = {}
     async with app.router.lifespan_context(app):
         executed = 0
