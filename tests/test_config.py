@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.config import ConfigurationError, Settings, load_settings, normalize_database_url
+from app.store.db import PROJECT_ROOT
 
 CONTRACT = ["DATABASE_URL", "PORT", "ENVIRONMENT", "MODEL_PROVIDER", "CORS_ALLOW_ORIGINS"]
 
@@ -73,3 +76,13 @@ def test_defaults_serve_an_embedded_database() -> None:
     settings = Settings(_env_file=None)
     assert settings.is_sqlite and settings.port == 8000
     assert settings.cors_allow_origins == ["http://localhost:3000", "http://localhost:5173"]
+
+
+def test_env_example_documents_every_setting_once() -> None:
+    """`.env.example` is the configuration contract's template: no setting missing or doubled."""
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    assigned = re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE)
+    documented = [name for name in assigned if name.lower() in Settings.model_fields]
+    assert sorted(set(documented)) == sorted(name.upper() for name in Settings.model_fields)
+    uncommented = re.findall(r"^([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE)
+    assert len(uncommented) == len(set(uncommented)), "a variable is set twice"
