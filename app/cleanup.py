@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.store.attachments import DatabaseAttachmentStore, create_stores
 from app.store.db import create_engine
 
@@ -47,7 +47,7 @@ def start_periodic_cleanup(
 
 
 async def main(settings: Settings | None = None) -> int:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     engine = create_engine(settings)
     try:
         _, attachments = create_stores(settings, engine)

@@ -25,6 +25,10 @@ DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
 MIN_JWT_SECRET_BYTES = 32
 DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000, "*": 200}
 
+# libpq spellings in platform URLs: asyncpg names some differently and rejects the rest.
+LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
+LIBPQ_ONLY = {"channel_binding", "gssencmode", "sslcompression"}
+
 CommaList = Annotated[list[str], NoDecode]
 TierLimits = Annotated[dict[str, int | None], NoDecode]
 
@@ -42,7 +46,11 @@ def normalize_database_url(url: str) -> str:
     scheme = scheme.lower()
     if scheme in {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg2"}:
         parts = urlsplit(f"postgresql+asyncpg://{rest}")
-        query = [("ssl", v) if k == "sslmode" else (k, v) for k, v in parse_qsl(parts.query)]
+        query = [
+            (LIBPQ_TO_ASYNCPG.get(k, k), v)
+            for k, v in parse_qsl(parts.query)
+            if k not in LIBPQ_ONLY
+        ]
         return urlunsplit(parts._replace(query=urlencode(query)))
     if scheme in {"sqlite", "sqlite+aiosqlite"}:
         return f"sqlite+aiosqlite://{rest}"
@@ -58,7 +66,7 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = "development"
     port: int = Field(default=8000, ge=1, le=65535)
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=20, ge=1)
@@ -214,10 +222,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"{tier}: expected a count or `unlimited`, got {raw!r}")
         return limits
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @field_validator("public_base_url")
     @classmethod
-    def _strip_slash(cls, value: str | None) -> str | None:
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http(s) URL, e.g. https://chat-api.example.com")
         return value.rstrip("/") if value else value
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _bare_origins(cls, value: list[str]) -> list[str]:
+        """Browsers send `Origin` without a path or trailing slash; compare like with like."""
+        return [origin.rstrip("/") for origin in value]
 
     @field_validator("openai_api_key", "openai_base_url", mode="before")
     @classmethod
@@ -249,6 +270,13 @@ class Settings(BaseSettings):
             problems.append(
                 f"AUTH_JWT_SECRET (or BETTER_AUTH_SECRET) must be at least "
                 f"{MIN_JWT_SECRET_BYTES} bytes"
+            )
+        if self.model_provider == "openai" and not (self.openai_api_key or self.openai_base_url):
+            problems.append("MODEL_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
+        if self.auth_jwks_url and not (self.auth_jwt_issuer and self.auth_jwt_audience):
+            problems.append(
+                "AUTH_JWKS_URL needs AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE (your app's base URL "
+                "for Better Auth), or tokens minted for another audience would be accepted"
             )
         if self.model_provider == "fake":
             problems.append(

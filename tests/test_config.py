@@ -9,7 +9,15 @@ import pytest
 from app.config import ConfigurationError, Settings, load_settings, normalize_database_url
 from app.store.db import PROJECT_ROOT
 
-CONTRACT = ["DATABASE_URL", "PORT", "ENVIRONMENT", "MODEL_PROVIDER", "CORS_ALLOW_ORIGINS"]
+CONTRACT = [
+    "DATABASE_URL",
+    "PORT",
+    "ENVIRONMENT",
+    "MODEL_PROVIDER",
+    "CORS_ALLOW_ORIGINS",
+    "LOG_LEVEL",
+    "PUBLIC_BASE_URL",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +38,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             "postgres://u@fly-db.flycast:5432/app?sslmode=disable",
             "postgresql+asyncpg://u@fly-db.flycast:5432/app?ssl=disable",
         ),
+        (
+            "postgresql://u@ep-x.neon.tech/db?sslmode=require&channel_binding=require",
+            "postgresql+asyncpg://u@ep-x.neon.tech/db?ssl=require",
+        ),
+        ("postgres://u@h/d?connect_timeout=10", "postgresql+asyncpg://u@h/d?timeout=10"),
         ("sqlite:///./chatkit.db", "sqlite+aiosqlite:///./chatkit.db"),
         ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
     ],
@@ -52,6 +65,8 @@ def test_sslmode_never_reaches_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PORT", "eighty"),
         ("ENVIRONMENT", "staging"),
         ("MODEL_PROVIDER", "anthropic"),
+        ("LOG_LEVEL", "verbose"),
+        ("PUBLIC_BASE_URL", "chat.example.com"),
     ],
 )
 def test_bad_values_name_the_setting(
@@ -65,7 +80,7 @@ def test_bad_values_name_the_setting(
 
 
 def test_comma_separated_lists(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CORS_ALLOW_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", "https://a.example, https://b.example/")
     monkeypatch.setenv("CHATKIT_DOMAIN_KEYS", "k1,,k2")
     settings = Settings(_env_file=None)
     assert settings.cors_allow_origins == ["https://a.example", "https://b.example"]

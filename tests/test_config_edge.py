@@ -30,7 +30,11 @@ def test_production_without_an_auth_method_names_the_settings() -> None:
 @pytest.mark.parametrize(
     "auth",
     [
-        {"auth_jwks_url": "https://app.example.com/api/auth/jwks"},
+        {
+            "auth_jwks_url": "https://app.example.com/api/auth/jwks",
+            "auth_jwt_issuer": "https://app.example.com",
+            "auth_jwt_audience": "https://app.example.com",
+        },
         {"auth_jwt_secret": "s" * 32},
         {"better_auth_secret": "s" * 32},
         {"auth_trust_user_headers": True, "auth_proxy_secret": "p" * 16},
@@ -88,3 +92,14 @@ def test_the_jwks_url_must_be_http() -> None:
 def test_production_refuses_a_short_jwt_secret() -> None:
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         settings(environment="production", better_auth_secret="short")
+
+
+def test_production_jwks_needs_issuer_and_audience() -> None:
+    with pytest.raises(ValidationError) as error:
+        settings(environment="production", auth_jwks_url="https://app.example.com/api/auth/jwks")
+    assert "AUTH_JWT_ISSUER" in str(error.value) and "AUTH_JWT_AUDIENCE" in str(error.value)
+
+
+def test_production_openai_needs_a_key() -> None:
+    with pytest.raises(ValidationError, match="OPENAI_API_KEY"):
+        settings(environment="production", auth_jwt_secret="s" * 32, openai_api_key=None)

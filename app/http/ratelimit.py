@@ -181,7 +181,7 @@ def _request_type(body: bytes) -> str | None:
     """The ChatKit request's `type`; anything unparsable is left for the route to refuse."""
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested bodies too: the route refuses them
         return None
     kind = parsed.get("type") if isinstance(parsed, dict) else None
     return kind if isinstance(kind, str) else None

@@ -142,3 +142,26 @@ async def test_thread_created_then_message_failure_leaves_thread_consistent(
     )
     assert response.status_code == 404
     assert await row_counts(app, user.user_id) == before
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"type": "threads.get_by_id", "params": {"thread_id": "thr_\\u0000"}}',
+        b'{"type": "threads.create", "params": {"input": {"content": [{"type": "input_text",'
+        b' "text": "a\\u0000b"}], "attachments": [], "inference_options": {}}}}',
+        b'{"type": "threads.update", "params": {"thread_id": "t", "title": "a\\u0000"}}',
+    ],
+)
+async def test_nul_characters_are_refused_before_any_write(client, app, user, payload) -> None:
+    """PostgreSQL cannot store NUL: it must be a 400, never a 500 or a half-written thread."""
+    before = await row_counts(app, user.user_id)
+    response = await post(client, user.user_id, payload)
+    assert response.status_code == 400
+    assert "NUL" in response.json()["message"]
+    assert await row_counts(app, user.user_id) == before
+
+
+async def test_deeply_nested_json_is_a_400(client, user) -> None:
+    response = await post(client, user.user_id, b"[" * 100_000 + b"]" * 100_000)
+    assert response.status_code == 400

@@ -34,6 +34,9 @@ async def chatkit(
     streams: StreamsDep,
 ) -> Response:
     body = await request.body()
+    if b"\\u0000" in body or b"\x00" in body:
+        # PostgreSQL text and JSONB cannot hold NUL: refuse it before anything is written.
+        raise BadRequest("Strings may not contain the NUL character (\\u0000)")
     try:
         result = await server.process(body, context)
         if not isinstance(result, StreamingResult):
