@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.config import Settings
 from app.context import RequestContext
 from app.http.asgi import is_guarded, is_protocol_request, read_body, replay, send_error
+from app.store.db import utcnow
 from app.store.usage import UsageCounters, Window
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ STREAMING_REQUEST_TYPES = MESSAGE_REQUEST_TYPES
 
 STREAM_RETRY_AFTER_SECONDS = 5
 REQUESTS, MESSAGES = "requests", "messages"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True, slots=True)

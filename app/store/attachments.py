@@ -27,10 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.context import RequestContext
+from app.store.db import utcnow
 from app.store.files import DatabaseFileStorage, FileStorage
 from app.store.models import AttachmentRow
 from app.store.s3 import S3Config, S3FileStorage
-from app.store.store import ATTACHMENT_ADAPTER, SQLAlchemyStore, new_id, utcnow
+from app.store.store import ATTACHMENT_ADAPTER, SQLAlchemyStore, new_id
 from app.store.urls import AttachmentUrlSigner, signer_from_settings
 
 logger = logging.getLogger(__name__)

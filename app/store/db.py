@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import Settings
@@ -40,6 +45,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def upsert_insert(engine: AsyncEngine) -> Any:
+    """The dialect's `insert`, which has `on_conflict_do_update` on both PostgreSQL and SQLite."""
+    return pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+
+def random_id(prefix: str) -> str:
+    """`prefix_` + 12 hex digits of milliseconds + 128 random bits: time-sortable, never colliding.
+
+    The SDK's default ids carry 32 random bits and would collide in a shared table.
+    """
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(16)}"
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC timestamps the tables store."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:

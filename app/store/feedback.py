@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-import time
-
 from chatkit.store import NotFoundError
 from chatkit.types import FeedbackKind
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.db import random_id, upsert_insert, utcnow
 from app.store.models import FeedbackRow, ItemRow
-from app.store.store import utcnow
-
-
-def new_feedback_id() -> str:
-    """Time-sortable with 128 random bits, like the store's ids."""
-    return f"fb_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(16)}"
 
 
 class FeedbackStore:
@@ -26,7 +16,7 @@ class FeedbackStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._insert = upsert_insert(engine)
 
     async def save(
         self, user_id: str, thread_id: str, item_ids: list[str], kind: FeedbackKind
@@ -43,7 +33,7 @@ class FeedbackStore:
                 raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
             for item_id in sorted(wanted):
                 stmt = self._insert(FeedbackRow).values(
-                    id=new_feedback_id(),
+                    id=random_id("fb"),
                     user_id=user_id,
                     thread_id=thread_id,
                     item_id=item_id,

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.db import upsert_insert
 from app.store.models import AttachmentContentRow
 
 
@@ -44,7 +43,7 @@ class DatabaseFileStorage:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._insert = upsert_insert(engine)
 
     async def put(self, key: str, data: bytes) -> None:
         stmt = self._insert(AttachmentContentRow).values(id=key, size=len(data), data=data)

@@ -6,8 +6,6 @@ missing one. Each method is one short transaction, because a stream outlives its
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,12 +14,10 @@ from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata, UserMessageItem
 from pydantic import TypeAdapter
 from sqlalchemy import Select, bindparam, delete, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
-from app.store.db import autocommit
+from app.store.db import autocommit, random_id, upsert_insert, utcnow
 from app.store.files import FileStorage
 from app.store.models import AttachmentRow, ItemRow, ThreadRow
 from app.store.urls import AttachmentUrlSigner
@@ -43,9 +39,8 @@ ATTACHMENT_ADAPTER: TypeAdapter[Attachment] = TypeAdapter(Attachment)
 
 
 def new_id(item_type: StoreItemType) -> str:
-    """A time-sortable id with 128 random bits (the SDK's default has 32), keeping its prefix."""
-    millis = time.time_ns() // 1_000_000
-    return f"{ID_PREFIXES[item_type]}_{millis:012x}{secrets.token_hex(16)}"
+    """An id for the SDK's item type, keeping its prefix (`thr_`, `msg_`, ...)."""
+    return random_id(ID_PREFIXES[item_type])
 
 
 def sort_key(moment: datetime) -> datetime:
@@ -53,10 +48,6 @@ def sort_key(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class SQLAlchemyStore(Store[RequestContext]):
@@ -76,7 +67,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         """Where attachment bytes live; deleting a thread deletes its attachments' content."""
         self.attachment_urls = attachment_urls
         """Re-signs image preview URLs on every load, since signed URLs expire."""
-        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        insert = upsert_insert(engine)
         # Built once: constructing an upsert costs more CPU than sending it.
         self._upsert_thread = owned_upsert(insert(ThreadRow), ThreadRow, ["data"])
         self._upsert_attachment = owned_upsert(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.db import random_id, utcnow
 from app.store.models import TaskRow
-from app.store.store import utcnow
 
 MAX_TASKS_LISTED = 200
 
@@ -32,9 +30,8 @@ class Task:
     created_at: datetime
 
 
-def new_task_id() -> str:
-    """Time-sortable, 128 random bits; `todo_` keeps it apart from the SDK's `tsk_` items."""
-    return f"todo_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(16)}"
+TASK_ID_PREFIX = "todo"
+"""Keeps the user's tasks apart from the SDK's `tsk_` thread items."""
 
 
 class TaskStore:
@@ -44,7 +41,7 @@ class TaskStore:
         self.engine = engine
 
     async def add(self, user_id: str, title: str, notes: str | None = None) -> Task:
-        task = Task(new_task_id(), title, notes, False, utcnow())
+        task = Task(random_id(TASK_ID_PREFIX), title, notes, False, utcnow())
         stmt = insert(TaskRow).values(
             id=task.id,
             user_id=user_id,

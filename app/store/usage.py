@@ -8,11 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store.db import autocommit
+from app.store.db import autocommit, upsert_insert
 from app.store.models import UsageCounterRow
 
 
@@ -30,7 +28,7 @@ class UsageCounters:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = autocommit(engine)
-        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        insert = upsert_insert(engine)
         self._increment_stmt = increment_statement(insert)
 
     async def hit(self, user_id: str, windows: Sequence[Window]) -> tuple[Window, int] | None:
