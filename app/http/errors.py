@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.store.attachments import AttachmentRejected
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,6 +42,15 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status_code, code = 404, "not_found"
+
+
+class AttachmentApiError(ApiError):
+    """An `AttachmentRejected` with its own status (400, 409, 413 or 415)."""
+
+    def __init__(self, exc: AttachmentRejected) -> None:
+        super().__init__(str(exc))
+        self.status_code = exc.status_code
+        self.code = exc.code
 
 
 class NotImplementedApiError(ApiError):

@@ -2,8 +2,7 @@
 thread stays consistent and usable.
 
 The slow stream comes from the fake model's per-token delay (FAKE_MODEL_TOKENS,
-FAKE_MODEL_DELAY_MS with MODEL_PROVIDER=fake); until the agent issue lands there is no slow
-stream to interrupt and these tests are skipped.
+FAKE_MODEL_DELAY_MS with MODEL_PROVIDER=fake).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from app.context import RequestContext
 from app.store.db import create_engine
@@ -28,11 +26,6 @@ from tests.helpers.database import fresh_postgres_database
 from tests.helpers.dockerfile import read_runtime_image
 from tests.helpers.platforms import platform_environment, run_release_step
 from tests.helpers.server import ServerProcess, free_port, running_server
-
-pytest.importorskip(
-    "app.agent.fake_model",
-    reason="needs the fake model's per-token delay (FAKE_MODEL_DELAY_MS) from the agent issue",
-)
 
 GRACE_SECONDS = 2
 # Interpreter start-up is not in the bound, but lifespan shutdown and interpreter exit are.

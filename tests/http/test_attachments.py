@@ -346,11 +346,12 @@ async def test_two_phase_upload_url_checks_the_signature(http, uid) -> None:
 
 
 async def test_two_phase_create_refuses_bad_type_and_size(http, attachment_app, uid) -> None:
+    """Refused as a direct upload would be: 415 for the type, 413 for the size."""
     bad_type = await create_two_phase(http, uid, "a.zip", 10, "application/zip")
-    assert bad_type.status_code == 400
+    assert bad_type.status_code == 415
     assert "application/zip is not allowed" in bad_type.json()["message"]
     too_big = await create_two_phase(http, uid, "a.txt", MAX_BYTES + 1, "text/plain")
-    assert too_big.status_code == 400
+    assert too_big.status_code == 413
     assert "limit" in too_big.json()["message"]
     assert await rows_of(attachment_app, uid) == (0, 0)
 

@@ -20,7 +20,14 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.context import RequestContext
 from app.http.deps import ContextDep
-from app.http.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
+from app.http.errors import (
+    ApiError,
+    AttachmentApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+)
 from app.http.multipart import FilePart, MultipartError, read_file_part
 from app.store.attachments import (
     AttachmentAlreadyUploaded,
@@ -42,15 +49,6 @@ CONTENT_SECURITY_POLICY = (
 
 class StorageUnavailable(ApiError):
     status_code, code = 503, "storage_unavailable"
-
-
-class AttachmentApiError(ApiError):
-    """An `AttachmentRejected` with its own status (400, 409, 413 or 415)."""
-
-    def __init__(self, exc: AttachmentRejected) -> None:
-        super().__init__(str(exc))
-        self.status_code = exc.status_code
-        self.code = exc.code
 
 
 def get_attachments(request: Request) -> DatabaseAttachmentStore:

@@ -14,8 +14,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from app.http.deps import ContextDep, ServerDep, SettingsDep, StreamsDep
-from app.http.errors import BadRequest, NotImplementedApiError
+from app.http.errors import AttachmentApiError, BadRequest, NotImplementedApiError
 from app.http.sse import with_keepalive
+from app.store.attachments import AttachmentRejected
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["chatkit"])
@@ -47,6 +48,8 @@ async def chatkit(
         first = await anext(events, None)
     except (ValidationError, NotFoundError):
         raise
+    except AttachmentRejected as exc:  # attachments.create: a type or size the server refuses
+        raise AttachmentApiError(exc) from exc
     except NotImplementedError as exc:
         raise NotImplementedApiError(str(exc).split(". ")[0]) from exc
     except ValueError as exc:
