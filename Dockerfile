@@ -29,7 +29,8 @@ COPY alembic.ini pyproject.toml ./
 COPY migrations ./migrations
 COPY app ./app
 
-# PORT is injected by Railway and Fly. GRACEFUL_SHUTDOWN_SECONDS bounds how long open streams may
+# PORT is injected by Railway and Fly, and so is DATABASE_URL; without one the image runs on an
+# SQLite file in /app/data (the one directory the app user may write; mount a volume there). GRACEFUL_SHUTDOWN_SECONDS bounds how long open streams may
 # run after SIGTERM; interrupted ones then get up to 5 s to save their partial replies. Keep the
 # sum below the platform's kill timeout (Fly kill_timeout, Railway drainingSeconds, compose
 # stop_grace_period: 30 s in this repository's files).
@@ -37,7 +38,8 @@ ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000 \
-    GRACEFUL_SHUTDOWN_SECONDS=20
+    GRACEFUL_SHUTDOWN_SECONDS=20 \
+    DATABASE_URL=sqlite+aiosqlite:////app/data/chatkit.db
 
 USER 10001:10001
 EXPOSE 8000
