@@ -7,11 +7,13 @@
 # fly.toml and the commands the files share are checked by tests/deploy/test_platform_files.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 RAILWAY_SDK_VERSION=3.11.0
 TYPESCRIPT_VERSION=5.9.3
 
-uv sync --frozen --group deploy --quiet
+ensure_uv
+"${UV[@]}" sync --frozen --group deploy --quiet
 
 echo "== hadolint Dockerfile"
 .venv/bin/hadolint Dockerfile

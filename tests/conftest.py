@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -19,7 +19,7 @@ from app.context import RequestContext
 from app.main import create_app
 from app.store.db import PROJECT_ROOT, create_engine
 from app.store.store import SQLAlchemyStore
-from tests.helpers.database import fresh_postgres_database, migrate
+from tests.helpers.database import drop_postgres_database, fresh_postgres_database, migrate
 
 
 def worker_database_name() -> str:
@@ -29,10 +29,13 @@ def worker_database_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    url = fresh_postgres_database(worker_database_name())
+def postgres_url() -> Iterator[str]:
+    """A migrated database of this run's own, dropped when the run ends."""
+    name = worker_database_name()
+    url = fresh_postgres_database(name)
     migrate(url)
-    return url
+    yield url
+    drop_postgres_database(name)
 
 
 @pytest.fixture(scope="session")

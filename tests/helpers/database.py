@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from app.config import normalize_database_url
 from app.store.db import PROJECT_ROOT
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def postgres_base_url() -> str:
@@ -26,9 +26,18 @@ def postgres_base_url() -> str:
 
 def fresh_postgres_database(name: str) -> str:
     """(Re)create database `name` on the test server and return its async URL."""
+    return _admin(name, recreate=True)
+
+
+def drop_postgres_database(name: str) -> None:
+    _admin(name, recreate=False)
+
+
+def _admin(name: str, *, recreate: bool) -> str:
+    """Run DROP (and CREATE) DATABASE from the server's maintenance database."""
     base = make_url(postgres_base_url())
 
-    async def recreate() -> None:
+    async def recreate_database() -> None:
         admin = await asyncpg.connect(
             host=base.host,
             port=base.port or 5432,
@@ -38,11 +47,12 @@ def fresh_postgres_database(name: str) -> str:
         )
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            if recreate:
+                await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
             await admin.close()
 
-    asyncio.run(recreate())
+    asyncio.run(recreate_database())
     return base.set(database=name).render_as_string(hide_password=False)
 
 
