@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
+
 from tests.helpers.fake_openai import FakeOpenAI
 
 
