@@ -98,6 +98,7 @@ async def postgres_restart(bench: Bench) -> dict[str, Any]:
     return {
         "turns": len(load.turns),
         "failed_turns": len(load.errors),
+        "failures_seen": sorted({error[:60] for error in load.errors})[:4],
         "readyz_saw_503": 503 in statuses,
         "readyz_recovered": statuses[-1:] == [200],
         "turns_after_restart_ok": len(after.ok) == len(after.turns),

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.store.attachments import AttachmentRejected
@@ -74,6 +75,22 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{location or 'body'}: {first['msg']}{more}"
 
 
+def _is_connection_error(exc: DBAPIError) -> bool:
+    """The driver could not reach the server, or lost it (asyncpg names these on its classes)."""
+    names = {cls.__name__ for cls in type(exc.orig).__mro__}
+    return bool(names & CONNECTION_ERRORS) or isinstance(exc.orig, OSError)
+
+
+CONNECTION_ERRORS = {
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "CannotConnectNowError",
+    "AdminShutdownError",
+    "InterfaceError",
+    "PostgresConnectionError",
+}
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -105,6 +122,24 @@ def register_exception_handlers(app: FastAPI) -> None:
             error_body("http_error", str(exc.detail)),
             status_code=exc.status_code,
             headers=exc.headers,
+        )
+
+    @app.exception_handler(ConnectionError)
+    @app.exception_handler(DBAPIError)
+    async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # Connection errors (a restart, a failover) are transient: say so, and when to retry.
+        logger.warning("Database unavailable: %s", type(exc).__name__)
+        if isinstance(exc, DBAPIError) and not (
+            exc.connection_invalidated or _is_connection_error(exc)
+        ):
+            logger.exception("Unexpected database error", exc_info=exc)
+            return JSONResponse(
+                error_body("internal_error", "Something went wrong on our side."), status_code=500
+            )
+        return JSONResponse(
+            error_body("database_unavailable", "The database is unavailable; try again shortly."),
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)

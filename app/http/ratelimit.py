@@ -124,6 +124,7 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
         self.app = app
         self.limiter = limiter
+        self._counters: UsageCounters | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context: RequestContext | None = scope.get("state", {}).get("context")
@@ -153,10 +154,13 @@ class RateLimitMiddleware:
     async def _check(
         self, scope: Scope, context: RequestContext, request_type: str | None
     ) -> Refusal | None:
-        counters = UsageCounters(scope["app"].state.engine)
+        engine = scope["app"].state.engine
+        if self._counters is None or self._counters.source is not engine:
+            self._counters = UsageCounters(engine)  # once per app: it prepares its statement
         try:
-            return await self.limiter.check(counters, context, request_type)
-        except SQLAlchemyError as exc:  # the database is down: the request fails on its own
+            return await self.limiter.check(self._counters, context, request_type)
+        except (SQLAlchemyError, ConnectionError) as exc:  # the database is down: the request
+            # fails on its own, with a 503
             logger.warning("Rate limit check skipped: %s", type(exc).__name__)
             return None
 

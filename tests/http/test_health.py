@@ -44,3 +44,18 @@ async def test_readyz_when_the_database_is_down() -> None:
 async def test_healthz_does_not_need_the_database() -> None:
     response = await probe("postgresql://postgres@127.0.0.1:1/none", "/healthz")
     assert response.status_code == 200
+
+
+async def test_protocol_requests_get_503_while_the_database_is_down() -> None:
+    app = create_app(make_settings("postgresql://postgres@127.0.0.1:1/none"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.post(
+                "/chatkit",
+                json={"type": "threads.list", "params": {}},
+                headers={"X-User-Id": "someone"},
+            )
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_unavailable"
+    assert response.headers["retry-after"] == "5"
