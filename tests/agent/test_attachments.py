@@ -8,18 +8,15 @@ from datetime import datetime
 import pytest
 from agents import Agent, RunConfig, Runner
 from agents.testing import ScriptedModel, assistant_message
-from chatkit.agents import ThreadItemConverter
 from chatkit.types import (
-    Attachment,
     AttachmentCreateParams,
     UserMessageItem,
     UserMessageTextContent,
 )
-from openai.types.responses import ResponseInputContentParam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agent.attachments import attachment_to_model_input
-from app.context import RequestContext
+from app.agent.converter import HistoryConverter
 from app.store.attachments import DatabaseAttachmentStore, create_stores
 from tests.conftest import make_settings
 
@@ -86,19 +83,6 @@ async def test_missing_or_foreign_content_is_not_read(attachments, user, other_u
     assert part["type"] == "input_text" and "mine" not in str(part)
 
 
-class AttachmentConverter(ThreadItemConverter):
-    """What the agent's converter override does: the SDK hook calls our function."""
-
-    def __init__(self, attachments: DatabaseAttachmentStore, context: RequestContext) -> None:
-        self.attachments = attachments
-        self.context = context
-
-    async def attachment_to_message_content(
-        self, attachment: Attachment
-    ) -> ResponseInputContentParam:
-        return await attachment_to_model_input(attachment, self.attachments, self.context)
-
-
 async def test_an_image_attachment_reaches_the_scripted_model(attachments, user) -> None:
     image = await attachments.add_uploaded("cat.png", "image/png", PNG, user)
     message = UserMessageItem(
@@ -109,7 +93,7 @@ async def test_an_image_attachment_reaches_the_scripted_model(attachments, user)
         attachments=[image.model_copy(update={"thread_id": "thr_1"})],
         inference_options={},
     )
-    agent_input = await AttachmentConverter(attachments, user).to_agent_input([message])
+    agent_input = await HistoryConverter(attachments, user).to_agent_input([message])
     model = ScriptedModel([[assistant_message("A cat.")]])
     result = await Runner.run(
         Agent(name="test", model=model),

@@ -11,7 +11,8 @@ accept either the owner's identity or a short-lived signed URL (`?expires=…&si
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 from urllib.parse import quote
 
@@ -70,13 +71,20 @@ async def upload_direct(
 
     part = await _read_file(request, attachments, check)
     mime_type = normalize_mime_type(part.content_type, part.filename)
-    try:
+    with _storage_errors():
         attachment = await attachments.add_uploaded(part.filename, mime_type, part.data, context)
+    return _attachment_json(attachment)
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Refusals keep their own status; an unreachable file storage is a 503."""
+    try:
+        yield
     except AttachmentRejected as exc:
         raise AttachmentApiError(exc) from exc
     except FileStorageError as exc:
         raise StorageUnavailable("File storage is unavailable, try again later") from exc
-    return _attachment_json(attachment)
 
 
 @router.post("/{attachment_id}/upload")
@@ -102,12 +110,8 @@ async def upload_two_phase(
             # The client declared a smaller size: drop the pending record, leave nothing behind.
             await attachments.discard(attachment_id, owner)
         raise
-    try:
+    with _storage_errors():
         done = await attachments.complete_upload(attachment, owner, part.data)
-    except AttachmentRejected as exc:
-        raise AttachmentApiError(exc) from exc
-    except FileStorageError as exc:
-        raise StorageUnavailable("File storage is unavailable, try again later") from exc
     return _attachment_json(done)
 
 
@@ -123,10 +127,8 @@ async def download(
     attachment, owner = await _authorize(
         request, attachments, "content", attachment_id, expires, sig
     )
-    try:
+    with _storage_errors():
         data = await attachments.read_content(attachment_id, owner)
-    except FileStorageError as exc:
-        raise StorageUnavailable("File storage is unavailable, try again later") from exc
     if data is None:
         raise NotFound(f"Attachment {attachment_id} has no content yet")
     disposition = "inline" if isinstance(attachment, ImageAttachment) else "attachment"
