@@ -152,6 +152,14 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
+        "openai_api_key",
+        "openai_base_url",
+        "auth_jwks_url",
+        "auth_jwt_secret",
+        "auth_jwt_issuer",
+        "auth_jwt_audience",
+        "auth_proxy_secret",
+        "public_base_url",
         "attachment_signing_secret",
         "attachment_s3_bucket",
         "attachment_s3_endpoint_url",
@@ -162,7 +170,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        """`ATTACHMENT_SIGNING_SECRET=` (as copied from .env.example) means unset, not ""."""
+        """`AUTH_JWT_SECRET=` (as copied from .env.example) means unset, not an empty secret."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
@@ -239,12 +247,6 @@ class Settings(BaseSettings):
     def _bare_origins(cls, value: list[str]) -> list[str]:
         """Browsers send `Origin` without a path or trailing slash; compare like with like."""
         return [origin.rstrip("/") for origin in value]
-
-    @field_validator("openai_api_key", "openai_base_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        # `OPENAI_API_KEY=` as copied from .env.example means "not configured".
-        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:

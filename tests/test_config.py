@@ -101,3 +101,13 @@ def test_env_example_documents_every_setting_once() -> None:
     assert sorted(set(documented)) == sorted(name.upper() for name in Settings.model_fields)
     uncommented = re.findall(r"^([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE)
     assert len(uncommented) == len(set(uncommented)), "a variable is set twice"
+
+
+def test_a_copied_env_example_starts_in_development(tmp_path, monkeypatch) -> None:
+    """Its empty values (`AUTH_JWT_SECRET=`) mean unset: no empty secret counts as auth."""
+    (tmp_path / ".env").write_text((PROJECT_ROOT / ".env.example").read_text())
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.auth_jwt_secret is None and settings.auth_jwks_url is None
+    assert settings.auth_proxy_secret is None and settings.openai_api_key is None
+    assert settings.production_problems()  # so production would refuse it, naming the gaps

@@ -10,6 +10,8 @@ import json
 
 from starlette.types import Message, Receive, Scope, Send
 
+from app.http.errors import error_body
+
 CHATKIT_PATH = "/chatkit"
 DIRECT_UPLOAD_PATH = "/chatkit/attachments"
 
@@ -48,7 +50,7 @@ async def send_error(
     headers: dict[str, str] | None = None,
 ) -> None:
     """Answer with a JSON error without involving the application."""
-    body = json.dumps({"error": code, "message": message}).encode()
+    body = json.dumps(error_body(code, message), separators=(",", ":")).encode()
     raw_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
