@@ -30,6 +30,7 @@ class OpenStreams:
     def __init__(self, cleanup_seconds: float = STREAM_CLEANUP_SECONDS) -> None:
         self.cleanup_seconds = cleanup_seconds
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cancelled: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -37,8 +38,22 @@ class OpenStreams:
     def start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._forget)
         return task
+
+    def cancel(self, task: asyncio.Task[None]) -> None:
+        """Cancel a source once; its clean-up then runs undisturbed.
+
+        Remembered here rather than read from `task.cancelling()`: the clean-up's shielded
+        scope uncancels the task when it exits, which would make a second cancel look safe.
+        """
+        if task not in self._cancelled:
+            self._cancelled.add(task)
+            task.cancel()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._cancelled.discard(task)
 
     async def close(self) -> None:
         """Cancel the streams still running and wait up to `cleanup_seconds` for all clean-ups.
@@ -48,8 +63,7 @@ class OpenStreams:
         """
         tasks = set(self._tasks)
         for task in tasks:
-            if not task.cancelling():
-                task.cancel()
+            self.cancel(task)
         if tasks:
             await asyncio.wait(tasks, timeout=self.cleanup_seconds)
 
@@ -87,7 +101,7 @@ async def with_keepalive(
             yield item
     finally:
         if not source.done():
-            source.cancel()
+            streams.cancel(source)
             # Give the clean-up its chance; if this response is cancelled again meanwhile, the
             # clean-up still finishes in its own task (and shutdown waits for it).
             await asyncio.wait({source})
