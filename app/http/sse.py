@@ -44,10 +44,10 @@ class OpenStreams:
     def cancel(self, task: asyncio.Task[None]) -> None:
         """Cancel a source once; its clean-up then runs undisturbed.
 
-        Remembered here rather than read from `task.cancelling()`: the clean-up's shielded
+        Remembered here as well as read from `task.cancelling()`: the clean-up's shielded
         scope uncancels the task when it exits, which would make a second cancel look safe.
         """
-        if task not in self._cancelled:
+        if task not in self._cancelled and not task.cancelling():
             self._cancelled.add(task)
             task.cancel()
 
