@@ -59,9 +59,8 @@ def install_example() -> None:
     if INSTALL_STAMP.is_file() and INSTALL_STAMP.read_text() == wanted:
         return
     env = {**os.environ, "JOBS": "max"}  # node-gyp compiles better-sqlite3 on every core
-    headers = node_prefix() / "include" / "node"
-    if (headers / "common.gypi").is_file():
-        env["npm_config_nodedir"] = str(headers.parent.parent)  # never download Node's headers
+    if (node_prefix() / "include" / "node" / "common.gypi").is_file():
+        env["npm_config_nodedir"] = str(node_prefix())  # its headers: never download them
     done = subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=EXAMPLE,
@@ -77,6 +76,7 @@ def install_example() -> None:
 def example_server(
     tmp_path: Path, *, port: int, chatkit_url: str
 ) -> AbstractContextManager[ServerProcess]:
+    """The example as `npm start` runs it, on a fresh SQLite file, calling the backend."""
     env = base_environment(
         HOST="127.0.0.1",
         PORT=str(port),
@@ -198,6 +198,18 @@ def test_a_better_auth_user_chats_with_an_eddsa_token_and_cannot_raise_their_tie
         assert claims["sub"] == user["id"]
         assert (claims["iss"], claims["aud"]) == (auth.base_url, backend.base_url)
         assert claims["tier"] == "free"
+
+        # The backend's own pages (its /playground) may fetch the token with the cookie.
+        cross_origin = browser.get("/api/auth/token", headers={"Origin": backend.base_url})
+        assert cross_origin.status_code == 200, cross_origin.text
+        assert cross_origin.headers["access-control-allow-origin"] == backend.base_url
+        assert cross_origin.headers["access-control-allow-credentials"] == "true"
+
+        # The example's page calls the backend it is configured for, and its CSP lets it.
+        config = browser.get("/config.json").json()
+        assert config == {"chatkitUrl": f"{backend.base_url}/chatkit"}
+        csp = browser.get("/").headers["content-security-policy"]
+        assert f"connect-src 'self' {backend.base_url}" in csp
 
         preflight = httpx.options(
             f"{backend.base_url}/chatkit",
