@@ -44,12 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the server's protocol route (CHATKIT_URL; default %(default)s)",
     )
     identity = parser.add_mutually_exclusive_group()
-    identity.add_argument(
-        "--token", default=env("CHATKIT_TOKEN"), help="a bearer token, e.g. a JWT (CHATKIT_TOKEN)"
-    )
+    identity.add_argument("--token", help="a bearer token, e.g. a JWT (CHATKIT_TOKEN)")
     identity.add_argument(
         "--user",
-        default=env("CHATKIT_USER"),
         help="a user id sent as X-User-Id, for servers that trust identity headers (CHATKIT_USER)",
     )
     parser.add_argument(
@@ -64,7 +61,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="'NAME: VALUE'",
         help="an extra request header (repeatable), e.g. 'X-Proxy-Secret: ...'",
     )
-    parser.add_argument("--thread", help="continue this thread instead of starting a new one")
+    parser.add_argument(
+        "--thread", metavar="ID", help="continue this thread instead of starting a new one"
+    )
     parser.add_argument(
         "--attach",
         action="append",
@@ -74,9 +73,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="upload a file to go with the first message (repeatable)",
     )
     parser.add_argument(
-        "--message", "-m", help="send this message, print the answer and exit (no prompt)"
+        "--message",
+        "-m",
+        metavar="TEXT",
+        help="send this message, print the answer and exit (no prompt)",
     )
     args = parser.parse_args(argv)
+    if args.token is None and args.user is None:  # a flag wins over the environment
+        args.token, args.user = env("CHATKIT_TOKEN"), env("CHATKIT_USER")
+    if args.token:  # as on the server, a token wins over a user id
+        args.user = None
     for header in args.header:
         if ":" not in header:
             parser.error(f"--header {header!r} is not 'NAME: VALUE'")

@@ -160,17 +160,18 @@ class TurnRenderer:
             self.out.out(text, highlight=False)
 
     def _delta(self, index: int, delta: str) -> None:
+        new_part = index not in self._parts and bool(self._parts)
         self._parts[index] = self._parts.get(index, "") + delta
-        if not self.live:
-            self.out.out(delta, end="", highlight=False)
+        if self.live:
+            if self._answer is None:
+                self._answer = Live(
+                    console=self.out, refresh_per_second=12, vertical_overflow="visible"
+                )
+                self._answer.start()
+            self._answer.update(Markdown("\n\n".join(self._parts[i] for i in sorted(self._parts))))
+        else:
+            self.out.out("\n\n" if new_part else "", delta, sep="", end="", highlight=False)
             self._streamed = True
-            return
-        if self._answer is None:
-            self._answer = Live(
-                console=self.out, refresh_per_second=12, vertical_overflow="visible"
-            )
-            self._answer.start()
-        self._answer.update(Markdown("\n\n".join(self._parts[i] for i in sorted(self._parts))))
 
     def _end_answer(self, item: AssistantMessageItem | None) -> None:
         """Close the answer being streamed; `item`, the finished message, has the final text."""
@@ -207,7 +208,8 @@ def show_history(out: Console, items: list[ThreadItem]) -> None:
             case WidgetItem():
                 out.print(Panel(Text(widget_text(item)), expand=False))
             case ClientToolCallItem():
-                out.print(Text(f"⚙ {item.name}({item.arguments}) → {item.output}", style="dim"))
+                call = f"⚙ {item.name} {json.dumps(item.arguments)} → {json.dumps(item.output)}"
+                out.print(Text(call, style="dim"))
             case WorkflowItem() | TaskItem():
                 for line in task_lines(item):
                     out.print(Text(f"• {line}", style="dim"))

@@ -151,12 +151,23 @@ def stored(chat_database_url: str, chat_engine: AsyncEngine) -> Stored:
 
 def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m app.chat ARGS` with only `env` set (no CHATKIT_* from the developer's)."""
+    return run_command([sys.executable, "-m", "app.chat", *args], stdin=stdin, env=env)
+
+
+def run_command(
+    command: list[str],
+    *,
+    stdin: str | None = None,
+    cwd: Path = PROJECT_ROOT,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`command` with only `env` set, beside the interpreter's PATH."""
     return subprocess.run(
-        [sys.executable, "-m", "app.chat", *args],
+        command,
         input=stdin,
         capture_output=True,
         text=True,
-        cwd=PROJECT_ROOT,
-        env=base_environment(**env),
-        timeout=60,
+        cwd=cwd,
+        env=base_environment(**(env or {})),
+        timeout=120,
     )

@@ -4,16 +4,30 @@ database holds afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from chatkit.types import AssistantMessageItem, UserMessageItem
 
 from app.agent.errors import NOT_CONFIGURED
+from app.agent.fake_model import default_reply
+from app.chat.client import ChatKitClient
 from app.store.db import PROJECT_ROOT
-from tests.chat.conftest import DOMAIN_KEY, JWT_SECRET, Stored, run_cli
+from tests.chat.conftest import (
+    DOMAIN_KEY,
+    FAKE_MODEL_TOKENS,
+    JWT_SECRET,
+    Stored,
+    run_cli,
+    run_command,
+)
 from tests.helpers.jwks import better_auth_claims, hmac_token
 from tests.helpers.server import ServerProcess, base_environment
 
@@ -78,6 +92,25 @@ async def test_a_continued_thread_an_attachment_and_a_widget(
     (attachment,) = messages[1].attachments
     assert attachment.name == "shopping list.md"
     assert await stored.content(user_id, attachment.id) == b"- milk\n"
+
+
+@pytest.mark.skipif(shutil.which("uv") is None, reason="scripts/chat.sh runs uv, not on PATH")
+async def test_the_script_runs_the_client_in_the_callers_directory(
+    chat_url: str, user_id: str, stored: Stored, tmp_path: Path
+) -> None:
+    (tmp_path / "note.txt").write_text("relative to where I am\n")
+    script = str(PROJECT_ROOT / "scripts" / "chat.sh")
+    done = run_command(
+        ["bash", script, "--attach", "note.txt", "-m", "Hi"],
+        cwd=tmp_path,
+        env={"CHATKIT_URL": chat_url, "CHATKIT_USER": user_id},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("You said: Hi")
+    (message, _) = await stored.items(user_id, thread_id_from(done.stderr))
+    assert isinstance(message, UserMessageItem)
+    assert await stored.content(user_id, message.attachments[0].id) == b"relative to where I am\n"
 
 
 def test_a_client_tool_call_is_shown_and_answered(chat_url: str, user_id: str) -> None:
@@ -149,8 +182,9 @@ async def test_the_interactive_session(
     chat_url: str, user_id: str, stored: Stored, tmp_path: Path
 ) -> None:
     """Commands and messages typed in (here piped): list, switch, attach, new, quit."""
-    for text in ("older", "newer"):
-        assert run_cli("--url", chat_url, "--user", user_id, "-m", text).returncode == 0
+    async with ChatKitClient(chat_url, user=user_id) as client:
+        for text in ("older", "newer"):
+            _ = [event async for event in client.create_thread(text)]
     picture = tmp_path / "dot.txt"
     picture.write_text("a dot\n")
     script = "\n".join(
@@ -191,3 +225,49 @@ async def test_the_interactive_session(
         "A fresh start"
     ]
     assert "never sent" not in out + err
+
+
+def interrupt_mid_answer(chat_url: str, user_id: str, text: str) -> tuple[int, str]:
+    """Type `text` into an interactive session, press Ctrl-C once the answer shows, then /quit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.chat", "--url", chat_url, "--user", user_id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+        env=base_environment(),
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(text.encode() + b"\n")
+    process.stdin.flush()
+    printed = b""
+    while b"You said:" not in printed:  # the answer has begun (a word every 40 ms)
+        chunk = os.read(process.stdout.fileno(), 65536)
+        assert chunk, "the client exited before answering"
+        printed += chunk
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(b"/quit\n", timeout=60)
+    return process.returncode, err.decode()
+
+
+async def test_ctrl_c_stops_the_answer_and_the_session_goes_on(
+    chat_url: str, user_id: str, stored: Stored
+) -> None:
+    returncode, err = interrupt_mid_answer(chat_url, user_id, "Tell me a story")
+
+    assert returncode == 0, err  # /quit was still read after the interruption
+    assert "(stopped)" in err
+    (thread_id,) = await stored.thread_ids(user_id)
+    deadline = time.monotonic() + 20
+    while not (answers := await assistant_answers(stored, user_id, thread_id)):
+        assert time.monotonic() < deadline, "the partial answer was not saved"
+        await asyncio.sleep(0.1)
+    (partial,) = answers
+    full = default_reply([{"role": "user", "content": "Tell me a story"}], FAKE_MODEL_TOKENS)
+    assert full.startswith(partial)
+    assert "You said:" in partial and len(partial) < len(full)  # cut short, and kept
+
+
+async def assistant_answers(stored: Stored, user_id: str, thread_id: str) -> list[str]:
+    items = await stored.items(user_id, thread_id)
+    return [item.content[0].text for item in items if isinstance(item, AssistantMessageItem)]
