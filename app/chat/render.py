@@ -93,12 +93,17 @@ class TurnRenderer:
     """Shows one turn's events as they arrive (a `TurnView`); use it as a context manager."""
 
     def __init__(
-        self, out: Console, err: Console, *, live: bool | None = None, retry_hint: str = ""
+        self,
+        out: Console,
+        err: Console,
+        *,
+        live: bool | None = None,
+        retry_hint: str = "you can retry",
     ) -> None:
         self.out = out
         self.err = err
         self.live = out.is_terminal if live is None else live
-        self.retry_hint = retry_hint or "you can retry"
+        self.retry_hint = retry_hint
         self._parts: dict[int, str] = {}
         self._answer: Live | None = None
         self._streamed = False
@@ -139,7 +144,7 @@ class TurnRenderer:
                 style = NOTICE_STYLES[event.level]
                 self.err.print(Text(f"{title}{event.message}", style=style))
             case ClientEffectEvent():
-                self.err.print(Text(f"(effect {event.name} {event.data})", style="dim"))
+                self.err.print(Text(f"(effect {event.name} {json.dumps(event.data)})", style="dim"))
             case ErrorEvent():
                 self._end_answer(None)
                 self.err.print(Text(error_text(event, self.retry_hint), style="bold red"))
