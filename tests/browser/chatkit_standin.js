@@ -24,7 +24,12 @@ class StandInChatKit extends HTMLElement {
     this.items = new Map();
     this.pendingAttachments = [];
     this.running = 0;
-    this.dataset.state = STATE_IDLE;
+  }
+
+  connectedCallback() {
+    // Not in the constructor: an element made by createElement (as React does) may not get
+    // attributes there.
+    this.dataset.state ??= STATE_IDLE;
   }
 
   // ---- The public methods of OpenAIChatKit (types/index.d.ts) that the pages use ----
@@ -65,9 +70,10 @@ class StandInChatKit extends HTMLElement {
   }
 
   async request(body) {
+    // A Headers object, not a plain one: a fetch that spreads `init.headers` would lose it.
     const response = await this.api.fetch(this.api.url, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: new Headers({ "Content-Type": "application/json" }),
       body: JSON.stringify(body),
     });
     if (!response.ok) {

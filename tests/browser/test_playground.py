@@ -14,19 +14,12 @@ page's wiring, not ChatKit's UI.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
-import jwt
-import pytest
-from playwright.async_api import Browser, BrowserContext, FilePayload, Locator, Route, expect
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from playwright.async_api import BrowserContext, FilePayload, Route, expect
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.store.db import create_engine
 from app.store.models import (
     AttachmentContentRow,
     AttachmentRow,
@@ -35,68 +28,21 @@ from app.store.models import (
     TaskRow,
     ThreadRow,
 )
-from tests.conftest import make_settings
-from tests.helpers.browser import Watched, backend, new_context, watched_page
+from tests.helpers.browser import (
+    JWT_SECRET,
+    OPTIONS_SUMMARY,
+    attach,
+    backend,
+    chat_of,
+    items,
+    rows,
+    send,
+    settle,
+    token_for,
+    watched_page,
+)
 
-JWT_SECRET = "playground-test-secret-0123456789abcdef"
-
-# What the page handed to setOptions, as data (functions reduced to their type).
-OPTIONS_SUMMARY = """
-(chat) => {
-  const options = chat.optionsHistory.at(-1);
-  return {
-    calls: chat.optionsHistory.length,
-    url: options.api.url,
-    domainKey: options.api.domainKey,
-    fetch: typeof options.api.fetch,
-    uploadStrategy: options.api.uploadStrategy,
-    theme: options.theme,
-    prompts: options.startScreen.prompts.map((p) => p.label),
-    attachments: options.composer.attachments,
-    feedback: options.threadItemActions.feedback,
-    onClientTool: typeof options.onClientTool,
-  };
-}
-"""
-
-
-@pytest.fixture
-async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(postgres_url))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    context = await new_context(browser)
-    yield context
-    await context.close()
-
-
-async def rows(engine: AsyncEngine, model: Any, **where: Any) -> list[Any]:
-    async with AsyncSession(engine) as session:
-        return list((await session.scalars(select(model).filter_by(**where))).all())
-
-
-def chat_of(watched: Watched) -> Locator:
-    return watched.page.locator("openai-chatkit")
-
-
-async def settle(chat: Locator) -> None:
-    """Wait until the stand-in has no request under way, and showed no error."""
-    await expect(chat).to_have_attribute("data-state", "idle")
-    await expect(chat.locator("[data-part=error]")).to_have_text("")
-
-
-async def send(chat: Locator, text: str) -> None:
-    await chat.locator("textarea[name=message]").fill(text)
-    await chat.get_by_role("button", name="Send").click()
-    await settle(chat)
-
-
-def items(chat: Locator, item_type: str) -> Locator:
-    return chat.locator(f"[data-part=items] > li[data-item-type={item_type}]")
+NOTES = b"milk, eggs"
 
 
 async def test_playground_in_development(
@@ -143,9 +89,9 @@ async def test_playground_in_development(
         assert [thread.id for thread in await rows(engine, ThreadRow, user_id=user)] == [thread_id]
 
         # A two-phase upload, then a message that carries it.
-        notes = FilePayload(name="notes.txt", mimeType="text/plain", buffer=b"milk, eggs")
-        await chat.locator("input[name=file]").set_input_files(notes)
-        await settle(chat)
+        await attach(
+            chat, FilePayload(name="notes.txt", mimeType="text/plain", buffer=b"milk, eggs")
+        )
         await expect(chat.locator("[data-part=attachments]")).to_have_text("notes.txt")
         await send(chat, "Here is my list")
         await expect(items(chat, "assistant_message").last).to_contain_text(
@@ -155,7 +101,7 @@ async def test_playground_in_development(
         assert attachment.thread_id == thread_id
         assert attachment.data["upload_descriptor"] is None
         [content] = await rows(engine, AttachmentContentRow, id=attachment.id)
-        assert content.data == b"milk, eggs"
+        assert content.data == NOTES
 
         # The task widget, and its Done button: threads.custom_action handled by the server.
         await send(chat, '/add_task {"title": "Buy milk"}')
@@ -204,12 +150,6 @@ async def test_playground_in_development(
         assert await watched.problems() == []
 
 
-def token_for(user: str, **claims: Any) -> str:
-    now = int(time.time())
-    payload = {"sub": user, "iat": now, "exp": now + 600, **claims}
-    return jwt.encode(payload, JWT_SECRET, algorithm="HS256")
-
-
 async def test_playground_with_tokens(
     context: BrowserContext, postgres_url: str, engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -230,7 +170,7 @@ async def test_playground_with_tokens(
         async def token_endpoint(route: Route) -> None:
             cookies_sent.append((await route.request.all_headers()).get("cookie"))
             await route.fulfill(
-                json={"token": token_for(signed_in, name="Signed In")},
+                json={"token": token_for(signed_in)},
                 headers={
                     "Access-Control-Allow-Origin": server.base_url,
                     "Access-Control-Allow-Credentials": "true",

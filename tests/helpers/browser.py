@@ -12,13 +12,19 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Request, Route
+from playwright.async_api import BrowserContext, FilePayload, Locator, Page, Request, Route, expect
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.store.db import PROJECT_ROOT
+from tests.helpers.jwks import better_auth_claims, hmac_token
 from tests.helpers.server import ServerProcess, base_environment, free_port, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,6 +39,7 @@ CHROMIUM_ARGS = [
 ]
 CHATKIT_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js"
 STANDIN = PROJECT_ROOT / "tests" / "browser" / "chatkit_standin.js"
+JWT_SECRET = "browser-tests-jwt-secret-0123456789abcdef"  # AUTH_JWT_SECRET of token servers
 
 # Collected by an init script (which no page CSP applies to), read back by `Watched.problems`.
 WATCH_SCRIPT = """
@@ -105,10 +112,94 @@ async def watched_page(
     return watched
 
 
-async def new_context(browser: Browser) -> BrowserContext:
-    context = await browser.new_context()
-    context.set_default_timeout(10_000)
-    return context
+# What the page handed to its last setOptions, as data (functions reduced to their type).
+OPTIONS_SUMMARY = """
+(chat) => {
+  const options = chat.optionsHistory.at(-1);
+  return {
+    calls: chat.optionsHistory.length,
+    url: options.api.url,
+    domainKey: options.api.domainKey,
+    fetch: typeof options.api.fetch,
+    uploadStrategy: options.api.uploadStrategy,
+    theme: options.theme ?? null,
+    prompts: options.startScreen?.prompts?.map((p) => p.label) ?? null,
+    attachments: options.composer?.attachments ?? null,
+    feedback: options.threadItemActions?.feedback ?? null,
+    onClientTool: typeof options.onClientTool,
+  };
+}
+"""
+
+
+def chat_of(watched: Watched) -> Locator:
+    return watched.page.locator("openai-chatkit")
+
+
+async def settle(chat: Locator) -> None:
+    """Wait until the stand-in has no request under way, and showed no error."""
+    await expect(chat).to_have_attribute("data-state", "idle")
+    await expect(chat.locator("[data-part=error]")).to_have_text("")
+
+
+async def send(chat: Locator, text: str) -> None:
+    """Type a message into the stand-in's composer and send it."""
+    await chat.locator("textarea[name=message]").fill(text)
+    await chat.get_by_role("button", name="Send").click()
+    await settle(chat)
+
+
+async def attach(chat: Locator, file: FilePayload) -> None:
+    await chat.locator("input[name=file]").set_input_files(file)
+    await settle(chat)
+
+
+def items(chat: Locator, item_type: str) -> Locator:
+    return chat.locator(f"[data-part=items] > li[data-item-type={item_type}]")
+
+
+def token_for(user_id: str) -> str:
+    """A Better Auth-like HS256 JWT for `user_id`, valid for 15 minutes under `JWT_SECRET`."""
+    return hmac_token(JWT_SECRET.encode(), better_auth_claims(user_id, iss=None, aud=None))
+
+
+async def rows(engine: AsyncEngine, model: Any, **where: Any) -> list[Any]:
+    """What the server wrote: the `model` rows matching `where`."""
+    async with AsyncSession(engine) as session:
+        return list((await session.scalars(select(model).filter_by(**where))).all())
+
+
+class StaticSite:
+    """Fixed files on a loopback port, addressed as `http://localhost:<port>`: the origin of a
+    frontend's dev server (a page Playwright answered itself would count as public, and
+    Chromium's local network checks would then refuse its requests to the backend)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                body, content_type = site.files.get(urlsplit(self.path).path, (b"", ""))
+                self.send_response(200 if content_type else 404)
+                self.send_header("Content-Type", content_type or "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://localhost:{self.server.server_address[1]}"
+
+    def __enter__(self) -> StaticSite:
+        Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @contextmanager
