@@ -17,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from uuid import uuid4
 
-from playwright.async_api import BrowserContext, FilePayload, Route, expect
+import jwt
+from playwright.async_api import BrowserContext, FilePayload, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.models import (
@@ -38,6 +39,7 @@ from tests.helpers.browser import (
     rows,
     send,
     settle,
+    token_endpoint,
     token_for,
     watched_page,
 )
@@ -89,9 +91,7 @@ async def test_playground_in_development(
         assert [thread.id for thread in await rows(engine, ThreadRow, user_id=user)] == [thread_id]
 
         # A two-phase upload, then a message that carries it.
-        await attach(
-            chat, FilePayload(name="notes.txt", mimeType="text/plain", buffer=b"milk, eggs")
-        )
+        await attach(chat, FilePayload(name="notes.txt", mimeType="text/plain", buffer=NOTES))
         await expect(chat.locator("[data-part=attachments]")).to_have_text("notes.txt")
         await send(chat, "Here is my list")
         await expect(items(chat, "assistant_message").last).to_contain_text(
@@ -156,7 +156,7 @@ async def test_playground_with_tokens(
     """The token endpoint (Better Auth's `/api/auth/token` here) is called with the page's
     cookies and its `{token}` used; a pasted token takes over for a new chat."""
     signed_in, pasted = f"signed-in-{uuid4().hex[:8]}", f"pasted-{uuid4().hex[:8]}"
-    token_url = "http://127.0.0.1:9/api/auth/token"  # answered by the route below
+    token_url = "http://127.0.0.1:9/api/auth/token"  # answered by `endpoint` below
     cookies_sent: list[str | None] = []
 
     with backend(
@@ -166,21 +166,11 @@ async def test_playground_with_tokens(
         AUTH_JWT_SECRET=JWT_SECRET,
         PLAYGROUND_TOKEN_URL=token_url,
     ) as server:
-
-        async def token_endpoint(route: Route) -> None:
-            cookies_sent.append((await route.request.all_headers()).get("cookie"))
-            await route.fulfill(
-                json={"token": token_for(signed_in)},
-                headers={
-                    "Access-Control-Allow-Origin": server.base_url,
-                    "Access-Control-Allow-Credentials": "true",
-                },
-            )
-
         await context.add_cookies(
             [{"name": "session", "value": "abc", "domain": "127.0.0.1", "path": "/"}]
         )
-        watched = await watched_page(context, [server.base_url], routes={token_url: token_endpoint})
+        endpoint = token_endpoint(server.base_url, signed_in, cookies_sent)
+        watched = await watched_page(context, [server.base_url], routes={token_url: endpoint})
         page, chat = watched.page, chat_of(watched)
         await page.goto(f"{server.base_url}/playground")
         await expect(page.locator("#token-field")).to_be_visible()
@@ -200,6 +190,9 @@ async def test_playground_with_tokens(
         assert len(await rows(engine, ThreadRow, user_id=pasted)) == 1
         assert len(cookies_sent) == 1
 
+        subjects = []
         for request in watched.sent("POST", f"{server.base_url}/chatkit"):
-            assert (await request.all_headers())["authorization"].startswith("Bearer ey")
+            scheme, token = (await request.all_headers())["authorization"].split(" ")
+            subjects.append((scheme, jwt.decode(token, JWT_SECRET, algorithms=["HS256"])["sub"]))
+        assert set(subjects) == {("Bearer", signed_in), ("Bearer", pasted)}
         assert await watched.problems() == []

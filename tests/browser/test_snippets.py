@@ -27,7 +27,7 @@ from uuid import uuid4
 
 import jwt
 import pytest
-from playwright.async_api import BrowserContext, FilePayload, Route
+from playwright.async_api import BrowserContext, FilePayload
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import PROJECT_ROOT
@@ -44,7 +44,7 @@ from tests.helpers.browser import (
     items,
     rows,
     send,
-    token_for,
+    token_endpoint,
     watched_page,
 )
 from tests.helpers.server import ServerProcess
@@ -211,22 +211,6 @@ async def test_web_component_snippet(
         if "/attachments/" not in request.url:
             assert (headers["x-user-id"], headers["content-type"]) == ("alice", "application/json")
     assert await watched.problems() == []
-
-
-def token_endpoint(page: str, user_id: str, cookies: list[str | None]) -> RouteHandler:
-    """Better Auth's `GET /api/auth/token` as bearer-token.ts calls it: cookie in, token out."""
-
-    async def handler(route: Route) -> None:
-        cookies.append((await route.request.all_headers()).get("cookie"))
-        await route.fulfill(
-            json={"token": token_for(user_id)},
-            headers={
-                "Access-Control-Allow-Origin": page,
-                "Access-Control-Allow-Credentials": "true",
-            },
-        )
-
-    return handler
 
 
 @pytest.mark.parametrize("snippet", ["chat", "direct"])

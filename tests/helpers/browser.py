@@ -163,6 +163,23 @@ def token_for(user_id: str) -> str:
     return hmac_token(JWT_SECRET.encode(), better_auth_claims(user_id, iss=None, aud=None))
 
 
+def token_endpoint(page: str, user_id: str, cookies: list[str | None]) -> RouteHandler:
+    """Better Auth's `GET /api/auth/token`, cross-origin: records the cookie each call carried,
+    answers `{token}` for `user_id` with CORS for `page` (credentials allowed)."""
+
+    async def handler(route: Route) -> None:
+        cookies.append((await route.request.all_headers()).get("cookie"))
+        await route.fulfill(
+            json={"token": token_for(user_id)},
+            headers={
+                "Access-Control-Allow-Origin": page,
+                "Access-Control-Allow-Credentials": "true",
+            },
+        )
+
+    return handler
+
+
 async def rows(engine: AsyncEngine, model: Any, **where: Any) -> list[Any]:
     """What the server wrote: the `model` rows matching `where`."""
     async with AsyncSession(engine) as session:
