@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     )
     attachment_s3_prefix: str = "attachments/"
 
+    # The playground page (GET /playground, see README "See it work")
+    playground_enabled: bool | None = None
+    """None: served in development only."""
+    playground_token_url: str | None = None
+    playground_domain_key: str = "local-dev"
+
     @field_validator("attachment_allowed_mime_types", mode="before")
     @classmethod
     def _split_mime_types(cls, value: object) -> object:
@@ -166,6 +172,8 @@ class Settings(BaseSettings):
         "attachment_s3_access_key_id",
         "attachment_s3_secret_access_key",
         "attachment_s3_session_token",
+        "playground_enabled",
+        "playground_token_url",
         mode="before",
     )
     @classmethod
@@ -210,6 +218,13 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL, e.g. https://app.example.com/api/auth/jwks")
         return value or None
+
+    @field_validator("playground_token_url")
+    @classmethod
+    def _check_token_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL, e.g. https://app.example.com/api/auth/token")
+        return value
 
     @field_validator("rate_limit_daily_messages", mode="before")
     @classmethod
@@ -299,6 +314,13 @@ class Settings(BaseSettings):
         """The tier's daily message quota (`*` for unlisted tiers); None means unlimited."""
         limits = self.rate_limit_daily_messages
         return limits[tier] if tier in limits else limits.get("*")
+
+    @property
+    def playground_on(self) -> bool:
+        """`PLAYGROUND_ENABLED`, else on in development and off in production."""
+        if self.playground_enabled is not None:
+            return self.playground_enabled
+        return self.environment == "development"
 
     @cached_property
     def is_sqlite(self) -> bool:

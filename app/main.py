@@ -14,7 +14,7 @@ from app.config import Settings, load_settings
 from app.http.edge import add_edge_middleware
 from app.http.errors import register_exception_handlers
 from app.http.request_id import RequestIdMiddleware
-from app.http.routes import attachments, chatkit, health
+from app.http.routes import attachments, chatkit, health, playground
 from app.http.sse import OpenStreams
 from app.logging import configure_logging
 from app.server import ChatKitBackend
@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chatkit.router)
     app.include_router(attachments.router)
     app.include_router(health.router)
+    if settings.playground_on:
+        app.include_router(playground.router)
     add_edge_middleware(app, settings)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     return app

@@ -33,3 +33,14 @@ ensure_local_postgres() {
   echo "PostgreSQL did not come up on 127.0.0.1:5432." >&2
   return 1
 }
+
+# Installs Debian's Chromium for the browser tests when /usr/bin/chromium is missing.
+ensure_chromium() {
+  if [[ -x /usr/bin/chromium ]]; then
+    return 0
+  fi
+  echo "Installing Debian's chromium for the browser tests..."
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+}
