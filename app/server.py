@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, cast
 
@@ -52,11 +53,16 @@ from app.agent.widgets import (
 )
 from app.context import RequestContext
 from app.store.attachments import DatabaseAttachmentStore
+from app.store.errors import is_outage
 from app.store.feedback import FeedbackStore
 from app.store.store import SQLAlchemyStore
 from app.store.tasks import TaskNotFoundError, TaskStore
 
 logger = logging.getLogger(__name__)
+OPEN_TURNS: ContextVar[list[AsyncGenerator[ThreadStreamEvent, None]] | None] = ContextVar(
+    "open_turns", default=None
+)
+"""The turns of the request being streamed, for `_closing_turns` to close."""
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 
 
@@ -93,8 +99,19 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         parsed = REQUEST_ADAPTER.validate_json(request)
         await self._check(parsed, context)
         if is_streaming_req(parsed):
-            return StreamingResult(self._process_streaming(parsed, context))
+            return StreamingResult(self._closing_turns(self._process_streaming(parsed, context)))
         return NonStreamingResult(await self._process_non_streaming(parsed, context))
+
+    async def _closing_turns(self, events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+        """Relay a request's stream; then close the turns `respond` opened for it."""
+        turns: list[AsyncGenerator[ThreadStreamEvent, None]] = []
+        OPEN_TURNS.set(turns)  # read by `respond`, in this task or the ones it starts
+        try:
+            async for event in events:
+                yield event
+        finally:
+            for turn in turns:
+                await turn.aclose()
 
     async def _check(self, request: ChatKitReq, context: RequestContext) -> None:
         match request:
@@ -119,12 +136,26 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             case _:
                 pass
 
-    async def respond(
+    def respond(
         self,
         thread: ThreadMetadata,
         input_user_message: UserMessageItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
+        """The turn's events (see `_answer`), closed when the request's stream ends.
+
+        The SDK stops reading a turn when saving one of its items fails, and leaves it
+        suspended: closed here, its clean-up runs at once rather than whenever it is collected.
+        """
+        turn = self._answer(thread, context)
+        turns = OPEN_TURNS.get()
+        if turns is not None:
+            turns.append(turn)
+        return turn
+
+    async def _answer(
+        self, thread: ThreadMetadata, context: RequestContext
+    ) -> AsyncGenerator[ThreadStreamEvent, None]:
         """Run the agent over the thread's recent items and stream its answer.
 
         A failure of the model ends the turn with a readable error event; the answer streamed so
@@ -155,14 +186,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             if run.error is not None:
                 raise run.error
             answered = True
-        except asyncio.CancelledError:
-            # Wake the SDK's reader of the tool event queue so that its task ends too.
-            await agent_context.stream(ProgressUpdateEvent(text="Stopped"))
-            raise
         except Exception as exc:
             error = stream_error_for(exc)
-            # Provider errors are expected weather; anything else needs its traceback.
-            expected = isinstance(exc, openai.APIError | CustomStreamError)
+            # Provider errors and outages are expected weather; anything else needs its traceback.
+            expected = isinstance(exc, openai.APIError | CustomStreamError) or is_outage(exc)
             logger.warning(
                 "Turn failed in thread %s: %s",
                 thread.id,
@@ -171,6 +198,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             )
             raise error from exc
         finally:
+            if not answered:
+                # Cancelled, failed or closed early: wake the SDK's reader of the tool event
+                # queue, or its task would be left pending forever.
+                await agent_context.stream(ProgressUpdateEvent(text="Stopped"))
             if result is not None and not result.is_complete:
                 result.cancel()  # e.g. the client went away: stop the model
             if title is not None and not answered:

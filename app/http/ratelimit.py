@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.context import RequestContext
 from app.http.asgi import is_guarded, is_protocol_request, read_body, replay, send_error
 from app.store.db import utcnow
+from app.store.errors import is_outage
 from app.store.usage import UsageCounters, Window
 
 logger = logging.getLogger(__name__)
@@ -159,9 +159,11 @@ class RateLimitMiddleware:
             self._counters = UsageCounters(engine)  # once per app: it prepares its statement
         try:
             return await self.limiter.check(self._counters, context, request_type)
-        except (SQLAlchemyError, ConnectionError) as exc:  # the database is down: the request
-            # fails on its own, with a 503
-            logger.warning("Rate limit check skipped: %s", type(exc).__name__)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # The request fails on its own, with a 503 or a retryable error event.
+            logger.warning("Rate limit check skipped, the database is down: %s", type(exc).__name__)
             return None
 
     def _too_many_streams(self) -> Refusal:
