@@ -83,13 +83,12 @@ class IdentityResolver:
             claims = await self.verifier.verify(token)
         except InvalidToken as exc:
             raise Unauthenticated(str(exc), code="invalid_token", token_error=True) from None
-        tier = claims.get(self.settings.auth_tier_claim)
         return RequestContext(
             user_id=claims["sub"],
             auth_method="jwt",
             email=_text(claims.get("email")),
             name=_text(claims.get("name")),
-            tier=tier if isinstance(tier, str) and tier else self.settings.auth_default_tier,
+            tier=self._tier(claims.get(self.settings.auth_tier_claim)),
             locale=headers.get("accept-language"),
             base_url=public_base_url(self.settings, headers, scope),
             claims=claims,
@@ -109,10 +108,20 @@ class IdentityResolver:
             auth_method="headers" if self.proxy_secret is not None else "development",
             email=headers.get("x-user-email") or None,
             name=headers.get("x-user-name") or None,
-            tier=headers.get("x-user-tier") or self.settings.auth_default_tier,
+            tier=self._tier(headers.get("x-user-tier")),
             locale=headers.get("accept-language"),
             base_url=public_base_url(self.settings, headers, scope),
         )
+
+    def _tier(self, claimed: object) -> str:
+        tier = self.settings.known_tier(claimed)
+        if claimed and tier != claimed:
+            # The claimed value stays out of the logs: it is whatever the caller wrote.
+            logger.info(
+                "A tier RATE_LIMIT_DAILY_MESSAGES does not name counts as AUTH_DEFAULT_TIER (%s)",
+                tier,
+            )
+        return tier
 
 
 class IdentityMiddleware:

@@ -113,9 +113,13 @@ async def test_audience_may_be_a_list(
     assert (await create_thread(client, token)).status_code == 200
 
 
-@pytest.mark.parametrize(("tier_claim", "expected_tier"), [("tier", "pro"), ("plan", "free")])
+@pytest.mark.parametrize(
+    ("tier_claim", "tier", "expected_tier"),
+    [("tier", "pro", "pro"), ("plan", "pro", "free"), ("tier", "enterprise", "free")],
+    ids=["named_tier", "no_tier_claim", "tier_the_quotas_do_not_name"],
+)
 async def test_claims_map_to_the_request_context(
-    keys: dict[str, SigningKey], tier_claim: str, expected_tier: str
+    keys: dict[str, SigningKey], tier_claim: str, tier: str, expected_tier: str
 ) -> None:
     server = await JwksServer().start()
     server.keys = [keys["ES256"].jwk]
@@ -126,7 +130,7 @@ async def test_claims_map_to_the_request_context(
         public_base_url="https://chat.example.com",
     )
     resolver = IdentityResolver(settings, TokenVerifier.from_settings(settings))
-    token = keys["ES256"].sign(better_auth_claims("u-42", tier="pro"))
+    token = keys["ES256"].sign(better_auth_claims("u-42", tier=tier))
     headers = Headers({"authorization": f"Bearer {token}", "accept-language": "fr-FR"})
     try:
         context = await resolver.resolve(headers, {"type": "http", "scheme": "http"})

@@ -203,6 +203,23 @@ async def test_daily_messages_by_tier(limited: tuple[FastAPI, httpx.AsyncClient]
     assert (await post(client, user, create_thread_req())).status_code == 200
 
 
+async def test_a_tier_the_quotas_do_not_name_gets_the_default_tiers_quota(
+    limited: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """A user who could write their own tier claim must not escape the quota with it."""
+    app, client = limited
+    clock = Clock(datetime(2030, 1, 1, 19, 0, 0))
+    app.state.rate_limiter.clock = clock
+    user = new_user()
+    for _ in range(2):
+        response = await post(client, user, create_thread_req(), **{"X-User-Tier": "platinum"})
+        assert response.status_code == 200
+        clock.now += timedelta(minutes=1)
+    refused = await post(client, user, create_thread_req(), **{"X-User-Tier": "platinum"})
+    assert refused.status_code == 429
+    assert "on the free plan" in refused.json()["message"]
+
+
 # Concurrent streams (in-process), with a stand-in app that holds its stream open
 
 
