@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.config import Settings
 from app.context import RequestContext
 from app.http.asgi import is_guarded, is_under_chatkit, send_error
-from app.http.tokens import MAX_USER_ID_LENGTH, InvalidToken, TokenVerifier
+from app.http.tokens import MAX_USER_ID_LENGTH, InvalidToken, TokenVerifier, is_valid_user_id
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,15 @@ class IdentityResolver:
             if self.proxy_secret is None or not hmac.compare_digest(sent, self.proxy_secret):
                 raise Unauthenticated("Identity headers need a valid X-Proxy-Secret")
         user_id = headers["x-user-id"].strip()
-        if not user_id or len(user_id) > MAX_USER_ID_LENGTH:
-            raise Unauthenticated(f"X-User-Id must be 1 to {MAX_USER_ID_LENGTH} characters")
+        if not is_valid_user_id(user_id):
+            raise Unauthenticated(
+                f"X-User-Id must be 1 to {MAX_USER_ID_LENGTH} printable characters"
+            )
         return RequestContext(
             user_id=user_id,
             auth_method="headers" if self.proxy_secret is not None else "development",
-            email=headers.get("x-user-email") or None,
-            name=headers.get("x-user-name") or None,
+            email=_text(headers.get("x-user-email")),
+            name=_text(headers.get("x-user-name")),
             tier=self._tier(headers.get("x-user-tier")),
             locale=headers.get("accept-language"),
             base_url=public_base_url(self.settings, headers, scope),
@@ -156,4 +158,5 @@ class IdentityMiddleware:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """Display text (email, name) as given, if it is printable; anything else is dropped."""
+    return value if isinstance(value, str) and value and value.isprintable() else None

@@ -165,6 +165,25 @@ def rejected_tokens(keys: dict[str, SigningKey]) -> dict[str, tuple[str, str]]:
     empty_sub = better_auth_claims(sub="")
     tokens["empty_sub"] = (key.sign(empty_sub), empty_sub["id"])
 
+    for name, subject in {
+        "sub_with_nul": "a\x00b",
+        "sub_with_lone_surrogate": "a\ud800b",
+        "sub_with_control_character": "a\x1bb",
+        "sub_blank": "   ",
+        "sub_too_long": "u" * 256,
+        "sub_not_a_string": 42,
+    }.items():
+        tokens[name] = (key.sign(better_auth_claims(sub=subject)), "nobody")
+    for name, overrides in {
+        "exp_as_a_string": {"exp": str(now + 900)},
+        "iat_as_a_string": {"iat": str(now)},
+        "nbf_as_a_string": {"nbf": str(now - 10)},
+        "exp_as_a_boolean": {"exp": True},
+        "exp_infinite": {"exp": float("inf")},
+    }.items():
+        claims = better_auth_claims(**overrides)
+        tokens[name] = (key.sign(claims), claims["sub"])
+
     claims = better_auth_claims()
     tokens["alg_none"] = (unsigned_token({"alg": "none", "kid": key.kid}, claims), claims["sub"])
     claims = better_auth_claims()
@@ -215,6 +234,17 @@ REJECTIONS = [
     "missing_iat",
     "missing_sub",
     "empty_sub",
+    "sub_with_nul",
+    "sub_with_lone_surrogate",
+    "sub_with_control_character",
+    "sub_blank",
+    "sub_too_long",
+    "sub_not_a_string",
+    "exp_as_a_string",
+    "iat_as_a_string",
+    "nbf_as_a_string",
+    "exp_as_a_boolean",
+    "exp_infinite",
     "alg_none",
     "hs256_with_public_key",
     "tampered_payload",
