@@ -174,13 +174,14 @@ def rejected_tokens(keys: dict[str, SigningKey]) -> dict[str, tuple[str, str]]:
         "sub_not_a_string": 42,
     }.items():
         tokens[name] = (key.sign(better_auth_claims(sub=subject)), "nobody")
-    for name, overrides in {
+    time_claims: dict[str, dict[str, Any]] = {
         "exp_as_a_string": {"exp": str(now + 900)},
         "iat_as_a_string": {"iat": str(now)},
         "nbf_as_a_string": {"nbf": str(now - 10)},
         "exp_as_a_boolean": {"exp": True},
         "exp_infinite": {"exp": float("inf")},
-    }.items():
+    }
+    for name, overrides in time_claims.items():
         claims = better_auth_claims(**overrides)
         tokens[name] = (key.sign(claims), claims["sub"])
 
