@@ -466,3 +466,34 @@ async def test_a_kid_seen_during_an_outage_is_found_once_the_jwks_is_back() -> N
         assert await cache.get(key.kid) is not None
     finally:
         await server.stop()
+
+
+async def test_a_trickling_jwks_endpoint_is_cut_off_at_the_total_deadline() -> None:
+    """2 bytes every 0.1 s never trips a per-read timeout; the whole fetch has a deadline."""
+    server = await JwksServer().start()
+    key = generate_key("EdDSA")
+    server.keys = [key.jwk]
+    server.trickle = 0.1  # the whole key set would take about 8 s
+    cache = JwksCache(server.url, min_refetch_seconds=0, timeout_seconds=0.5)
+    try:
+        started = time.monotonic()
+        assert await cache.get(key.kid) is None
+        assert time.monotonic() - started < 3
+        server.trickle = None  # the next fetch is not held up by the abandoned one
+        assert await cache.get(key.kid) is not None
+    finally:
+        await server.stop()
+
+
+async def test_an_oversized_jwks_is_refused() -> None:
+    server = await JwksServer().start()
+    key = generate_key("EdDSA")
+    padding = [{"kty": "oct", "kid": f"pad-{n}", "k": "A" * 100} for n in range(1000)]
+    server.keys = [key.jwk, *padding]  # about 130 KB
+    cache = JwksCache(server.url, min_refetch_seconds=0)
+    try:
+        assert await cache.get(key.kid) is None
+        server.keys = [key.jwk, *padding[:100]]  # about 13 KB
+        assert await cache.get(key.kid) is not None
+    finally:
+        await server.stop()
