@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, cast
@@ -32,6 +32,7 @@ from chatkit.types import (
     ThreadsListReq,
     ThreadsRetryAfterItemReq,
     ThreadStreamEvent,
+    UserMessageInput,
     UserMessageItem,
     WidgetItem,
     is_streaming_req,
@@ -53,10 +54,16 @@ from app.agent.widgets import (
 )
 from app.context import RequestContext
 from app.store.attachments import DatabaseAttachmentStore
+from app.store.db import has_id_shape
 from app.store.errors import is_outage
 from app.store.feedback import FeedbackStore
-from app.store.store import SQLAlchemyStore
-from app.store.tasks import TaskNotFoundError, TaskStore
+from app.store.store import (
+    ATTACHMENT_PREFIXES,
+    ITEM_PREFIXES,
+    THREAD_PREFIXES,
+    SQLAlchemyStore,
+)
+from app.store.tasks import TASK_ID_PREFIX, TaskNotFoundError, TaskStore
 
 logger = logging.getLogger(__name__)
 OPEN_TURNS: ContextVar[list[AsyncGenerator[ThreadStreamEvent, None]] | None] = ContextVar(
@@ -114,6 +121,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 await turn.aclose()
 
     async def _check(self, request: ChatKitReq, context: RequestContext) -> None:
+        for value, prefixes, what in named_ids(request):
+            if not has_id_shape(value, prefixes):
+                # Like an unknown id (the value is not echoed: it can be anything).
+                raise NotFoundError(f"{what} not found")
         match request:
             case ThreadsCreateReq() | ThreadsAddUserMessageReq():
                 # threads.create saves the thread before it loads the attachments: a bad id
@@ -221,6 +232,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             raise CustomStreamError(f"Unknown action {action.type!r}.", allow_retry=False)
         try:
             payload = TaskActionPayload.model_validate(action.payload)
+            if not has_id_shape(payload.task_id, {TASK_ID_PREFIX}):
+                raise TaskNotFoundError(payload.task_id)
             done = action.type == COMPLETE_ACTION
             task = await self.tasks.update(context.user_id, payload.task_id, done=done)
         except ValidationError as exc:
@@ -285,6 +298,26 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 break
             after = page.after
         return items[::-1]
+
+
+def named_ids(request: ChatKitReq) -> Iterator[tuple[str, frozenset[str], str]]:
+    """Every id a request names, with the prefixes it may have and what it names."""
+    params = request.params
+    if isinstance(thread_id := getattr(params, "thread_id", None), str):
+        yield thread_id, THREAD_PREFIXES, "Thread"
+    if isinstance(item_id := getattr(params, "item_id", None), str):
+        yield item_id, ITEM_PREFIXES, "Item"
+    for item_id in getattr(params, "item_ids", ()):
+        yield item_id, ITEM_PREFIXES, "Item"
+    if isinstance(attachment_id := getattr(params, "attachment_id", None), str):
+        yield attachment_id, ATTACHMENT_PREFIXES, "Attachment"
+    if isinstance(message := getattr(params, "input", None), UserMessageInput):
+        for attachment_id in message.attachments:
+            yield attachment_id, ATTACHMENT_PREFIXES, "Attachment"
+    if isinstance(request, ThreadsListReq) and request.params.after is not None:
+        yield request.params.after, THREAD_PREFIXES, "Thread"
+    if isinstance(request, ItemsListReq) and request.params.after is not None:
+        yield request.params.after, ITEM_PREFIXES, "Item"
 
 
 __all__ = ["BadRequestError", "ChatKitBackend", "NotFoundError"]

@@ -248,6 +248,24 @@ async def test_a_body_without_a_file_field_is_400(http, uid, kwargs, reason) -> 
     assert reason in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "attachment_id",
+    ["%00", "%ED%A0%80", "atc_" + "0" * 61, "atc_a%20b", "atc_%C3%A9", "thr_0123", "%2e%2e"],
+)
+@pytest.mark.parametrize("route", ["content", "upload"])
+@pytest.mark.parametrize("signed_in", [False, True])
+async def test_malformed_ids_in_paths_are_404(http, uid, attachment_id, route, signed_in) -> None:
+    """Refused before the database: no login needed to learn that such an id names nothing."""
+    path = f"/chatkit/attachments/{attachment_id}/{route}?expires=1&sig=x"
+    headers = as_user(uid) if signed_in else {}
+    if route == "upload":
+        response = await http.post(path, files={"file": ("a.txt", b"x")}, headers=headers)
+    else:
+        response = await http.get(path, headers=headers)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"] == "not_found"
+
+
 # signed URLs
 
 

@@ -37,7 +37,9 @@ from app.store.attachments import (
     DatabaseAttachmentStore,
     normalize_mime_type,
 )
+from app.store.db import has_id_shape
 from app.store.files import FileStorageError
+from app.store.store import ATTACHMENT_PREFIXES
 from app.store.urls import UrlPurpose
 
 router = APIRouter(prefix="/chatkit/attachments", tags=["attachments"])
@@ -176,6 +178,8 @@ async def _authorize(
     sig: str | None,
 ) -> tuple[Attachment, str]:
     """The attachment and its owner, if the caller is the owner or holds a valid signed URL."""
+    if not has_id_shape(attachment_id, ATTACHMENT_PREFIXES):
+        raise NotFound("Attachment not found")  # before the database, and whoever asks
     context: RequestContext | None = getattr(request.state, "context", None)
     found = await attachments.find(attachment_id)
     if found is not None and context is not None and found[1] == context.user_id:
