@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -266,6 +267,92 @@ async def test_malformed_ids_in_paths_are_404(http, uid, attachment_id, route, s
     assert response.json()["error"] == "not_found"
 
 
+# MIME types and names
+
+BAD_MIME_TYPES = {
+    "crlf": "text/plain\r\nX-Injected: 1",
+    "del": "text/pl\x7fain",
+    "nul": "text/pl\x00ain",
+    "no_subtype": "text/",
+    "no_type": "/plain",
+    "no_slash": "textplain",
+    "space": "te xt/plain",
+    "two_slashes": "text/plain/x",
+    "non_ascii": "text/pl\u00e4in",
+    "overlong": "text/" + "p" * 128,
+}
+
+
+def multipart_body(content_type: bytes, filename: bytes = b"a.txt") -> tuple[bytes, str]:
+    """A one-file form with the part headers as given (httpx would refuse to send some)."""
+    boundary = "fuzzboundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="'.encode()
+        + filename
+        + b'"\r\nContent-Type: '
+        + content_type
+        + f"\r\n\r\nhello\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("mime_type", list(BAD_MIME_TYPES.values()), ids=list(BAD_MIME_TYPES))
+async def test_malformed_mime_types_are_refused_everywhere(
+    http, attachment_app, uid, mime_type
+) -> None:
+    """RFC 6838 `type/subtype`: anything else would reach a Content-Type header one day."""
+    created = await create_two_phase(http, uid, "a.txt", 5, mime_type)
+    assert created.status_code == 400, created.text
+    if "\r\n" in mime_type:
+        return  # in a multipart body, that is simply a second part header
+
+    body, content_type = multipart_body(mime_type.encode("utf-8", "surrogatepass"))
+    direct = await http.post(
+        "/chatkit/attachments", content=body, headers={"Content-Type": content_type, **as_user(uid)}
+    )
+    assert direct.status_code == 400, direct.text
+    assert direct.json()["error"] == "invalid_mime_type"
+
+    pending = (await create_two_phase(http, uid, "b.txt", 5, "text/plain")).json()
+    two_phase = await http.post(
+        local(pending["upload_descriptor"]["url"]),
+        content=body,
+        headers={"Content-Type": content_type},
+    )
+    assert two_phase.status_code == 400, two_phase.text
+    assert await rows_of(attachment_app, uid) == (1, 0)  # only the pending record
+
+
+@pytest.mark.parametrize(
+    ("declared", "stored"),
+    [("text/plain; charset=utf-8", "text/plain"), ("Text/Plain", "text/plain"), ("", "text/plain")],
+)
+async def test_mime_parameters_are_dropped_and_types_lowercased(http, uid, declared, stored):
+    created = await create_two_phase(http, uid, "a.txt", 5, declared)
+    assert created.status_code == 200, created.text
+    assert created.json()["mime_type"] == stored
+
+
+async def test_attachment_names_are_bounded(http, attachment_app, uid) -> None:
+    """A 300 kB name once became a 900 kB Content-Disposition header."""
+    assert (
+        await create_two_phase(http, uid, "a" * 251 + ".txt", 5, "text/plain")
+    ).status_code == 200
+    too_long = await create_two_phase(http, uid, "a" * 252 + ".txt", 5, "text/plain")
+    assert too_long.status_code == 400
+    assert "255 characters" in too_long.json()["message"]
+    direct = await upload(http, uid, name="a" * 252 + ".txt", data=b"x", mime_type="text/plain")
+    assert direct.status_code == 400
+    assert "255 characters" in direct.json()["message"]
+    assert await rows_of(attachment_app, uid) == (1, 0)
+
+
+async def test_a_negative_declared_size_is_400(http, attachment_app, uid) -> None:
+    response = await create_two_phase(http, uid, "a.txt", -1, "text/plain")
+    assert response.status_code == 400
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
 # signed URLs
 
 
@@ -383,6 +470,45 @@ async def test_two_phase_upload_larger_than_declared_is_413_and_discarded(
     )
     assert response.status_code == 413
     assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+async def test_concurrent_uploads_to_one_url_one_wins_the_others_are_409(
+    http, attachment_app, uid
+) -> None:
+    """Claiming the upload and writing it are one step: the first claim wins, the bytes stored
+    are the winner's, and no later upload overwrites them."""
+    body = (await create_two_phase(http, uid, "race.txt", 8, "text/plain")).json()
+    url = local(body["upload_descriptor"]["url"])
+    payloads = [f"upload-{n}".encode() for n in range(5)]
+
+    responses = await asyncio.gather(
+        *(http.post(url, files={"file": ("race.txt", data, "text/plain")}) for data in payloads)
+    )
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 409, 409, 409, 409], [r.text for r in responses]
+    winner = payloads[[r.status_code for r in responses].index(200)]
+    download = await http.get(f"/chatkit/attachments/{body['id']}/content", headers=as_user(uid))
+    assert download.content == winner
+    assert await rows_of(attachment_app, uid) == (1, 1)
+
+
+async def test_two_phase_upload_larger_than_its_declared_size_is_413_and_discarded(
+    http, attachment_app, uid
+) -> None:
+    """The declared size is a limit, not a hint (an upload 1,000 times larger was accepted)."""
+    body = (await create_two_phase(http, uid, "a.txt", 10, "text/plain")).json()
+    response = await http.post(
+        local(body["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * 11)}
+    )
+    assert response.status_code == 413, response.text
+    assert "10 bytes" in response.json()["message"]
+    assert await rows_of(attachment_app, uid) == (0, 0)
+    exact = (await create_two_phase(http, uid, "a.txt", 10, "text/plain")).json()
+    response = await http.post(
+        local(exact["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * 10)}
+    )
+    assert response.status_code == 200
 
 
 # deletion, threads and cleanup

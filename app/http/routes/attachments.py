@@ -35,6 +35,7 @@ from app.store.attachments import (
     AttachmentRejected,
     AttachmentTooLarge,
     DatabaseAttachmentStore,
+    declared_size,
     normalize_mime_type,
 )
 from app.store.db import has_id_shape
@@ -69,9 +70,10 @@ async def upload_direct(
     """Store a `multipart/form-data` `file` and return its `Attachment` as JSON."""
 
     def check(part: FilePart) -> None:
+        attachments.limits.check_name(part.filename)
         attachments.limits.check_type(normalize_mime_type(part.content_type, part.filename))
 
-    part = await _read_file(request, attachments, check)
+    part = await _read_file(request, check, attachments.limits.max_bytes)
     mime_type = normalize_mime_type(part.content_type, part.filename)
     with _storage_errors():
         attachment = await attachments.add_uploaded(part.filename, mime_type, part.data, context)
@@ -97,7 +99,10 @@ async def upload_two_phase(
     expires: int | None = None,
     sig: str | None = None,
 ) -> Response:
-    """Receive the bytes of an attachment made by `attachments.create`; clears its descriptor."""
+    """Receive the bytes of an attachment made by `attachments.create`; clears its descriptor.
+
+    The file may not be larger than the size `attachments.create` declared.
+    """
     attachment, owner = await _authorize(
         request, attachments, "upload", attachment_id, expires, sig
     )
@@ -105,11 +110,17 @@ async def upload_two_phase(
         raise AttachmentApiError(
             AttachmentAlreadyUploaded(f"Attachment {attachment_id} is already uploaded")
         )
+
+    def check(part: FilePart) -> None:
+        normalize_mime_type(part.content_type, part.filename)  # a malformed type is refused
+
+    declared = declared_size(attachment)
+    max_bytes = attachments.limits.max_bytes if declared is None else declared
     try:
-        part = await _read_file(request, attachments, None)
+        part = await _read_file(request, check, min(max_bytes, attachments.limits.max_bytes))
     except AttachmentApiError as exc:
         if exc.status_code == AttachmentTooLarge.status_code:
-            # The client declared a smaller size: drop the pending record, leave nothing behind.
+            # Larger than it declared: drop the pending record, leave nothing behind.
             await attachments.discard(attachment_id, owner)
         raise
     with _storage_errors():
@@ -155,13 +166,11 @@ def content_disposition(disposition: str, filename: str) -> str:
 
 
 async def _read_file(
-    request: Request,
-    attachments: DatabaseAttachmentStore,
-    check: None | Callable[[FilePart], None],
+    request: Request, check: Callable[[FilePart], None], max_bytes: int
 ) -> FilePart:
     try:
         return await read_file_part(
-            request, field_name=FILE_FIELD, max_bytes=attachments.limits.max_bytes, check=check
+            request, field_name=FILE_FIELD, max_bytes=max_bytes, check=check
         )
     except AttachmentRejected as exc:
         raise AttachmentApiError(exc) from exc
