@@ -21,12 +21,14 @@ from chatkit.types import (
     ChatKitReq,
     FeedbackKind,
     HiddenContextItem,
+    ItemsFeedbackReq,
     ItemsListReq,
     ProgressUpdateEvent,
     ThreadItem,
     ThreadItemDoneEvent,
     ThreadItemReplacedEvent,
     ThreadMetadata,
+    ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
     ThreadsListReq,
@@ -66,6 +68,9 @@ from app.store.store import (
 from app.store.tasks import TASK_ID_PREFIX, TaskNotFoundError, TaskStore
 
 logger = logging.getLogger(__name__)
+MAX_LIST_ITEMS = 100
+"""The longest list a request may carry: item ids, content parts, structured-input answers and
+their values. A message's attachments have their own limit (`ATTACHMENT_MAX_PER_MESSAGE`)."""
 OPEN_TURNS: ContextVar[list[AsyncGenerator[ThreadStreamEvent, None]] | None] = ContextVar(
     "open_turns", default=None
 )
@@ -121,6 +126,9 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 await turn.aclose()
 
     async def _check(self, request: ChatKitReq, context: RequestContext) -> None:
+        for where, size in list_sizes(request):
+            if size > MAX_LIST_ITEMS:
+                raise BadRequestError(f"{where} may hold at most {MAX_LIST_ITEMS} entries")
         for value, prefixes, what in named_ids(request):
             if not has_id_shape(value, prefixes):
                 # Like an unknown id (the value is not echoed: it can be anything).
@@ -298,6 +306,20 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 break
             after = page.after
         return items[::-1]
+
+
+def list_sizes(request: ChatKitReq) -> Iterator[tuple[str, int]]:
+    """The length of every list a request carries, with where it is."""
+    params = request.params
+    if isinstance(request, ItemsFeedbackReq):
+        yield "params.item_ids", len(request.params.item_ids)
+    if isinstance(message := getattr(params, "input", None), UserMessageInput):
+        yield "params.input.content", len(message.content)
+    if isinstance(request, ThreadsAddStructuredInputReq):
+        answers = request.params.input.answers
+        yield "params.input.answers", len(answers)
+        for key, answer in answers.items():
+            yield f"params.input.answers.{key[:40]}.values", len(answer.values)
 
 
 def named_ids(request: ChatKitReq) -> Iterator[tuple[str, frozenset[str], str]]:
