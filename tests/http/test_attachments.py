@@ -21,6 +21,7 @@ from app.main import create_app
 from app.store.attachments import DatabaseAttachmentStore
 from app.store.models import AttachmentContentRow, AttachmentRow, ItemRow
 from tests.conftest import make_settings
+from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, created_thread_id, post, stream, user_input
 
 MAX_BYTES = 4096
@@ -66,6 +67,12 @@ def uid() -> str:
 
 def as_user(user_id: str) -> dict[str, str]:
     return {"X-User-Id": user_id}
+
+
+def local_path(url: str) -> str:
+    """Any absolute URL, as a path and query the test client can request."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 def local(url: str) -> str:
@@ -382,6 +389,30 @@ async def test_tampered_signature_is_403(http, uid) -> None:
     # A valid signature for one attachment does not open another.
     response = await http.get(f"/chatkit/attachments/{other['id']}/content?{query}")
     assert response.status_code == 403
+
+
+async def test_downloads_are_rate_limited_per_owner(database_url: str) -> None:
+    """Signed links need no login: their downloads count against the owner, per minute."""
+    settings = make_settings(
+        database_url, rate_limit_requests_per_minute=3, attachment_signing_secret="s" * 32
+    )
+    async with running_app(settings) as (_, client):
+        owner = f"user-{uuid4().hex[:12]}"
+        body = await uploaded(client, owner)
+        preview = local_path(body["preview_url"])
+        statuses = [(await client.get(preview)).status_code for _ in range(3)]
+        refused = await client.get(preview)
+        as_owner = await client.get(
+            f"/chatkit/attachments/{body['id']}/content", headers=as_user(owner)
+        )
+        someone_else = await uploaded(client, f"user-{uuid4().hex[:12]}")
+        other = await client.get(local_path(someone_else["preview_url"]))
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert as_owner.status_code == 429  # the owner's own downloads count too
+    assert other.status_code == 200  # another owner's files are not affected
 
 
 async def test_expired_signature_is_403(http, attachments, uid) -> None:

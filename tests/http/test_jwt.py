@@ -497,3 +497,12 @@ async def test_an_oversized_jwks_is_refused() -> None:
         assert await cache.get(key.kid) is not None
     finally:
         await server.stop()
+
+
+async def test_a_huge_valid_token_is_refused_for_its_size(
+    client: httpx.AsyncClient, keys: dict[str, SigningKey]
+) -> None:
+    token = keys["EdDSA"].sign(better_auth_claims(padding="p" * 1_000_000))
+    response = await create_thread(client, token)
+    assert response.status_code == 431
+    assert response.json()["error"] == "headers_too_large"

@@ -134,6 +134,31 @@ async def test_declared_length_is_refused_up_front(postgres_url: str) -> None:
     assert reads == 0
 
 
+# Header sizes
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"X-User-Name": "n" * 8000}, 200),
+        ({"X-User-Name": "n" * 9000}, 431),  # one header over 8 KiB
+        ({f"X-Extra-{n}": "e" * 7000 for n in range(5)}, 431),  # 35 kB in all
+        ({"Authorization": "Bearer " + "t" * 1_300_000}, 431),  # the 1.3 MB token of the issue
+    ],
+    ids=["under", "one_header_too_large", "too_large_in_all", "huge_token"],
+)
+async def test_request_headers_are_bounded(
+    postgres_url: str, headers: dict[str, str], status: int
+) -> None:
+    async with running_app(make_settings(postgres_url)) as (_, client):
+        response = await client.post(
+            "/chatkit", json=LIST_THREADS, headers={"X-User-Id": new_user(), **headers}
+        )
+    assert response.status_code == status, response.text
+    if status == 431:
+        assert response.json()["error"] == "headers_too_large"
+
+
 # Rate limits
 
 

@@ -30,6 +30,7 @@ from app.http.errors import (
     Unauthorized,
 )
 from app.http.multipart import FilePart, MultipartError, read_file_part
+from app.http.ratelimit import RateLimiter
 from app.store.attachments import (
     AttachmentAlreadyUploaded,
     AttachmentRejected,
@@ -53,6 +54,10 @@ CONTENT_SECURITY_POLICY = (
 
 class StorageUnavailable(ApiError):
     status_code, code = 503, "storage_unavailable"
+
+
+class RateLimited(ApiError):
+    status_code, code = 429, "rate_limited"
 
 
 def get_attachments(request: Request) -> DatabaseAttachmentStore:
@@ -136,10 +141,17 @@ async def download(
     expires: int | None = None,
     sig: str | None = None,
 ) -> Response:
-    """The file's bytes, inline for images and as a download otherwise."""
+    """The file's bytes, inline for images and as a download otherwise.
+
+    Downloads count against the owner's per-minute limit: a signed link needs no login.
+    """
     attachment, owner = await _authorize(
         request, attachments, "content", attachment_id, expires, sig
     )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    refusal = await limiter.check_download(request.app.state.engine, owner)
+    if refusal is not None:
+        raise RateLimited(refusal.message, headers={"Retry-After": str(refusal.retry_after)})
     with _storage_errors():
         data = await attachments.read_content(attachment_id, owner)
     if data is None:
