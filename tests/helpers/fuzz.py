@@ -11,6 +11,7 @@ from __future__ import annotations
 import types
 import typing
 from enum import Enum
+from functools import partial
 from inspect import isclass
 from typing import Any
 
@@ -66,7 +67,7 @@ def model_json(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
         if typing.get_origin(annotation) is typing.Literal:
             required[key] = _typed(annotation)  # a discriminator: always there, and right
             continue
-        value = st.deferred(lambda annotation=annotation: _value(annotation))
+        value = st.deferred(partial(_value, annotation))  # models may nest themselves
         (required if field.is_required() else optional)[key] = value
     return st.fixed_dictionaries(required, optional=optional)
 
