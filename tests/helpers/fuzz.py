@@ -11,7 +11,6 @@ from __future__ import annotations
 import types
 import typing
 from enum import Enum
-from functools import partial
 from inspect import isclass
 from typing import Any
 
@@ -67,9 +66,14 @@ def model_json(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
         if typing.get_origin(annotation) is typing.Literal:
             required[key] = _typed(annotation)  # a discriminator: always there, and right
             continue
-        value = st.deferred(partial(_value, annotation))  # models may nest themselves
+        value = _deferred(annotation)
         (required if field.is_required() else optional)[key] = value
     return st.fixed_dictionaries(required, optional=optional)
+
+
+def _deferred(annotation: Any) -> st.SearchStrategy[Any]:
+    """Built when first drawn: models may nest themselves."""
+    return st.deferred(lambda: _value(annotation))
 
 
 def _value(annotation: Any) -> st.SearchStrategy[Any]:
