@@ -119,10 +119,9 @@ async def upload_two_phase(
     def check(part: FilePart) -> None:
         normalize_mime_type(part.content_type, part.filename)  # a malformed type is refused
 
-    declared = declared_size(attachment)
-    max_bytes = attachments.limits.max_bytes if declared is None else declared
+    limit, declared = attachments.limits.max_bytes, declared_size(attachment)
     try:
-        part = await _read_file(request, check, min(max_bytes, attachments.limits.max_bytes))
+        part = await _read_file(request, check, limit if declared is None else min(declared, limit))
     except AttachmentApiError as exc:
         if exc.status_code == AttachmentTooLarge.status_code:
             # Larger than it declared: drop the pending record, leave nothing behind.
