@@ -340,6 +340,22 @@ async def test_mime_parameters_are_dropped_and_types_lowercased(http, uid, decla
     assert created.json()["mime_type"] == stored
 
 
+async def test_a_malformed_type_stored_before_validation_downloads_as_bytes(
+    http, attachment_app, uid
+) -> None:
+    body = await uploaded(http, uid, name="a.txt", data=b"hi", mime_type="text/plain")
+    async with attachment_app.state.engine.begin() as conn:
+        data = await conn.scalar(select(AttachmentRow.data).where(AttachmentRow.id == body["id"]))
+        data["mime_type"] = "text/pl\x7fain\r\nX-Injected: 1"
+        await conn.execute(
+            update(AttachmentRow).where(AttachmentRow.id == body["id"]).values(data=data)
+        )
+    response = await http.get(f"/chatkit/attachments/{body['id']}/content", headers=as_user(uid))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert "x-injected" not in response.headers
+
+
 async def test_attachment_names_are_bounded(http, attachment_app, uid) -> None:
     """A 300 kB name once became a 900 kB Content-Disposition header."""
     assert (

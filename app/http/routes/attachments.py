@@ -32,6 +32,8 @@ from app.http.errors import (
 from app.http.multipart import FilePart, MultipartError, read_file_part
 from app.http.ratelimit import RateLimiter
 from app.store.attachments import (
+    GENERIC_MIME_TYPE,
+    MIME_TYPE,
     AttachmentAlreadyUploaded,
     AttachmentRejected,
     AttachmentTooLarge,
@@ -159,7 +161,10 @@ async def download(
     max_age = 300 if expires is None else max(0, min(expires - int(time.time()), 3600))
     return Response(
         content=data,
-        media_type=attachment.mime_type,
+        # Types are validated on the way in; one stored before that is served as plain bytes.
+        media_type=attachment.mime_type
+        if MIME_TYPE.fullmatch(attachment.mime_type)
+        else GENERIC_MIME_TYPE,
         headers={
             "Content-Disposition": content_disposition(disposition, attachment.name),
             "X-Content-Type-Options": "nosniff",
