@@ -10,7 +10,9 @@ from typing import Annotated, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -29,7 +31,20 @@ DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000}
 LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
 LIBPQ_ONLY = {"channel_binding", "gssencmode", "sslcompression"}
 
-CommaList = Annotated[list[str], NoDecode]
+
+def comma_items(text: str) -> list[str]:
+    """`a, b,,c` as `["a", "b", "c"]`."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def split_commas(value: object) -> object:
+    """A comma-separated string as a list; anything else (a list from code) as it is."""
+    return comma_items(value) if isinstance(value, str) else value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
+"""A list setting, written comma-separated in the environment."""
+MimeTypeList = Annotated[CommaList, AfterValidator(lambda types: [t.lower() for t in types])]
 TierLimits = Annotated[dict[str, int | None], NoDecode]
 
 
@@ -58,19 +73,29 @@ def normalize_database_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    """The service's configuration contract (see README, Configuration)."""
+    """The service's configuration contract (see README, Configuration).
+
+    An empty value (`AUTH_JWT_SECRET=`, as copied from `.env.example`) means unset.
+    """
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
     )
 
+    # Server and database
     environment: Literal["development", "production"] = "development"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
+    public_base_url: str | None = None
+    sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
+    """Seconds of silence after which an SSE comment keeps proxies from cutting the stream."""
 
     # Model
     model_provider: Literal["openai", "fake"] = "openai"
@@ -92,7 +117,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("auth_jwt_secret", "better_auth_secret")
     )
     auth_jwt_issuer: str | None = None
-    auth_jwt_audience: str | None = None
+    auth_jwt_audience: CommaList = Field(default_factory=list)
     auth_trust_user_headers: bool = False
     auth_proxy_secret: SecretStr | None = None
     auth_jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -103,10 +128,9 @@ class Settings(BaseSettings):
     auth_jwks_min_refetch_seconds: float = Field(default=1.0, ge=0, le=30)
     auth_jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
-    # Edge
+    # Edge: CORS, domain keys and limits
     cors_allow_origins: CommaList = Field(default_factory=lambda: list(DEV_CORS_ORIGINS))
     chatkit_domain_keys: CommaList = Field(default_factory=list)
-    public_base_url: str | None = None
     chatkit_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit_requests_per_minute: int = Field(default=120, ge=0)
     rate_limit_daily_messages: TierLimits = Field(
@@ -116,7 +140,7 @@ class Settings(BaseSettings):
 
     # Attachments (see docs/attachments.md)
     attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
-    attachment_allowed_mime_types: CommaList = Field(
+    attachment_allowed_mime_types: MimeTypeList = Field(
         default_factory=lambda: ["image/*", "application/pdf", "text/*"]
     )
     attachment_max_per_message: int = Field(default=10, ge=0)
@@ -144,42 +168,11 @@ class Settings(BaseSettings):
     )
     attachment_s3_prefix: str = "attachments/"
 
-    # The playground page (GET /playground, see README "See it work")
+    # The playground page (GET /playground, see README "The playground")
     playground_enabled: bool | None = None
     """None: served in development only."""
     playground_token_url: str | None = None
     playground_domain_key: str = "local-dev"
-
-    @field_validator("attachment_allowed_mime_types", mode="before")
-    @classmethod
-    def _split_mime_types(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip().lower() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator(
-        "openai_api_key",
-        "openai_base_url",
-        "auth_jwks_url",
-        "auth_jwt_secret",
-        "auth_jwt_issuer",
-        "auth_jwt_audience",
-        "auth_proxy_secret",
-        "public_base_url",
-        "attachment_signing_secret",
-        "attachment_s3_bucket",
-        "attachment_s3_endpoint_url",
-        "attachment_s3_access_key_id",
-        "attachment_s3_secret_access_key",
-        "attachment_s3_session_token",
-        "playground_enabled",
-        "playground_token_url",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        """`AUTH_JWT_SECRET=` (as copied from .env.example) means unset, not an empty secret."""
-        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _require_s3_settings(self) -> Self:
@@ -197,20 +190,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"ATTACHMENT_STORAGE=s3 needs {', '.join(missing)}")
         return self
 
-    # Streaming: seconds of silence after which an SSE comment keeps proxies from cutting the stream
-    sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
-
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
         return normalize_database_url(value)
-
-    @field_validator("cors_allow_origins", "chatkit_domain_keys", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @field_validator("auth_jwks_url")
     @classmethod
@@ -233,7 +216,7 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         limits: dict[str, int | None] = {}
-        for part in filter(None, (p.strip() for p in value.split(","))):
+        for part in comma_items(value):
             tier, sep, raw = (x.strip() for x in part.partition("="))
             if not sep or not tier:
                 raise ValueError(f"expected tier=count pairs like free=200,pro=5000, got {part!r}")

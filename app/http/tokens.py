@@ -53,8 +53,7 @@ class TokenVerifier:
             settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else None
         )
         self.issuer = settings.auth_jwt_issuer or None
-        audiences = [a.strip() for a in (settings.auth_jwt_audience or "").split(",") if a.strip()]
-        self.audience: list[str] | None = audiences or None
+        self.audience: list[str] | None = settings.auth_jwt_audience or None
         self.leeway = settings.auth_jwt_leeway_seconds
 
     @classmethod

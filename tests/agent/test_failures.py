@@ -167,12 +167,11 @@ async def test_failure_after_a_tool_keeps_its_widget_until_retry(client, app, fa
 
 @pytest.fixture
 async def unconfigured_client(
-    database_url: str,
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """MODEL_PROVIDER=openai and a blank OPENAI_API_KEY (as in .env.example): it still starts."""
-    application = create_app(
-        make_settings(database_url, model_provider="openai", openai_api_key=" ")
-    )
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    application = create_app(make_settings(database_url, model_provider="openai"))
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -135,7 +135,9 @@ def test_token_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-def test_empty_values_mean_unset() -> None:
-    settings = Settings(_env_file=None, playground_enabled="", playground_token_url=" ")
+def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAYGROUND_ENABLED", "")  # as copied from .env.example
+    monkeypatch.setenv("PLAYGROUND_TOKEN_URL", "")
+    settings = Settings(_env_file=None)
     assert (settings.playground_enabled, settings.playground_token_url) == (None, None)
     assert settings.playground_on  # development
