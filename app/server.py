@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, cast
@@ -18,12 +19,14 @@ from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
+    AudioInput,
     ChatKitReq,
     FeedbackKind,
     HiddenContextItem,
     ItemsFeedbackReq,
     ItemsListReq,
     ProgressUpdateEvent,
+    SyncCustomActionResponse,
     ThreadItem,
     ThreadItemDoneEvent,
     ThreadItemReplacedEvent,
@@ -34,6 +37,7 @@ from chatkit.types import (
     ThreadsListReq,
     ThreadsRetryAfterItemReq,
     ThreadStreamEvent,
+    TranscriptionResult,
     UserMessageInput,
     UserMessageItem,
     WidgetItem,
@@ -55,6 +59,7 @@ from app.agent.widgets import (
     task_list_widget,
 )
 from app.context import RequestContext
+from app.errors import BadRequest, NotSupported
 from app.store.attachments import DatabaseAttachmentStore
 from app.store.db import has_id_shape
 from app.store.errors import is_outage
@@ -76,10 +81,6 @@ OPEN_TURNS: ContextVar[list[AsyncGenerator[ThreadStreamEvent, None]] | None] = C
 )
 """The turns of the request being streamed, for `_closing_turns` to close."""
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
-
-
-class BadRequestError(ValueError):
-    """A request the SDK would accept but that cannot succeed; becomes a 400."""
 
 
 class ChatKitBackend(ChatKitServer[RequestContext]):
@@ -112,15 +113,17 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         await self._check(parsed, context)
         if is_streaming_req(parsed):
             return StreamingResult(self._closing_turns(self._process_streaming(parsed, context)))
-        return NonStreamingResult(await self._process_non_streaming(parsed, context))
+        with sdk_refusals():
+            return NonStreamingResult(await self._process_non_streaming(parsed, context))
 
     async def _closing_turns(self, events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         """Relay a request's stream; then close the turns `respond` opened for it."""
         turns: list[AsyncGenerator[ThreadStreamEvent, None]] = []
         OPEN_TURNS.set(turns)  # read by `respond`, in this task or the ones it starts
         try:
-            async for event in events:
-                yield event
+            with sdk_refusals():
+                async for event in events:
+                    yield event
         finally:
             for turn in turns:
                 await turn.aclose()
@@ -128,7 +131,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
     async def _check(self, request: ChatKitReq, context: RequestContext) -> None:
         for where, size in list_sizes(request):
             if size > MAX_LIST_ITEMS:
-                raise BadRequestError(f"{where} may hold at most {MAX_LIST_ITEMS} entries")
+                raise BadRequest(f"{where} may hold at most {MAX_LIST_ITEMS} entries")
         for value, prefixes, what in named_ids(request):
             if not has_id_shape(value, prefixes):
                 # Like an unknown id (the value is not echoed: it can be anything).
@@ -148,10 +151,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                     request.params.thread_id, request.params.item_id, context
                 )
                 if not isinstance(item, UserMessageItem):
-                    raise BadRequestError(f"Item {item.id} is not a user message")
+                    raise BadRequest(f"Item {item.id} is not a user message")
             case ThreadsListReq() | ItemsListReq():
                 if request.params.limit is not None and request.params.limit < 1:
-                    raise BadRequestError("params.limit must be at least 1")
+                    raise BadRequest("params.limit must be at least 1")
             case _:
                 pass
 
@@ -267,6 +270,20 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             )
         )
 
+    async def transcribe(
+        self, audio_input: AudioInput, context: RequestContext
+    ) -> TranscriptionResult:
+        raise NotSupported("This server does not transcribe audio (input.transcribe)")
+
+    async def sync_action(
+        self,
+        thread: ThreadMetadata,
+        action: Action[str, Any],
+        sender: WidgetItem | None,
+        context: RequestContext,
+    ) -> SyncCustomActionResponse:
+        raise NotSupported("This server has no synchronous actions (threads.sync_custom_action)")
+
     async def add_feedback(
         self,
         thread_id: str,
@@ -308,6 +325,18 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         return items[::-1]
 
 
+@contextmanager
+def sdk_refusals() -> Iterator[None]:
+    """The SDK refuses a request that cannot apply (tool output with no pending client tool
+    call, structured input for an item that is not pending) with a bare `ValueError`."""
+    try:
+        yield
+    except ValidationError:
+        raise
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
 def list_sizes(request: ChatKitReq) -> Iterator[tuple[str, int]]:
     """The length of every list a request carries, with where it is."""
     params = request.params
@@ -340,6 +369,3 @@ def named_ids(request: ChatKitReq) -> Iterator[tuple[str, frozenset[str], str]]:
         yield request.params.after, THREAD_PREFIXES, "Thread"
     if isinstance(request, ItemsListReq) and request.params.after is not None:
         yield request.params.after, ITEM_PREFIXES, "Item"
-
-
-__all__ = ["BadRequestError", "ChatKitBackend", "NotFoundError"]

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.context import RequestContext
-from app.http.errors import Unauthorized
+from app.errors import Unauthorized
 from app.http.sse import OpenStreams
 from app.server import ChatKitBackend
 

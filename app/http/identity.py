@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.context import RequestContext
-from app.http.asgi import is_guarded, is_under_chatkit, send_error
+from app.errors import Unauthorized
+from app.http.asgi import is_guarded, is_under_chatkit
+from app.http.errors import refuse
 from app.http.tokens import MAX_USER_ID_LENGTH, InvalidToken, TokenVerifier, is_valid_user_id
 
 logger = logging.getLogger(__name__)
@@ -31,21 +33,16 @@ def public_base_url(settings: Settings, headers: Headers, scope: Scope) -> str:
     return f"{scheme}://{host}"
 
 
-class Unauthenticated(Exception):
-    """No acceptable identity; becomes a 401 with a reason and a `WWW-Authenticate` challenge."""
+class Unauthenticated(Unauthorized):
+    """No acceptable identity: a 401 with a reason and a `WWW-Authenticate` challenge."""
 
     def __init__(self, message: str, *, code: str = "unauthorized", token_error: bool = False):
-        super().__init__(message)
-        self.message = message
+        challenge = "Bearer"
+        if token_error:
+            description = "".join(c for c in message if " " <= c <= "~" and c not in '"\\')
+            challenge = f'Bearer error="invalid_token", error_description="{description}"'
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
         self.code = code
-        self.token_error = token_error
-
-    @property
-    def challenge(self) -> str:
-        if not self.token_error:
-            return "Bearer"
-        description = "".join(c for c in self.message if " " <= c <= "~" and c not in '"\\')
-        return f'Bearer error="invalid_token", error_description="{description}"'
 
 
 class IdentityResolver:
@@ -149,8 +146,7 @@ class IdentityMiddleware:
                     "Authentication required: send `Authorization: Bearer <token>`"
                 )
         except Unauthenticated as exc:
-            logger.info("Refused %s %s: %s", scope["method"], scope["path"], exc.code)
-            await send_error(send, 401, exc.code, exc.message, {"WWW-Authenticate": exc.challenge})
+            await refuse(exc, scope, receive, send)
             return
         if context is not None:
             scope.setdefault("state", {})["context"] = context

@@ -8,19 +8,30 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.http.asgi import (
-    BodyTooLarge,
-    is_guarded,
-    is_protocol_request,
-    read_body,
-    replay,
-    send_error,
-)
+from app.errors import Forbidden, HeadersTooLarge, PayloadTooLarge
+from app.http.asgi import BodyTooLarge, is_guarded, is_protocol_request, read_body, replay
+from app.http.errors import refuse
 
 MAX_HEADER_BYTES = 8 * 1024
 """The largest single header (name and value), as nginx's default buffers allow."""
 MAX_HEADERS_BYTES = 32 * 1024
 """The largest set of request headers in all."""
+
+
+class DomainKeyRequired(Forbidden):
+    code = "domain_key_required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This server needs a registered domain key: send it in X-ChatKit-Domain-Key."
+        )
+
+
+class RequestBodyTooLarge(PayloadTooLarge):
+    code = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than {limit} bytes (CHATKIT_MAX_BODY_BYTES).")
 
 
 class HeaderLimitMiddleware:
@@ -35,7 +46,7 @@ class HeaderLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (problem := _header_problem(scope["headers"])):
-            await send_error(send, 431, "headers_too_large", problem)
+            await refuse(HeadersTooLarge(problem), scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -62,12 +73,7 @@ class DomainKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.keys and is_guarded(scope) and not self._allowed(scope):
-            await send_error(
-                send,
-                403,
-                "domain_key_required",
-                "This server needs a registered domain key: send it in X-ChatKit-Domain-Key.",
-            )
+            await refuse(DomainKeyRequired(), scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -100,20 +106,11 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
-            return
         try:
+            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                raise BodyTooLarge
             body = await read_body(receive, self.max_bytes)
         except BodyTooLarge:
-            await self._refuse(send)
+            await refuse(RequestBodyTooLarge(self.max_bytes), scope, receive, send)
             return
         await self.app(scope, replay(body, receive), send)
-
-    async def _refuse(self, send: Send) -> None:
-        await send_error(
-            send,
-            413,
-            "body_too_large",
-            f"The request body is larger than {self.max_bytes} bytes (CHATKIT_MAX_BODY_BYTES).",
-        )

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,7 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.context import RequestContext
-from app.http.asgi import is_guarded, is_protocol_request, read_body, replay, send_error
+from app.errors import TooManyRequests
+from app.http.asgi import is_guarded, is_protocol_request, read_body, replay
+from app.http.errors import refuse
 from app.store.db import utcnow
 from app.store.errors import is_outage
 from app.store.usage import UsageCounters, Window
@@ -46,13 +47,13 @@ STREAM_RETRY_AFTER_SECONDS = 5
 REQUESTS, MESSAGES, DOWNLOADS = "requests", "messages", "downloads"
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a request is over a limit, in words a person understands."""
+class Refusal(TooManyRequests):
+    """Why a request is over a limit, in words a person understands, and when to try again."""
 
-    code: str
-    message: str
-    retry_after: int
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.code = code
+        self.retry_after = retry_after
 
 
 class StreamSlots:
@@ -170,12 +171,12 @@ class RateLimitMiddleware:
         streaming = request_type in STREAMING_REQUEST_TYPES
         if streaming and not self.limiter.streams.acquire(context.user_id):
             # Checked first, so that a refused stream does not use up a message.
-            await self._refuse(scope, send, self._too_many_streams())
+            await refuse(self._too_many_streams(), scope, receive, send)
             return
         try:
             refusal = await self.limiter.check(scope["app"].state.engine, context, request_type)
             if refusal is not None:
-                await self._refuse(scope, send, refusal)
+                await refuse(refusal, scope, receive, send)
                 return
             await self.app(scope, receive, send)
         finally:
@@ -189,11 +190,6 @@ class RateLimitMiddleware:
             "Wait for one to finish, then try again.",
             STREAM_RETRY_AFTER_SECONDS,
         )
-
-    async def _refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
-        logger.info("Refused %s %s: %s", scope["method"], scope["path"], refusal.code)
-        headers = {"Retry-After": str(refusal.retry_after)}
-        await send_error(send, 429, refusal.code, refusal.message, headers)
 
 
 def _request_type(body: bytes) -> str | None:

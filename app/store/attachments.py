@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.context import RequestContext
+from app.errors import BadRequest, Conflict, PayloadTooLarge, UnsupportedMediaType
 from app.store.db import utcnow
 from app.store.files import DatabaseFileStorage, FileStorage
 from app.store.models import AttachmentRow
@@ -51,27 +52,26 @@ PENDING = AttachmentRow.data["upload_descriptor"].as_string().is_not(None)
 """A two-phase attachment whose bytes have not arrived yet (its JSON has an upload descriptor)."""
 
 
-class AttachmentRejected(ValueError):
-    """An upload or message the attachment limits refuse; the HTTP status a route answers with."""
+class AttachmentRejected(BadRequest):
+    """An upload or message the attachment limits refuse."""
 
-    status_code = 400
     code = "attachment_rejected"
 
 
-class UnsupportedAttachmentType(AttachmentRejected):
-    status_code, code = 415, "unsupported_media_type"
+class InvalidMimeType(BadRequest):
+    code = "invalid_mime_type"
 
 
-class AttachmentTooLarge(AttachmentRejected):
-    status_code, code = 413, "payload_too_large"
+class UnsupportedAttachmentType(UnsupportedMediaType):
+    pass
 
 
-class AttachmentAlreadyUploaded(AttachmentRejected):
-    status_code, code = 409, "already_uploaded"
+class AttachmentTooLarge(PayloadTooLarge):
+    pass
 
 
-class InvalidMimeType(AttachmentRejected):
-    status_code, code = 400, "invalid_mime_type"
+class AttachmentAlreadyUploaded(Conflict):
+    code = "already_uploaded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,6 @@ accept either the owner's identity or a short-lived signed URL (`?expires=…&si
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Annotated
 from urllib.parse import quote
 
@@ -20,29 +18,19 @@ from chatkit.types import Attachment, ImageAttachment
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.context import RequestContext
+from app.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from app.http.deps import ContextDep
-from app.http.errors import (
-    ApiError,
-    AttachmentApiError,
-    BadRequest,
-    Forbidden,
-    NotFound,
-    Unauthorized,
-)
-from app.http.multipart import FilePart, MultipartError, read_file_part
+from app.http.multipart import FilePart, read_file_part
 from app.http.ratelimit import RateLimiter
 from app.store.attachments import (
     GENERIC_MIME_TYPE,
     MIME_TYPE,
     AttachmentAlreadyUploaded,
-    AttachmentRejected,
-    AttachmentTooLarge,
     DatabaseAttachmentStore,
     declared_size,
     normalize_mime_type,
 )
 from app.store.db import has_id_shape
-from app.store.files import FileStorageError
 from app.store.store import ATTACHMENT_PREFIXES
 from app.store.urls import UrlPurpose
 
@@ -52,14 +40,6 @@ FILE_FIELD = "file"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 )
-
-
-class StorageUnavailable(ApiError):
-    status_code, code = 503, "storage_unavailable"
-
-
-class RateLimited(ApiError):
-    status_code, code = 429, "rate_limited"
 
 
 def get_attachments(request: Request) -> DatabaseAttachmentStore:
@@ -80,22 +60,10 @@ async def upload_direct(
         attachments.limits.check_name(part.filename)
         attachments.limits.check_type(normalize_mime_type(part.content_type, part.filename))
 
-    part = await _read_file(request, check, attachments.limits.max_bytes)
+    part = await read_file_part(request, FILE_FIELD, attachments.limits.max_bytes, check)
     mime_type = normalize_mime_type(part.content_type, part.filename)
-    with _storage_errors():
-        attachment = await attachments.add_uploaded(part.filename, mime_type, part.data, context)
+    attachment = await attachments.add_uploaded(part.filename, mime_type, part.data, context)
     return _attachment_json(attachment)
-
-
-@contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Refusals keep their own status; an unreachable file storage is a 503."""
-    try:
-        yield
-    except AttachmentRejected as exc:
-        raise AttachmentApiError(exc) from exc
-    except FileStorageError as exc:
-        raise StorageUnavailable("File storage is unavailable, try again later") from exc
 
 
 @router.post("/{attachment_id}/upload")
@@ -114,23 +82,20 @@ async def upload_two_phase(
         request, attachments, "upload", attachment_id, expires, sig
     )
     if attachment.upload_descriptor is None:
-        raise AttachmentApiError(
-            AttachmentAlreadyUploaded(f"Attachment {attachment_id} is already uploaded")
-        )
+        raise AttachmentAlreadyUploaded(f"Attachment {attachment_id} is already uploaded")
 
     def check(part: FilePart) -> None:
         normalize_mime_type(part.content_type, part.filename)  # a malformed type is refused
 
     limit, declared = attachments.limits.max_bytes, declared_size(attachment)
     try:
-        part = await _read_file(request, check, limit if declared is None else min(declared, limit))
-    except AttachmentApiError as exc:
-        if exc.status_code == AttachmentTooLarge.status_code:
-            # Larger than it declared: drop the pending record, leave nothing behind.
-            await attachments.discard(attachment_id, owner)
+        limit = limit if declared is None else min(declared, limit)
+        part = await read_file_part(request, FILE_FIELD, limit, check)
+    except PayloadTooLarge:
+        # Larger than it declared: drop the pending record, leave nothing behind.
+        await attachments.discard(attachment_id, owner)
         raise
-    with _storage_errors():
-        done = await attachments.complete_upload(attachment, owner, part.data)
+    done = await attachments.complete_upload(attachment, owner, part.data)
     return _attachment_json(done)
 
 
@@ -152,9 +117,8 @@ async def download(
     limiter: RateLimiter = request.app.state.rate_limiter
     refusal = await limiter.check_download(request.app.state.engine, owner)
     if refusal is not None:
-        raise RateLimited(refusal.message, headers={"Retry-After": str(refusal.retry_after)})
-    with _storage_errors():
-        data = await attachments.read_content(attachment_id, owner)
+        raise refusal
+    data = await attachments.read_content(attachment_id, owner)
     if data is None:
         raise NotFound(f"Attachment {attachment_id} has no content yet")
     disposition = "inline" if isinstance(attachment, ImageAttachment) else "attachment"
@@ -179,19 +143,6 @@ def content_disposition(disposition: str, filename: str) -> str:
     fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;%' else "_" for ch in filename)
     encoded = quote(filename, safe="")
     return f"{disposition}; filename=\"{fallback or 'file'}\"; filename*=UTF-8''{encoded}"
-
-
-async def _read_file(
-    request: Request, check: Callable[[FilePart], None], max_bytes: int
-) -> FilePart:
-    try:
-        return await read_file_part(
-            request, field_name=FILE_FIELD, max_bytes=max_bytes, check=check
-        )
-    except AttachmentRejected as exc:
-        raise AttachmentApiError(exc) from exc
-    except MultipartError as exc:
-        raise BadRequest(str(exc)) from exc
 
 
 async def _authorize(
