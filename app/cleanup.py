@@ -13,13 +13,14 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings, load_settings
-from app.store.attachments import DatabaseAttachmentStore, create_stores
+from app.services import build_stores
+from app.store.attachments import Attachments
 from app.store.db import create_engine
 
 logger = logging.getLogger(__name__)
 
 
-async def cleanup_orphans(attachments: DatabaseAttachmentStore, settings: Settings) -> int:
+async def cleanup_orphans(attachments: Attachments, settings: Settings) -> int:
     """Delete old orphan uploads (metadata and content); returns how many went."""
     max_age = timedelta(seconds=settings.attachment_orphan_max_age_seconds)
     deleted = await attachments.delete_orphans(max_age)
@@ -28,7 +29,7 @@ async def cleanup_orphans(attachments: DatabaseAttachmentStore, settings: Settin
     return deleted
 
 
-async def run_periodically(attachments: DatabaseAttachmentStore, settings: Settings) -> None:
+async def run_periodically(attachments: Attachments, settings: Settings) -> None:
     """Clean up forever; a failed round (database down) is logged and retried next time."""
     while True:
         await asyncio.sleep(settings.attachment_cleanup_interval_seconds)
@@ -39,7 +40,7 @@ async def run_periodically(attachments: DatabaseAttachmentStore, settings: Setti
 
 
 def start_periodic_cleanup(
-    attachments: DatabaseAttachmentStore, settings: Settings
+    attachments: Attachments, settings: Settings
 ) -> asyncio.Task[None] | None:
     if settings.attachment_cleanup_interval_seconds <= 0:
         return None
@@ -50,7 +51,7 @@ async def main(settings: Settings | None = None) -> int:
     settings = settings or load_settings()
     engine = create_engine(settings)
     try:
-        _, attachments = create_stores(settings, engine)
+        _, attachments = build_stores(settings, engine)
         return await cleanup_orphans(attachments, settings)
     finally:
         await engine.dispose()

@@ -18,7 +18,7 @@ from app.http.routes import attachments, chatkit, health, playground
 from app.http.sse import OpenStreams
 from app.logging import configure_logging
 from app.server import ChatKitBackend
-from app.store.attachments import create_stores
+from app.services import build_stores
 from app.store.db import create_engine, migration_head
 
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        store, attachment_store = create_stores(settings, engine)
+        store, attachment_store = build_stores(settings, engine)
         app.state.settings = settings
         app.state.engine = engine
         app.state.store = store

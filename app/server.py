@@ -60,7 +60,7 @@ from app.agent.widgets import (
 )
 from app.context import RequestContext
 from app.errors import BadRequest, NotSupported
-from app.store.attachments import DatabaseAttachmentStore
+from app.store.attachments import Attachments
 from app.store.db import has_id_shape
 from app.store.errors import is_outage
 from app.store.feedback import FeedbackStore
@@ -89,7 +89,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
     def __init__(
         self,
         store: SQLAlchemyStore,
-        attachment_store: DatabaseAttachmentStore,
+        attachment_store: Attachments,
         assistant: Assistant,
     ) -> None:
         super().__init__(store, attachment_store)
@@ -98,7 +98,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
 
         self.assistant = assistant
         self.tasks = TaskStore(store.engine)
-        self.feedback = FeedbackStore(store.engine)
+        self.feedback = FeedbackStore(store)
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext

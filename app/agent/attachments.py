@@ -21,7 +21,7 @@ from openai.types.responses import (
 )
 
 from app.context import RequestContext
-from app.store.attachments import DatabaseAttachmentStore
+from app.store.attachments import Attachments
 from app.store.files import FileStorageError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def is_model_file_type(mime_type: str) -> bool:
 
 
 async def attachment_to_model_input(
-    attachment: Attachment, attachments: DatabaseAttachmentStore, context: RequestContext
+    attachment: Attachment, attachments: Attachments, context: RequestContext
 ) -> ResponseInputContentParam:
     """The content part for one attachment of the caller's, read from file storage."""
     mime_type = attachment.mime_type.lower()

@@ -11,14 +11,14 @@ from openai.types.responses import ResponseInputContentParam, ResponseInputTextP
 
 from app.agent.attachments import attachment_to_model_input
 from app.context import RequestContext
-from app.store.attachments import DatabaseAttachmentStore
+from app.store.attachments import Attachments
 
 
 class HistoryConverter(ThreadItemConverter):
     """One turn's converter: reads the caller's attachments, and renders @-tags and structured
     hidden context as text instead of failing the turn."""
 
-    def __init__(self, attachments: DatabaseAttachmentStore, context: RequestContext) -> None:
+    def __init__(self, attachments: Attachments, context: RequestContext) -> None:
         self.attachments = attachments
         self.context = context
 

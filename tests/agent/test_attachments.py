@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agent.attachments import attachment_to_model_input
 from app.agent.converter import HistoryConverter
-from app.store.attachments import DatabaseAttachmentStore, create_stores
+from app.services import build_stores
+from app.store.attachments import Attachments
 from tests.conftest import make_settings
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x01binary\xff"
@@ -29,11 +30,11 @@ def b64(data: bytes) -> str:
 
 
 @pytest.fixture
-def attachments(engine: AsyncEngine, database_url: str) -> DatabaseAttachmentStore:
+def attachments(engine: AsyncEngine, database_url: str) -> Attachments:
     settings = make_settings(
         database_url, attachment_signing_secret="s", attachment_allowed_mime_types="*/*"
     )
-    _, attachment_store = create_stores(settings, engine)
+    _, attachment_store = build_stores(settings, engine)
     return attachment_store
 
 

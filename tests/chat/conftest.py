@@ -23,7 +23,8 @@ from chatkit.types import Attachment, ThreadItem
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
-from app.store.attachments import DatabaseAttachmentStore, create_stores
+from app.services import build_stores
+from app.store.attachments import Attachments
 from app.store.db import PROJECT_ROOT, create_engine
 from app.store.store import SQLAlchemyStore
 from app.store.tasks import Task, TaskStore
@@ -111,7 +112,7 @@ class Stored:
     """What the database holds for one user, read through the app's stores."""
 
     store: SQLAlchemyStore
-    attachments: DatabaseAttachmentStore
+    attachments: Attachments
     tasks: TaskStore
 
     async def items(self, user_id: str, thread_id: str) -> list[ThreadItem]:
@@ -145,7 +146,7 @@ async def chat_engine(chat_database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def stored(chat_database_url: str, chat_engine: AsyncEngine) -> Stored:
-    store, attachments = create_stores(make_settings(chat_database_url), chat_engine)
+    store, attachments = build_stores(make_settings(chat_database_url), chat_engine)
     return Stored(store, attachments, TaskStore(chat_engine))
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from app.cleanup import cleanup_orphans
 from app.config import Settings
 from app.main import create_app
-from app.store.attachments import DatabaseAttachmentStore
+from app.store.attachments import Attachments
 from app.store.models import AttachmentContentRow, AttachmentRow, ItemRow
 from tests.conftest import make_settings
 from tests.helpers.apps import running_app
@@ -55,8 +55,8 @@ async def http(attachment_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def attachments(attachment_app: FastAPI) -> DatabaseAttachmentStore:
-    store: DatabaseAttachmentStore = attachment_app.state.attachments
+def attachments(attachment_app: FastAPI) -> Attachments:
+    store: Attachments = attachment_app.state.attachments
     return store
 
 

@@ -43,7 +43,7 @@ async def test_task_update_changes_only_given_fields(engine: AsyncEngine, user) 
 
 
 async def test_feedback_needs_an_item_of_the_callers_thread(
-    store: SQLAlchemyStore, engine: AsyncEngine, user, other_user
+    store: SQLAlchemyStore, user, other_user
 ) -> None:
     thread = ThreadMetadata(id=store.generate_thread_id(user), created_at=datetime.now())
     await store.save_thread(thread, user)
@@ -54,7 +54,7 @@ async def test_feedback_needs_an_item_of_the_callers_thread(
         content=[AssistantMessageContent(text="hi")],
     )
     await store.add_thread_item(thread.id, item, user)
-    feedback = FeedbackStore(engine)
+    feedback = FeedbackStore(store)
 
     await feedback.save(user.user_id, thread.id, [item.id], "positive")
     await feedback.save(user.user_id, thread.id, [item.id], "negative")

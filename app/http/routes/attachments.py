@@ -26,7 +26,7 @@ from app.store.attachments import (
     GENERIC_MIME_TYPE,
     MIME_TYPE,
     AttachmentAlreadyUploaded,
-    DatabaseAttachmentStore,
+    Attachments,
     declared_size,
     normalize_mime_type,
 )
@@ -42,12 +42,12 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def get_attachments(request: Request) -> DatabaseAttachmentStore:
-    attachments: DatabaseAttachmentStore = request.app.state.attachments
+def get_attachments(request: Request) -> Attachments:
+    attachments: Attachments = request.app.state.attachments
     return attachments
 
 
-AttachmentsDep = Annotated[DatabaseAttachmentStore, Depends(get_attachments)]
+AttachmentsDep = Annotated[Attachments, Depends(get_attachments)]
 
 
 @router.post("")
@@ -147,7 +147,7 @@ def content_disposition(disposition: str, filename: str) -> str:
 
 async def _authorize(
     request: Request,
-    attachments: DatabaseAttachmentStore,
+    attachments: Attachments,
     purpose: UrlPurpose,
     attachment_id: str,
     expires: int | None,
