@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings, load_settings
-from app.services import build_stores
+from app.services import Services
 from app.store.attachments import Attachments
-from app.store.db import create_engine
 
 logger = logging.getLogger(__name__)
 
@@ -39,22 +40,25 @@ async def run_periodically(attachments: Attachments, settings: Settings) -> None
             logger.exception("Orphan attachment cleanup failed")
 
 
-def start_periodic_cleanup(
-    attachments: Attachments, settings: Settings
-) -> asyncio.Task[None] | None:
+@asynccontextmanager
+async def periodic_cleanup(attachments: Attachments, settings: Settings) -> AsyncIterator[None]:
+    """The periodic cleanup, running for as long as the block does (unless turned off)."""
     if settings.attachment_cleanup_interval_seconds <= 0:
-        return None
-    return asyncio.create_task(run_periodically(attachments, settings), name="attachment-cleanup")
+        yield
+        return
+    task = asyncio.create_task(run_periodically(attachments, settings), name="attachment-cleanup")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 async def main(settings: Settings | None = None) -> int:
-    settings = settings or load_settings()
-    engine = create_engine(settings)
-    try:
-        _, attachments = build_stores(settings, engine)
-        return await cleanup_orphans(attachments, settings)
-    finally:
-        await engine.dispose()
+    services = Services.build(settings or load_settings())
+    async with services.lifespan():
+        return await cleanup_orphans(services.attachments, services.settings)
 
 
 if __name__ == "__main__":

@@ -2,66 +2,46 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.agent.agent import Assistant, build_model
-from app.cleanup import start_periodic_cleanup
+from app.cleanup import periodic_cleanup
 from app.config import Settings, load_settings
 from app.http.edge import add_edge_middleware
 from app.http.errors import register_exception_handlers
 from app.http.request_id import RequestIdMiddleware
 from app.http.routes import attachments, chatkit, health, playground
-from app.http.sse import OpenStreams
 from app.logging import configure_logging
-from app.server import ChatKitBackend
-from app.services import build_stores
-from app.store.db import create_engine, migration_head
+from app.services import Services
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application; settings are read (and validated) here, not at import."""
-    settings = settings or load_settings()
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the application; settings are read (and validated) here, not at import.
+
+    The objects it serves with are built here too (`Services`), or given: tests hand in their
+    own to look inside.
+    """
+    if services is None:
+        services = Services.build(settings or load_settings())
+    settings = services.settings
     configure_logging(settings.log_level)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings)
-        store, attachment_store = build_stores(settings, engine)
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.store = store
-        app.state.attachments = attachment_store
-        app.state.model = build_model(settings)
-        app.state.server = ChatKitBackend(
-            store, attachment_store, Assistant(settings, app.state.model)
-        )
-        app.state.migration_head = migration_head()
-        app.state.streams = OpenStreams()
-        cleanup = start_periodic_cleanup(attachment_store, settings)
-        try:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with services.lifespan(), periodic_cleanup(services.attachments, settings):
             yield
-        finally:
-            # Interrupted streams save their partial replies before the database goes away.
-            await app.state.streams.close()
-            if cleanup is not None:
-                cleanup.cancel()
-                with suppress(asyncio.CancelledError):
-                    await cleanup
-            await attachment_store.files.aclose()
-            await engine.dispose()
 
     app = FastAPI(title="ChatKit backend", lifespan=lifespan)
+    app.state.services = services  # for the routes' dependencies (app/http/deps.py)
     register_exception_handlers(app)
     app.include_router(chatkit.router)
     app.include_router(attachments.router)
     app.include_router(health.router)
     if settings.playground_on:
         app.include_router(playground.router)
-    add_edge_middleware(app, settings)
+    add_edge_middleware(app, services)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     return app
 

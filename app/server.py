@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
 from typing import Any, cast
 
 import anyio
@@ -22,14 +21,11 @@ from chatkit.types import (
     AudioInput,
     ChatKitReq,
     FeedbackKind,
-    HiddenContextItem,
     ItemsFeedbackReq,
     ItemsListReq,
     ProgressUpdateEvent,
     SyncCustomActionResponse,
     ThreadItem,
-    ThreadItemDoneEvent,
-    ThreadItemReplacedEvent,
     ThreadMetadata,
     ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
@@ -51,13 +47,7 @@ from app.agent.converter import HistoryConverter
 from app.agent.errors import stream_error_for
 from app.agent.streaming import EndOnError, ItemIds
 from app.agent.title import first_user_text
-from app.agent.widgets import (
-    COMPLETE_ACTION,
-    REOPEN_ACTION,
-    TaskActionPayload,
-    task_list_text,
-    task_list_widget,
-)
+from app.agent.widgets import WIDGET_ACTIONS
 from app.context import RequestContext
 from app.errors import BadRequest, NotSupported
 from app.store.attachments import Attachments
@@ -70,7 +60,7 @@ from app.store.store import (
     THREAD_PREFIXES,
     SQLAlchemyStore,
 )
-from app.store.tasks import TASK_ID_PREFIX, TaskNotFoundError, TaskStore
+from app.store.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
 MAX_LIST_ITEMS = 100
@@ -89,16 +79,18 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
     def __init__(
         self,
         store: SQLAlchemyStore,
-        attachment_store: Attachments,
+        attachments: Attachments,
         assistant: Assistant,
+        *,
+        tasks: TaskStore,
+        feedback: FeedbackStore,
     ) -> None:
-        super().__init__(store, attachment_store)
+        super().__init__(store, attachments)
         self.store: SQLAlchemyStore = store
-        self.attachments = attachment_store
-
+        self.attachments = attachments
         self.assistant = assistant
-        self.tasks = TaskStore(store.engine)
-        self.feedback = FeedbackStore(store)
+        self.tasks = tasks
+        self.feedback = feedback
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -185,9 +177,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         complete items and `threads.retry_after_item` starts clean. Titles the thread after its
         first successful exchange (the title is written while the answer streams).
         """
-        agent_context = AssistantContext(
-            thread=thread, store=self.store, request_context=context, tasks=self.tasks
-        )
+        agent_context = self._agent_context(thread, context)
         ids = ItemIds(lambda kind: self.store.generate_item_id(kind, thread, context))
         history = await self._history(thread, context)
         # The title needs only the first message: write it while the answer streams.
@@ -238,37 +228,12 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         sender: WidgetItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        """Handle the task widget's buttons: update the task, re-render the widget in place."""
-        if action.type not in (COMPLETE_ACTION, REOPEN_ACTION):
+        """A widget's button: the handler `WIDGET_ACTIONS` names for the action's type."""
+        handler = WIDGET_ACTIONS.get(action.type)
+        if handler is None:
             raise CustomStreamError(f"Unknown action {action.type!r}.", allow_retry=False)
-        try:
-            payload = TaskActionPayload.model_validate(action.payload)
-            if not has_id_shape(payload.task_id, {TASK_ID_PREFIX}):
-                raise TaskNotFoundError(payload.task_id)
-            done = action.type == COMPLETE_ACTION
-            task = await self.tasks.update(context.user_id, payload.task_id, done=done)
-        except ValidationError as exc:
-            raise CustomStreamError("The action needs a payload with a task_id.") from exc
-        except TaskNotFoundError as exc:
-            raise CustomStreamError("That task no longer exists.") from exc
-        tasks = await self.tasks.list(context.user_id)
-        if sender is not None:
-            widget = task_list_widget(tasks, highlight=task.id)
-            yield ThreadItemReplacedEvent(
-                item=sender.model_copy(
-                    update={"widget": widget, "copy_text": task_list_text(tasks)}
-                )
-            )
-        # Tell the model, on its next turn, what the user did.
-        yield ThreadItemDoneEvent(
-            item=HiddenContextItem(
-                id=self.store.generate_item_id("message", thread, context),
-                thread_id=thread.id,
-                created_at=datetime.now(),
-                content=f"The user marked the task {task.title!r} (id {task.id}) as "
-                f"{'done' if done else 'not done'} in the task list.",
-            )
-        )
+        async for event in handler(action, sender, self._agent_context(thread, context)):
+            yield event
 
     async def transcribe(
         self, audio_input: AudioInput, context: RequestContext
@@ -308,6 +273,12 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         """
         with anyio.CancelScope(shield=True):
             await super().handle_stream_cancelled(thread, pending_items, context)
+
+    def _agent_context(self, thread: ThreadMetadata, context: RequestContext) -> AssistantContext:
+        """What the tools (and the widget actions) see: the thread, the store, the caller."""
+        return AssistantContext(
+            thread=thread, store=self.store, request_context=context, tasks=self.tasks
+        )
 
     async def _history(self, thread: ThreadMetadata, context: RequestContext) -> list[ThreadItem]:
         """The newest `HISTORY_WINDOW` items, oldest first."""

@@ -1,25 +1,92 @@
-"""The composition: every long-lived object, built once from settings."""
+"""The composition: every long-lived object, built once from settings and handed to its users.
+
+`create_app` builds one `Services` and hands it to the edge middleware, to the routes (through
+`app/http/deps.py`) and, by construction, to the server; `python -m app.cleanup` builds one too.
+Building opens nothing: `lifespan()` is what runs while the objects serve, and at its end it
+closes what they hold, in reverse order.
+
+A new part (a usage store, a pool of MCP servers) is a field, one line in `build`, and, if it
+holds resources, its clean-up in `lifespan`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.agent.agent import Assistant, build_model
 from app.config import Settings
+from app.http.identity import IdentityResolver
+from app.http.ratelimit import RateLimiter
+from app.http.sse import OpenStreams
+from app.http.tokens import TokenVerifier
+from app.server import ChatKitBackend
 from app.store.attachments import AttachmentLimits, Attachments
+from app.store.db import create_engine, migration_head
+from app.store.feedback import FeedbackStore
 from app.store.files import DatabaseFileStorage, FileStorage
 from app.store.s3 import S3Config, S3FileStorage
 from app.store.store import SQLAlchemyStore
+from app.store.tasks import TaskStore
 from app.store.urls import signer_from_settings
 
 
-def build_stores(settings: Settings, engine: AsyncEngine) -> tuple[SQLAlchemyStore, Attachments]:
-    """The thread store and the attachment store, sharing file storage and URL signer."""
-    files: FileStorage = (
-        S3FileStorage(S3Config.from_settings(settings))
-        if settings.attachment_storage == "s3"
-        else DatabaseFileStorage(engine)
-    )
-    urls = signer_from_settings(settings)
-    store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
-    attachments = Attachments(store, files, urls, AttachmentLimits.from_settings(settings))
-    return store, attachments
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the application serves with; one per application (or per command)."""
+
+    settings: Settings
+    engine: AsyncEngine
+    store: SQLAlchemyStore
+    attachments: Attachments
+    tasks: TaskStore
+    feedback: FeedbackStore
+    server: ChatKitBackend
+    identity: IdentityResolver
+    rate_limiter: RateLimiter
+    streams: OpenStreams
+    migration_head: str | None
+    """The newest migration: `/readyz` wants the database there."""
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        engine = create_engine(settings)
+        files = file_storage(settings, engine)
+        urls = signer_from_settings(settings)
+        store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
+        attachments = Attachments(store, files, urls, AttachmentLimits.from_settings(settings))
+        tasks, feedback = TaskStore(engine), FeedbackStore(store)
+        assistant = Assistant(settings, build_model(settings))
+        return cls(
+            settings=settings,
+            engine=engine,
+            store=store,
+            attachments=attachments,
+            tasks=tasks,
+            feedback=feedback,
+            server=ChatKitBackend(store, attachments, assistant, tasks=tasks, feedback=feedback),
+            identity=IdentityResolver(settings, TokenVerifier.from_settings(settings)),
+            rate_limiter=RateLimiter(settings, engine),
+            streams=OpenStreams(),
+            migration_head=migration_head(),
+        )
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[Services]:
+        """Serve; then let interrupted streams save their partial replies, and only then close
+        file storage and the database."""
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.engine.dispose)
+            stack.push_async_callback(self.attachments.files.aclose)
+            stack.push_async_callback(self.streams.close)
+            yield self
+
+
+def file_storage(settings: Settings, engine: AsyncEngine) -> FileStorage:
+    """Where attachment bytes live (`ATTACHMENT_STORAGE`): a new backend is one line here."""
+    if settings.attachment_storage == "s3":
+        return S3FileStorage(S3Config.from_settings(settings))
+    return DatabaseFileStorage(engine)

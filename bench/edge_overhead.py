@@ -55,7 +55,8 @@ async def per_request(url: str, rounds: int = 200) -> None:
             },
         ),
     ]:
-        async with running_app(make_settings(url, **overrides)) as (_, client):
+        async with running_app(make_settings(url, **overrides)) as running:
+            client = running.client
             for request, name in [
                 (LIST_THREADS, "threads.list"),
                 (create_thread_req(), "threads.create"),

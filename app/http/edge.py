@@ -8,11 +8,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from app.config import Settings
-from app.http.identity import IdentityMiddleware, IdentityResolver
+from app.http.identity import IdentityMiddleware
 from app.http.middleware import BodyLimitMiddleware, DomainKeyMiddleware, HeaderLimitMiddleware
-from app.http.ratelimit import RateLimiter, RateLimitMiddleware
-from app.http.tokens import TokenVerifier
+from app.http.ratelimit import RateLimitMiddleware
+from app.services import Services
 
 CORS_ALLOW_HEADERS = [
     "Accept",
@@ -30,15 +29,11 @@ CORS_ALLOW_HEADERS = [
 CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate", "X-Request-Id"]
 
 
-def add_edge_middleware(app: FastAPI, settings: Settings) -> None:
-    """Install the edge; `add_middleware` wraps outward, so the last one added runs first.
-
-    The token verifier (with its JWKS cache) and the rate limiter are kept on `app.state`.
-    """
-    app.state.token_verifier = verifier = TokenVerifier.from_settings(settings)
-    app.state.rate_limiter = limiter = RateLimiter(settings)
-    app.add_middleware(RateLimitMiddleware, limiter=limiter)
-    app.add_middleware(IdentityMiddleware, resolver=IdentityResolver(settings, verifier))
+def add_edge_middleware(app: FastAPI, services: Services) -> None:
+    """Install the edge; `add_middleware` wraps outward, so the last one added runs first."""
+    settings = services.settings
+    app.add_middleware(RateLimitMiddleware, limiter=services.rate_limiter)
+    app.add_middleware(IdentityMiddleware, resolver=services.identity)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.chatkit_max_body_bytes)
     app.add_middleware(DomainKeyMiddleware, keys=settings.chatkit_domain_keys)
     app.add_middleware(HeaderLimitMiddleware)

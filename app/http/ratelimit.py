@@ -80,15 +80,15 @@ class StreamSlots:
 class RateLimiter:
     """Counts a request against the caller's limits and says whether it may go on."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.streams = StreamSlots(settings.max_concurrent_streams_per_user)
-        self._counters: UsageCounters | None = None
+        self.counters = UsageCounters(engine)
 
-    async def check(
-        self, engine: AsyncEngine, context: RequestContext, request_type: str | None
-    ) -> Refusal | None:
+    async def check(self, context: RequestContext, request_type: str | None) -> Refusal | None:
         now = self.clock()
         windows: list[Window] = []
         per_minute = self.settings.rate_limit_requests_per_minute
@@ -98,7 +98,7 @@ class RateLimiter:
         if request_type in MESSAGE_REQUEST_TYPES and quota is not None:
             day = now.replace(hour=0, minute=0, second=0, microsecond=0)
             windows.append(Window(MESSAGES, day, quota))
-        over = await self._hit(engine, context.user_id, windows)
+        over = await self._hit(context.user_id, windows)
         if over is None:
             return None
         if over.bucket == REQUESTS:
@@ -111,7 +111,7 @@ class RateLimiter:
             wait,
         )
 
-    async def check_download(self, engine: AsyncEngine, owner: str) -> Refusal | None:
+    async def check_download(self, owner: str) -> Refusal | None:
         """Attachment downloads, counted against the file's owner, whoever holds the link.
 
         A bucket of their own with the per-minute limit, so that opening a thread full of
@@ -122,18 +122,16 @@ class RateLimiter:
             return None
         now = self.clock()
         window = Window(DOWNLOADS, now.replace(second=0, microsecond=0), per_minute)
-        over = await self._hit(engine, owner, [window])
+        over = await self._hit(owner, [window])
         return None if over is None else _per_minute_refusal(now, over, "downloads")
 
-    async def _hit(self, engine: AsyncEngine, user_id: str, windows: list[Window]) -> Window | None:
+    async def _hit(self, user_id: str, windows: list[Window]) -> Window | None:
         """The first window now over its limit; none when the database is down (the request
         then fails on its own, with a 503 or a retryable error event)."""
         if not windows:
             return None
-        if self._counters is None or self._counters.source is not engine:
-            self._counters = UsageCounters(engine)  # once per app: it prepares its statement
         try:
-            over = await self._counters.hit(user_id, windows)
+            over = await self.counters.hit(user_id, windows)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -174,7 +172,7 @@ class RateLimitMiddleware:
             await refuse(self._too_many_streams(), scope, receive, send)
             return
         try:
-            refusal = await self.limiter.check(scope["app"].state.engine, context, request_type)
+            refusal = await self.limiter.check(context, request_type)
             if refusal is not None:
                 await refuse(refusal, scope, receive, send)
                 return

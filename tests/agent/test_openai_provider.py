@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from chatkit.types import AssistantMessageItem, UserMessageItem
-from fastapi import FastAPI
 
-from app.main import create_app
 from tests.conftest import make_settings
 from tests.helpers.agent import assistant_texts, stored_items, stored_thread
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import (
     create_thread_req,
     created_thread_id,
@@ -27,9 +25,7 @@ from tests.helpers.fake_openai import FakeOpenAI
 
 
 @asynccontextmanager
-async def openai_app(
-    database_url: str, fake: FakeOpenAI
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def openai_app(database_url: str, fake: FakeOpenAI) -> AsyncIterator[RunningApp]:
     settings = make_settings(
         database_url,
         model_provider="openai",
@@ -38,19 +34,16 @@ async def openai_app(
         chatkit_model="gpt-test",
         openai_max_retries=0,
     )
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield application, client
+    async with running_app(settings) as running:
+        yield running
 
 
 async def test_a_turn_streams_from_an_openai_compatible_server(database_url, user):
     async with (
         FakeOpenAI(tokens=6, title="Greetings exchange") as fake,
-        openai_app(database_url, fake) as (application, client),
+        openai_app(database_url, fake) as running,
     ):
-        events = await stream(client, user.user_id, create_thread_req("Hello model"))
+        events = await stream(running.client, user.user_id, create_thread_req("Hello model"))
 
     deltas = [
         e["update"]["delta"]
@@ -60,7 +53,7 @@ async def test_a_turn_streams_from_an_openai_compatible_server(database_url, use
     assert deltas == ["word0", " word1", " word2", " word3", " word4", " word5"]
     assert error_events(events) == []
     thread_id = created_thread_id(events)
-    items = await stored_items(application, user.user_id, thread_id)
+    items = await stored_items(running.services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem, AssistantMessageItem]
     assert assistant_texts(items) == ["word0 word1 word2 word3 word4 word5"]
     # The request the server got: our model, streaming, the instructions and the user's words.
@@ -75,7 +68,9 @@ async def test_a_turn_streams_from_an_openai_compatible_server(database_url, use
     assert [e["thread"]["title"] for e in events if e["type"] == "thread.updated"] == [
         "Greetings exchange"
     ]
-    assert (await stored_thread(application, user.user_id, thread_id)).title == "Greetings exchange"
+    assert (
+        await stored_thread(running.services, user.user_id, thread_id)
+    ).title == "Greetings exchange"
 
 
 async def test_server_errors_and_rate_limits_become_error_events(database_url, user):
@@ -87,21 +82,21 @@ async def test_server_errors_and_rate_limits_become_error_events(database_url, u
     for failure, message in expected.items():
         async with (
             FakeOpenAI(failure=failure) as fake,  # type: ignore[arg-type]
-            openai_app(database_url, fake) as (application, client),
+            openai_app(database_url, fake) as running,
         ):
-            events = await stream(client, user.user_id, create_thread_req("Hello"))
+            events = await stream(running.client, user.user_id, create_thread_req("Hello"))
 
         assert [(e["message"], e["allow_retry"]) for e in error_events(events)] == [(message, True)]
-        items = await stored_items(application, user.user_id, created_thread_id(events))
+        items = await stored_items(running.services, user.user_id, created_thread_id(events))
         assert [type(item) for item in items] == [UserMessageItem]
 
 
 async def test_a_connection_dropped_mid_answer_is_an_interruption(database_url, user):
     async with (
         FakeOpenAI(tokens=10, failure="drop", drop_after=3, delay=0.005) as fake,
-        openai_app(database_url, fake) as (application, client),
+        openai_app(database_url, fake) as running,
     ):
-        events = await stream(client, user.user_id, create_thread_req("Hello"))
+        events = await stream(running.client, user.user_id, create_thread_req("Hello"))
 
     [error] = error_events(events)
     assert (
@@ -110,5 +105,5 @@ async def test_a_connection_dropped_mid_answer_is_an_interruption(database_url, 
     )
     assert error["allow_retry"] is True
     assert done_items(events, "assistant_message") == []
-    items = await stored_items(application, user.user_id, created_thread_id(events))
+    items = await stored_items(running.services, user.user_id, created_thread_id(events))
     assert [type(item) for item in items] == [UserMessageItem]

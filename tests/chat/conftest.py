@@ -20,14 +20,11 @@ from uuid import uuid4
 
 import pytest
 from chatkit.types import Attachment, ThreadItem
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
-from app.services import build_stores
-from app.store.attachments import Attachments
-from app.store.db import PROJECT_ROOT, create_engine
-from app.store.store import SQLAlchemyStore
-from app.store.tasks import Task, TaskStore
+from app.services import Services
+from app.store.db import PROJECT_ROOT
+from app.store.tasks import Task
 from tests.conftest import make_settings, worker_database_name
 from tests.helpers.database import drop_postgres_database, fresh_postgres_database, migrate
 from tests.helpers.server import ServerProcess, base_environment, free_port, running_server
@@ -111,26 +108,26 @@ def user_id() -> str:
 class Stored:
     """What the database holds for one user, read through the app's stores."""
 
-    store: SQLAlchemyStore
-    attachments: Attachments
-    tasks: TaskStore
+    services: Services
 
     async def items(self, user_id: str, thread_id: str) -> list[ThreadItem]:
-        page = await self.store.load_thread_items(thread_id, None, 100, "asc", context(user_id))
+        page = await self.services.store.load_thread_items(
+            thread_id, None, 100, "asc", context(user_id)
+        )
         return list(page.data)
 
     async def thread_ids(self, user_id: str) -> list[str]:
-        page = await self.store.load_threads(100, None, "desc", context(user_id))
+        page = await self.services.store.load_threads(100, None, "desc", context(user_id))
         return [thread.id for thread in page.data]
 
     async def attachment(self, user_id: str, attachment_id: str) -> Attachment:
-        return await self.store.load_attachment(attachment_id, context(user_id))
+        return await self.services.store.load_attachment(attachment_id, context(user_id))
 
     async def content(self, user_id: str, attachment_id: str) -> bytes | None:
-        return await self.attachments.read_content(attachment_id, user_id)
+        return await self.services.attachments.read_content(attachment_id, user_id)
 
     async def task_list(self, user_id: str) -> list[Task]:
-        return await self.tasks.list(user_id)
+        return await self.services.tasks.list(user_id)
 
 
 def context(user_id: str) -> RequestContext:
@@ -138,16 +135,10 @@ def context(user_id: str) -> RequestContext:
 
 
 @pytest.fixture(scope="session")
-async def chat_engine(chat_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(chat_database_url))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def stored(chat_database_url: str, chat_engine: AsyncEngine) -> Stored:
-    store, attachments = build_stores(make_settings(chat_database_url), chat_engine)
-    return Stored(store, attachments, TaskStore(chat_engine))
+async def stored(chat_database_url: str) -> AsyncIterator[Stored]:
+    services = Services.build(make_settings(chat_database_url))
+    async with services.lifespan():
+        yield Stored(services)
 
 
 def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:

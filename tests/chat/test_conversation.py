@@ -25,14 +25,12 @@ from chatkit.types import (
 from rich.console import Console
 
 from app.agent.errors import NOT_CONFIGURED
-from app.agent.fake_model import FakeModel
 from app.chat.client import ChatKitClient, HTTPError
 from app.chat.conversation import Conversation
 from app.chat.render import TurnRenderer, widget_text
-from app.main import create_app
 from tests.chat.conftest import DOMAIN_KEY, FAKE_MODEL_TOKENS, Stored
 from tests.conftest import make_settings
-from tests.helpers.live_server import serve
+from tests.helpers.apps import running_app
 from tests.helpers.server import ServerProcess
 
 
@@ -181,11 +179,9 @@ async def test_the_model_is_given_the_uploaded_file(
     """The same upload, served by uvicorn inside this process, so the fake model can be read."""
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"remember the milk\n")
-    application = create_app(make_settings(chat_database_url))
-    async with application.router.lifespan_context(application), serve(application) as base_url:
-        model = application.state.model
-        assert isinstance(model, FakeModel)
-        async with ChatKitClient(f"{base_url}/chatkit", user=user_id) as client:
+    async with running_app(make_settings(chat_database_url), socket=True) as running:
+        model = running.fake_model
+        async with ChatKitClient(str(running.client.base_url.join("/chatkit")), user=user_id) as client:
             conversation = Conversation(client)
             await conversation.attach(notes)
             await conversation.send("What is in the file?", Recorder())

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select
 from starlette.datastructures import Headers
 
@@ -19,9 +18,10 @@ from app.context import RequestContext
 from app.http.identity import IdentityResolver
 from app.http.jwks import JwksCache
 from app.http.tokens import TokenVerifier
+from app.services import Services
 from app.store.models import ThreadRow, UsageCounterRow
 from tests.conftest import make_settings
-from tests.helpers.apps import running_app
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import create_thread_req, created_thread_id, sse_events
 from tests.helpers.jwks import (
     AUDIENCE,
@@ -54,9 +54,7 @@ async def jwks_server(keys: dict[str, SigningKey]) -> AsyncIterator[JwksServer]:
 
 
 @pytest.fixture
-async def jwt_app(
-    postgres_url: str, jwks_server: JwksServer
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def jwt_app(postgres_url: str, jwks_server: JwksServer) -> AsyncIterator[RunningApp]:
     settings = make_settings(
         postgres_url,
         auth_jwks_url=jwks_server.url,
@@ -69,8 +67,8 @@ async def jwt_app(
 
 
 @pytest.fixture
-def client(jwt_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return jwt_app[1]
+def client(jwt_app: RunningApp) -> httpx.AsyncClient:
+    return jwt_app.client
 
 
 async def create_thread(client: httpx.AsyncClient, token: str, **headers: str) -> httpx.Response:
@@ -79,9 +77,15 @@ async def create_thread(client: httpx.AsyncClient, token: str, **headers: str) -
     )
 
 
-async def rows_touched(app: FastAPI, user_id: str) -> int:
+def jwks_of(services: Services) -> JwksCache:
+    jwks = services.identity.verifier.jwks
+    assert jwks is not None
+    return jwks
+
+
+async def rows_touched(services: Services, user_id: str) -> int:
     """Threads and usage counters stored for `user_id`: a refused request must leave none."""
-    async with app.state.engine.connect() as conn:
+    async with services.engine.connect() as conn:
         threads = await conn.scalar(
             select(func.count()).select_from(ThreadRow).where(ThreadRow.user_id == user_id)
         )
@@ -95,15 +99,15 @@ async def rows_touched(app: FastAPI, user_id: str) -> int:
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
 async def test_valid_tokens_are_accepted_and_own_their_threads(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], keys: dict[str, SigningKey], alg: str
+    jwt_app: RunningApp, keys: dict[str, SigningKey], alg: str
 ) -> None:
-    app, client = jwt_app
+    services, client = jwt_app.services, jwt_app.client
     claims = better_auth_claims()
     response = await create_thread(client, keys[alg].sign(claims))
     assert response.status_code == 200, response.text
     thread_id = created_thread_id(sse_events(response))
     owner = RequestContext(user_id=claims["sub"], auth_method="jwt")
-    assert (await app.state.store.load_thread(thread_id, owner)).id == thread_id
+    assert (await services.store.load_thread(thread_id, owner)).id == thread_id
 
 
 async def test_audience_may_be_a_list(
@@ -261,16 +265,16 @@ REJECTIONS = [
 
 @pytest.mark.parametrize("case", REJECTIONS)
 async def test_bad_tokens_get_401_and_touch_nothing(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], keys: dict[str, SigningKey], case: str
+    jwt_app: RunningApp, keys: dict[str, SigningKey], case: str
 ) -> None:
-    app, client = jwt_app
+    services, client = jwt_app.services, jwt_app.client
     token, claimed_user = rejected_tokens(keys)[case]
     response = await create_thread(client, token)
     assert response.status_code == 401, (case, response.text)
     body = response.json()
     assert body["error"] == "invalid_token" and body["message"]
     assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
-    assert await rows_touched(app, claimed_user) == 0
+    assert await rows_touched(services, claimed_user) == 0
 
 
 @pytest.mark.parametrize("authorization", ["Bearer", "Bearer ", "Bearer    ", "Basic dXNlcjpwdw=="])
@@ -288,7 +292,8 @@ async def test_hs256_public_key_confusion_is_refused_even_with_a_secret(
     postgres_url: str, jwks_server: JwksServer, keys: dict[str, SigningKey]
 ) -> None:
     settings = make_settings(postgres_url, auth_jwks_url=jwks_server.url, auth_jwt_secret=SECRET)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         rsa = keys["RS256"]
         forged = hmac_token(rsa.public_pem(), better_auth_claims(), rsa.kid)
         assert (await create_thread(client, forged)).status_code == 401
@@ -299,7 +304,8 @@ async def test_hs256_public_key_confusion_is_refused_even_with_a_secret(
 async def test_hs256_with_the_better_auth_secret_alias(postgres_url: str) -> None:
     settings = make_settings(postgres_url, better_auth_secret=SECRET, auth_jwt_issuer=ISSUER)
     assert settings.auth_jwt_secret is not None
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         assert (
             await create_thread(client, hmac_token(SECRET.encode(), better_auth_claims()))
         ).status_code == 200
@@ -310,7 +316,8 @@ async def test_hs256_with_the_better_auth_secret_alias(postgres_url: str) -> Non
 
 
 async def test_without_any_token_configuration_bearer_is_401(postgres_url: str, keys) -> None:
-    async with running_app(make_settings(postgres_url)) as (_, client):
+    async with running_app(make_settings(postgres_url)) as running:
+        client = running.client
         response = await create_thread(client, keys["EdDSA"].sign(better_auth_claims()))
     assert response.status_code == 401
     assert "AUTH_JWKS_URL" in response.json()["message"]
@@ -325,9 +332,9 @@ async def test_small_clock_skew_is_tolerated(
 
 
 async def test_key_rotation_accepts_the_new_key_at_once(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], jwks_server: JwksServer, keys: dict[str, SigningKey]
+    jwt_app: RunningApp, jwks_server: JwksServer, keys: dict[str, SigningKey]
 ) -> None:
-    app, client = jwt_app
+    client = jwt_app.client
     assert (
         await create_thread(client, keys["EdDSA"].sign(better_auth_claims()))
     ).status_code == 200
@@ -340,26 +347,26 @@ async def test_key_rotation_accepts_the_new_key_at_once(
 
 
 async def test_a_retired_key_stops_verifying_after_the_cache_expires(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], jwks_server: JwksServer, keys: dict[str, SigningKey]
+    jwt_app: RunningApp, jwks_server: JwksServer, keys: dict[str, SigningKey]
 ) -> None:
-    app, client = jwt_app
+    services, client = jwt_app.services, jwt_app.client
     old = keys["ES256"]
     assert (await create_thread(client, old.sign(better_auth_claims()))).status_code == 200
     jwks_server.keys = [keys["EdDSA"].jwk]
-    jwks: JwksCache = app.state.token_verifier.jwks
+    jwks = jwks_of(services)
     jwks.clock = lambda: time.monotonic() + jwks.cache_seconds + 1
     assert (await create_thread(client, old.sign(better_auth_claims()))).status_code == 401
 
 
 async def test_cached_keys_verify_while_the_jwks_endpoint_is_down(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], jwks_server: JwksServer, keys: dict[str, SigningKey]
+    jwt_app: RunningApp, jwks_server: JwksServer, keys: dict[str, SigningKey]
 ) -> None:
-    app, client = jwt_app
+    services, client = jwt_app.services, jwt_app.client
     assert (
         await create_thread(client, keys["RS256"].sign(better_auth_claims()))
     ).status_code == 200
     await jwks_server.stop()
-    jwks: JwksCache = app.state.token_verifier.jwks
+    jwks = jwks_of(services)
     jwks.clock = lambda: time.monotonic() + jwks.cache_seconds + 1  # cache is stale: refetch fails
     fetches = jwks.fetches
     response = await create_thread(client, keys["RS256"].sign(better_auth_claims()))
@@ -375,7 +382,8 @@ async def test_an_unreachable_jwks_with_nothing_cached_is_401_not_500(
     server = await JwksServer().start()
     await server.stop()  # nothing listens on its port now
     settings = make_settings(postgres_url, auth_jwks_url=server.url)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         response = await create_thread(client, keys["EdDSA"].sign(better_auth_claims()))
     assert response.status_code == 401
 

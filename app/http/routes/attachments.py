@@ -11,17 +11,15 @@ accept either the owner's identity or a short-lived signed URL (`?expires=…&si
 from __future__ import annotations
 
 import time
-from typing import Annotated
 from urllib.parse import quote
 
 from chatkit.types import Attachment, ImageAttachment
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from app.context import RequestContext
 from app.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized
-from app.http.deps import ContextDep
+from app.http.deps import CallerDep, ContextDep, ServicesDep
 from app.http.multipart import FilePart, read_file_part
-from app.http.ratelimit import RateLimiter
 from app.store.attachments import (
     GENERIC_MIME_TYPE,
     MIME_TYPE,
@@ -42,19 +40,10 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def get_attachments(request: Request) -> Attachments:
-    attachments: Attachments = request.app.state.attachments
-    return attachments
-
-
-AttachmentsDep = Annotated[Attachments, Depends(get_attachments)]
-
-
 @router.post("")
-async def upload_direct(
-    request: Request, context: ContextDep, attachments: AttachmentsDep
-) -> Response:
+async def upload_direct(request: Request, services: ServicesDep, context: ContextDep) -> Response:
     """Store a `multipart/form-data` `file` and return its `Attachment` as JSON."""
+    attachments = services.attachments
 
     def check(part: FilePart) -> None:
         attachments.limits.check_name(part.filename)
@@ -70,7 +59,8 @@ async def upload_direct(
 async def upload_two_phase(
     attachment_id: str,
     request: Request,
-    attachments: AttachmentsDep,
+    services: ServicesDep,
+    caller: CallerDep,
     expires: int | None = None,
     sig: str | None = None,
 ) -> Response:
@@ -78,9 +68,8 @@ async def upload_two_phase(
 
     The file may not be larger than the size `attachments.create` declared.
     """
-    attachment, owner = await _authorize(
-        request, attachments, "upload", attachment_id, expires, sig
-    )
+    attachments = services.attachments
+    attachment, owner = await _authorize(attachments, caller, "upload", attachment_id, expires, sig)
     if attachment.upload_descriptor is None:
         raise AttachmentAlreadyUploaded(f"Attachment {attachment_id} is already uploaded")
 
@@ -102,8 +91,8 @@ async def upload_two_phase(
 @router.get("/{attachment_id}/content")
 async def download(
     attachment_id: str,
-    request: Request,
-    attachments: AttachmentsDep,
+    services: ServicesDep,
+    caller: CallerDep,
     expires: int | None = None,
     sig: str | None = None,
 ) -> Response:
@@ -111,11 +100,11 @@ async def download(
 
     Downloads count against the owner's per-minute limit: a signed link needs no login.
     """
+    attachments = services.attachments
     attachment, owner = await _authorize(
-        request, attachments, "content", attachment_id, expires, sig
+        attachments, caller, "content", attachment_id, expires, sig
     )
-    limiter: RateLimiter = request.app.state.rate_limiter
-    refusal = await limiter.check_download(request.app.state.engine, owner)
+    refusal = await services.rate_limiter.check_download(owner)
     if refusal is not None:
         raise refusal
     data = await attachments.read_content(attachment_id, owner)
@@ -146,8 +135,8 @@ def content_disposition(disposition: str, filename: str) -> str:
 
 
 async def _authorize(
-    request: Request,
     attachments: Attachments,
+    context: RequestContext | None,
     purpose: UrlPurpose,
     attachment_id: str,
     expires: int | None,
@@ -156,7 +145,6 @@ async def _authorize(
     """The attachment and its owner, if the caller is the owner or holds a valid signed URL."""
     if not has_id_shape(attachment_id, ATTACHMENT_PREFIXES):
         raise NotFound("Attachment not found")  # before the database, and whoever asks
-    context: RequestContext | None = getattr(request.state, "context", None)
     found = await attachments.find(attachment_id)
     if found is not None and context is not None and found[1] == context.user_id:
         return found

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.errors import BadRequest
-from app.http.deps import ContextDep, ServerDep, SettingsDep, StreamsDep
+from app.http.deps import ContextDep, ServicesDep
 from app.http.sse import with_keepalive
 from app.store.errors import OUTAGE_MESSAGE, is_outage
 
@@ -25,18 +25,12 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Content-
 
 
 @router.post("/chatkit")
-async def chatkit(
-    request: Request,
-    server: ServerDep,
-    context: ContextDep,
-    settings: SettingsDep,
-    streams: StreamsDep,
-) -> Response:
+async def chatkit(request: Request, services: ServicesDep, context: ContextDep) -> Response:
     body = await request.body()
     if b"\\u0000" in body or b"\x00" in body:
         # PostgreSQL text and JSONB cannot hold NUL: refuse it before anything is written.
         raise BadRequest("Strings may not contain the NUL character (\\u0000)")
-    result = await server.process(body, context)
+    result = await services.server.process(body, context)
     if not isinstance(result, StreamingResult):
         return Response(content=result.json, media_type="application/json")
     # Streaming requests fail lazily: pull the first event now, so a missing thread or a bad
@@ -45,7 +39,8 @@ async def chatkit(
     first = await anext(events, None)
     if first is None:
         return StreamingResponse(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
-    stream = with_keepalive(_stream(first, events), settings.sse_keepalive_seconds, streams)
+    interval = services.settings.sse_keepalive_seconds
+    stream = with_keepalive(_stream(first, events), interval, services.streams)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

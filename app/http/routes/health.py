@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.http.deps import EngineDep
+from app.http.deps import ServicesDep
 from app.store.db import database_revision
 
 logger = logging.getLogger(__name__)
@@ -20,10 +20,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
-    head: str | None = request.app.state.migration_head
+async def readyz(services: ServicesDep) -> JSONResponse:
+    head = services.migration_head
     try:
-        revision = await database_revision(engine)
+        revision = await database_revision(services.engine)
     except Exception as exc:  # any driver or network error means "not ready"
         logger.warning("Readiness check failed: %s", type(exc).__name__)
         return _unavailable(f"database unreachable ({type(exc).__name__})")

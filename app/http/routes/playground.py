@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse
 
 from app.config import Settings
-from app.http.deps import SettingsDep
+from app.http.deps import ServicesDep
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "playground"
 CHATKIT_ORIGIN = "https://cdn.platform.openai.com"  # serves chatkit.js and ChatKit's frame
@@ -86,22 +86,23 @@ def page_config(settings: Settings) -> dict[str, Any]:
 
 
 @router.get("")
-async def page(settings: SettingsDep) -> FileResponse:
-    return _file("index.html", "text/html; charset=utf-8", settings)
+async def page(services: ServicesDep) -> FileResponse:
+    return _file("index.html", "text/html; charset=utf-8", services.settings)
 
 
 @router.get("/app.js")
-async def script(settings: SettingsDep) -> FileResponse:
-    return _file("app.js", "text/javascript; charset=utf-8", settings)
+async def script(services: ServicesDep) -> FileResponse:
+    return _file("app.js", "text/javascript; charset=utf-8", services.settings)
 
 
 @router.get("/app.css")
-async def stylesheet(settings: SettingsDep) -> FileResponse:
-    return _file("app.css", "text/css; charset=utf-8", settings)
+async def stylesheet(services: ServicesDep) -> FileResponse:
+    return _file("app.css", "text/css; charset=utf-8", services.settings)
 
 
 @router.get("/config.json")
-async def config(settings: SettingsDep) -> JSONResponse:
+async def config(services: ServicesDep) -> JSONResponse:
+    settings = services.settings
     return JSONResponse(page_config(settings), headers=security_headers(settings))
 
 
