@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     fake_model_delay_ms: float = Field(default=15.0, ge=0, le=60_000)
 
     # Identity
+    auth_methods: CommaList = Field(default_factory=list)
+    """Empty: every method whose settings are present, in the order of `auth_method_names`."""
     auth_jwks_url: str | None = None
     auth_jwt_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("auth_jwt_secret", "better_auth_secret")
@@ -264,9 +266,21 @@ class Settings(BaseSettings):
             raise ValueError("ENVIRONMENT=production refuses: " + "; ".join(problems))
         return self
 
+    @property
+    def auth_method_names(self) -> list[str]:
+        """`AUTH_METHODS`, else jwks, hs256 and headers, each if its settings are present."""
+        if self.auth_methods:
+            return self.auth_methods
+        present = {
+            "jwks": self.auth_jwks_url,
+            "hs256": self.auth_jwt_secret,
+            "headers": self.auth_trust_user_headers,
+        }
+        return [name for name, setting in present.items() if setting]
+
     def production_problems(self) -> list[str]:
         problems = []
-        if not (self.auth_jwks_url or self.auth_jwt_secret or self.auth_trust_user_headers):
+        if not self.auth_method_names:
             problems.append(
                 "no auth method: set AUTH_JWKS_URL, AUTH_JWT_SECRET (or BETTER_AUTH_SECRET) "
                 "or AUTH_TRUST_USER_HEADERS"

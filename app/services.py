@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agent.agent import Assistant, build_model
 from app.config import Settings
-from app.http.identity import IdentityResolver
+from app.http.auth.identity import Identity
 from app.http.ratelimit import RateLimiter
 from app.http.sse import OpenStreams
-from app.http.tokens import TokenVerifier
 from app.server import ChatKitBackend
 from app.store.attachments import AttachmentLimits, Attachments
 from app.store.db import create_engine, migration_head
@@ -45,7 +44,7 @@ class Services:
     tasks: TaskStore
     feedback: FeedbackStore
     server: ChatKitBackend
-    identity: IdentityResolver
+    identity: Identity
     rate_limiter: RateLimiter
     streams: OpenStreams
     migration_head: str | None
@@ -68,7 +67,7 @@ class Services:
             tasks=tasks,
             feedback=feedback,
             server=ChatKitBackend(store, attachments, assistant, tasks=tasks, feedback=feedback),
-            identity=IdentityResolver(settings, TokenVerifier.from_settings(settings)),
+            identity=Identity.from_settings(settings),
             rate_limiter=RateLimiter(settings, engine),
             streams=OpenStreams(),
             migration_head=migration_head(),

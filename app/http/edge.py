@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from app.http.identity import IdentityMiddleware
+from app.http.auth.identity import IdentityMiddleware
 from app.http.middleware import BodyLimitMiddleware, DomainKeyMiddleware, HeaderLimitMiddleware
 from app.http.ratelimit import RateLimitMiddleware
 from app.services import Services
@@ -33,7 +33,7 @@ def add_edge_middleware(app: FastAPI, services: Services) -> None:
     """Install the edge; `add_middleware` wraps outward, so the last one added runs first."""
     settings = services.settings
     app.add_middleware(RateLimitMiddleware, limiter=services.rate_limiter)
-    app.add_middleware(IdentityMiddleware, resolver=services.identity)
+    app.add_middleware(IdentityMiddleware, identity=services.identity)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.chatkit_max_body_bytes)
     app.add_middleware(DomainKeyMiddleware, keys=settings.chatkit_domain_keys)
     app.add_middleware(HeaderLimitMiddleware)

@@ -181,7 +181,9 @@ async def test_the_model_is_given_the_uploaded_file(
     notes.write_bytes(b"remember the milk\n")
     async with running_app(make_settings(chat_database_url), socket=True) as running:
         model = running.fake_model
-        async with ChatKitClient(str(running.client.base_url.join("/chatkit")), user=user_id) as client:
+        async with ChatKitClient(
+            str(running.client.base_url.join("/chatkit")), user=user_id
+        ) as client:
             conversation = Conversation(client)
             await conversation.attach(notes)
             await conversation.send("What is in the file?", Recorder())

@@ -15,9 +15,8 @@ from sqlalchemy import func, select
 from starlette.datastructures import Headers
 
 from app.context import RequestContext
-from app.http.identity import IdentityResolver
-from app.http.jwks import JwksCache
-from app.http.tokens import TokenVerifier
+from app.http.auth.identity import Identity
+from app.http.auth.jwks import JwksAuthenticator, JwksCache
 from app.services import Services
 from app.store.models import ThreadRow, UsageCounterRow
 from tests.conftest import make_settings
@@ -78,9 +77,8 @@ async def create_thread(client: httpx.AsyncClient, token: str, **headers: str) -
 
 
 def jwks_of(services: Services) -> JwksCache:
-    jwks = services.identity.verifier.jwks
-    assert jwks is not None
-    return jwks
+    [method] = [m for m in services.identity.methods if isinstance(m, JwksAuthenticator)]
+    return method.jwks
 
 
 async def rows_touched(services: Services, user_id: str) -> int:
@@ -133,11 +131,11 @@ async def test_claims_map_to_the_request_context(
         auth_tier_claim=tier_claim,
         public_base_url="https://chat.example.com",
     )
-    resolver = IdentityResolver(settings, TokenVerifier.from_settings(settings))
+    identity = Identity.from_settings(settings)
     token = keys["ES256"].sign(better_auth_claims("u-42", tier=tier))
     headers = Headers({"authorization": f"Bearer {token}", "accept-language": "fr-FR"})
     try:
-        context = await resolver.resolve(headers, {"type": "http", "scheme": "http"})
+        context = await identity.resolve(headers, {"type": "http", "scheme": "http"})
     finally:
         await server.stop()
     assert context is not None

@@ -64,15 +64,15 @@ def security_headers(settings: Settings) -> dict[str, str]:
 
 def page_config(settings: Settings) -> dict[str, Any]:
     """What the page needs to know about this server: modes and limits, never a secret."""
-    accept = settings.attachment_allowed_mime_types
+    accept, methods = settings.attachment_allowed_mime_types, settings.auth_method_names
     return {
         "apiUrl": "/chatkit",
         "domainKey": settings.playground_domain_key,
         "model": settings.model_provider,
         "identity": {
             # Without a proxy secret the server trusts X-User-Id as is (development only).
-            "userHeader": settings.auth_trust_user_headers and settings.auth_proxy_secret is None,
-            "bearer": bool(settings.auth_jwks_url or settings.auth_jwt_secret),
+            "userHeader": "headers" in methods and settings.auth_proxy_secret is None,
+            "bearer": bool({"jwks", "hs256"} & set(methods)),
             "tokenUrl": settings.playground_token_url,
         },
         "domainKeyRequired": bool(settings.chatkit_domain_keys),
