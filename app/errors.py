@@ -3,7 +3,10 @@
 Any layer raises them (the store refuses an upload, the edge refuses a token, the server a
 request that cannot apply), and one handler (`app.http.errors`) answers every one of them as
 `{"error": code, "message": message}`. The message is for people: it never carries internals.
-A new kind of failure is a subclass here, or beside the code that raises it.
+
+A new kind of failure is a subclass, here when several layers raise it, else beside the code
+that does (`AttachmentTooLarge` in the store, `Unauthenticated` at the edge): it names its
+`status` and `code`, and nothing else needs to know about it.
 """
 
 from __future__ import annotations
@@ -24,51 +27,20 @@ class AppError(Exception):
 
 
 class BadRequest(AppError):
+    """A request that cannot apply as it was sent (a 400 with the reason): a list too long, an
+    upload that is not a form, tool output with no tool call waiting for it."""
+
     status, code = 400, "bad_request"
-
-
-class InvalidRequest(BadRequest):
-    """The body does not match the protocol (malformed JSON, a missing or wrong-typed field)."""
-
-    code = "invalid_request"
-
-
-class Unauthorized(AppError):
-    status, code = 401, "unauthorized"
-
-
-class Forbidden(AppError):
-    status, code = 403, "forbidden"
 
 
 class NotFound(AppError):
     status, code = 404, "not_found"
 
 
-class Conflict(AppError):
-    status, code = 409, "conflict"
-
-
 class PayloadTooLarge(AppError):
+    """A body or a file over its limit."""
+
     status, code = 413, "payload_too_large"
-
-
-class UnsupportedMediaType(AppError):
-    status, code = 415, "unsupported_media_type"
-
-
-class TooManyRequests(AppError):
-    status, code = 429, "rate_limited"
-
-
-class HeadersTooLarge(AppError):
-    status, code = 431, "headers_too_large"
-
-
-class NotSupported(AppError):
-    """A request type this server does not implement."""
-
-    status, code = 501, "not_implemented"
 
 
 class Unavailable(AppError):

@@ -49,7 +49,7 @@ from app.agent.streaming import EndOnError, ItemIds
 from app.agent.title import first_user_text
 from app.agent.widgets import WIDGET_ACTIONS
 from app.context import RequestContext
-from app.errors import BadRequest, NotSupported
+from app.errors import AppError, BadRequest
 from app.store.attachments import Attachments
 from app.store.db import has_id_shape
 from app.store.errors import is_outage
@@ -71,6 +71,12 @@ OPEN_TURNS: ContextVar[list[AsyncGenerator[ThreadStreamEvent, None]] | None] = C
 )
 """The turns of the request being streamed, for `_closing_turns` to close."""
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
+
+
+class NotSupported(AppError):
+    """A request type this server does not implement."""
+
+    status, code = 501, "not_implemented"
 
 
 class ChatKitBackend(ChatKitServer[RequestContext]):

@@ -1,8 +1,8 @@
 """Shared fixtures: migrated databases, settings, the app with its lifespan, an HTTP client.
 
-`running` is the app built from `settings` (one per session and database); `services` is what
-it serves with, and `client` talks to it. A test that needs other settings uses
-`tests.helpers.apps.running_app` itself.
+`running` is the app built from the test settings (one per module and database; a module may
+add its own `APP_SETTINGS`); `services` is what it serves with, and `client` talks to it. A test
+that needs an app of its own uses `tests.helpers.apps.running_app` itself.
 """
 
 from __future__ import annotations
@@ -119,9 +119,11 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
-@pytest.fixture(scope="session")
-async def running(settings: Settings) -> AsyncIterator[RunningApp]:
-    async with running_app(settings) as running:
+@pytest.fixture(scope="module")
+async def running(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[RunningApp]:
+    """The app a module's tests talk to: the test settings, plus the module's `APP_SETTINGS`."""
+    overrides: dict[str, Any] = getattr(request.module, "APP_SETTINGS", {})
+    async with running_app(make_settings(database_url, **overrides)) as running:
         yield running
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.context import RequestContext
-from app.errors import Unauthorized
+from app.http.auth.base import Unauthenticated
 from app.services import Services
 
 
@@ -25,7 +25,7 @@ def get_caller(request: Request) -> RequestContext | None:
 def get_context(caller: Annotated[RequestContext | None, Depends(get_caller)]) -> RequestContext:
     """The caller, who must be known."""
     if caller is None:
-        raise Unauthorized("Authentication required", headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthenticated("Authentication required")
     return caller
 
 

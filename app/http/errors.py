@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from app.errors import AppError, InvalidRequest, NotFound
+from app.errors import AppError, BadRequest, NotFound
 from app.store.errors import DatabaseUnavailable, is_outage
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,12 @@ HANDLED = (
 )
 """Registered one by one: FastAPI has defaults for some, and a handler for `Exception` alone
 runs outside the exception middleware (Starlette re-raises the error after answering)."""
+
+
+class InvalidRequest(BadRequest):
+    """The body does not match the protocol (malformed JSON, a missing or wrong-typed field)."""
+
+    code = "invalid_request"
 
 
 class HttpError(AppError):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import Forbidden, HeadersTooLarge, PayloadTooLarge
+from app.errors import AppError, PayloadTooLarge
 from app.http.asgi import BodyTooLarge, is_guarded, is_protocol_request, read_body, replay
 from app.http.errors import refuse
 
@@ -18,8 +19,12 @@ MAX_HEADERS_BYTES = 32 * 1024
 """The largest set of request headers in all."""
 
 
-class DomainKeyRequired(Forbidden):
-    code = "domain_key_required"
+class HeadersTooLarge(AppError):
+    status, code = 431, "headers_too_large"
+
+
+class DomainKeyRequired(AppError):
+    status, code = 403, "domain_key_required"
 
     def __init__(self) -> None:
         super().__init__(
@@ -34,6 +39,7 @@ class RequestBodyTooLarge(PayloadTooLarge):
         super().__init__(f"The request body is larger than {limit} bytes (CHATKIT_MAX_BODY_BYTES).")
 
 
+@dataclass(frozen=True, slots=True)
 class HeaderLimitMiddleware:
     """Refuses requests whose headers are too large with a 431, before anything reads them.
 
@@ -41,8 +47,7 @@ class HeaderLimitMiddleware:
     every later step (token verification, logs) would work on whatever arrived.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    app: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (problem := _header_problem(scope["headers"])):
@@ -89,6 +94,7 @@ class DomainKeyMiddleware:
         return sum(hmac.compare_digest(candidate, key) for key in self.keys) > 0
 
 
+@dataclass(frozen=True, slots=True)
 class BodyLimitMiddleware:
     """Caps `POST /chatkit` bodies at `CHATKIT_MAX_BODY_BYTES` with a 413.
 
@@ -97,9 +103,8 @@ class BodyLimitMiddleware:
     reading it here first costs nothing and lets the refusal happen before anything else runs.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+    app: ASGIApp
+    max_bytes: int
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not is_protocol_request(scope):

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.context import RequestContext
-from app.errors import TooManyRequests
+from app.errors import AppError
 from app.http.asgi import is_guarded, is_protocol_request, read_body, replay
 from app.http.errors import refuse
 from app.store.db import utcnow
@@ -47,8 +48,10 @@ STREAM_RETRY_AFTER_SECONDS = 5
 REQUESTS, MESSAGES, DOWNLOADS = "requests", "messages", "downloads"
 
 
-class Refusal(TooManyRequests):
+class Refusal(AppError):
     """Why a request is over a limit, in words a person understands, and when to try again."""
+
+    status = 429
 
     def __init__(self, code: str, message: str, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
@@ -149,12 +152,12 @@ def _per_minute_refusal(now: datetime, window: Window, what: str) -> Refusal:
     )
 
 
+@dataclass(frozen=True, slots=True)
 class RateLimitMiddleware:
     """Refuses over-limit `/chatkit` requests with a 429 and `Retry-After` before they run."""
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
-        self.app = app
-        self.limiter = limiter
+    app: ASGIApp
+    limiter: RateLimiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context: RequestContext | None = scope.get("state", {}).get("context")

@@ -30,7 +30,7 @@ from pydantic import AnyUrl
 
 from app.config import Settings
 from app.context import RequestContext
-from app.errors import BadRequest, Conflict, PayloadTooLarge, UnsupportedMediaType
+from app.errors import AppError, BadRequest, PayloadTooLarge
 from app.store.files import FileStorage
 from app.store.store import SQLAlchemyStore, new_id
 from app.store.urls import AttachmentUrlSigner
@@ -55,16 +55,16 @@ class InvalidMimeType(BadRequest):
     code = "invalid_mime_type"
 
 
-class UnsupportedAttachmentType(UnsupportedMediaType):
-    pass
+class UnsupportedAttachmentType(AppError):
+    status, code = 415, "unsupported_media_type"
 
 
 class AttachmentTooLarge(PayloadTooLarge):
     pass
 
 
-class AttachmentAlreadyUploaded(Conflict):
-    code = "already_uploaded"
+class AttachmentAlreadyUploaded(AppError):
+    status, code = 409, "already_uploaded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,10 +103,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         stmt = select(ThreadRow.data).where(
             ThreadRow.id == thread_id, ThreadRow.user_id == context.user_id
         )
-        async with self._single.connect() as conn:
-            data = (await conn.execute(stmt)).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"Thread {thread_id} not found")
+        data = await self._owned(stmt, f"Thread {thread_id} not found")
         return ThreadMetadata.model_validate(data)
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
@@ -117,10 +114,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             "created_at": sort_key(thread.created_at),
             "data": thread.model_dump(mode="json", exclude={"items"}),
         }
-        async with self._single.connect() as conn:
-            result = await conn.execute(self._upsert_thread, row)
-        if result.rowcount == 0:
-            raise NotFoundError(f"Thread {thread.id} not found")
+        await self._upsert(self._upsert_thread, row, f"Thread {thread.id} not found")
 
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: RequestContext
@@ -196,10 +190,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             ItemRow.thread_id == thread_id,
             ItemRow.user_id == context.user_id,
         )
-        async with self._single.connect() as conn:
-            data = (await conn.execute(stmt)).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
+        data = await self._owned(stmt, f"Item {item_id} not found in thread {thread_id}")
         return self._present_item(ITEM_ADAPTER.validate_python(data), context)
 
     async def check_items(self, thread_id: str, item_ids: list[str], user_id: str) -> None:
@@ -234,19 +225,13 @@ class SQLAlchemyStore(Store[RequestContext]):
             "created_at": utcnow(),
             "data": attachment.model_dump(mode="json"),
         }
-        async with self._single.connect() as conn:
-            result = await conn.execute(self._upsert_attachment, row)
-        if result.rowcount == 0:
-            raise NotFoundError(f"Attachment {attachment.id} not found")
+        await self._upsert(self._upsert_attachment, row, f"Attachment {attachment.id} not found")
 
     async def load_attachment(self, attachment_id: str, context: RequestContext) -> Attachment:
         stmt = select(AttachmentRow.data).where(
             AttachmentRow.id == attachment_id, AttachmentRow.user_id == context.user_id
         )
-        async with self._single.connect() as conn:
-            data = (await conn.execute(stmt)).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"Attachment {attachment_id} not found")
+        data = await self._owned(stmt, f"Attachment {attachment_id} not found")
         return self._present_attachment(ATTACHMENT_ADAPTER.validate_python(data), context)
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
@@ -356,10 +341,22 @@ class SQLAlchemyStore(Store[RequestContext]):
             "p_thread_id": thread_id,
             "p_user_id": context.user_id,
         }
+        await self._upsert(self._upsert_item_stmt, params, f"Thread {thread_id} not found")
+
+    async def _owned(self, stmt: Select[Any], missing: str) -> Any:
+        """The one value the statement selects from the caller's rows, else `NotFoundError`."""
         async with self._single.connect() as conn:
-            result = await conn.execute(self._upsert_item_stmt, params)
+            data = (await conn.execute(stmt)).scalar_one_or_none()
+        if data is None:
+            raise NotFoundError(missing)
+        return data
+
+    async def _upsert(self, stmt: Any, row: dict[str, Any], missing: str) -> None:
+        """Run an upsert that proves ownership in its statement: no row written is `missing`."""
+        async with self._single.connect() as conn:
+            result = await conn.execute(stmt, row)
         if result.rowcount == 0:
-            raise NotFoundError(f"Thread {thread_id} not found")
+            raise NotFoundError(missing)
 
     async def _page(self, stmt: Select[Any], limit: int, parse: Callable[[Any], T]) -> Page[T]:
         """Fetch one row more than the page to learn `has_more` without counting."""

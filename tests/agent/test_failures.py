@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import httpx2
 import openai
 import pytest
@@ -31,6 +34,7 @@ from tests.helpers.chatkit import (
     done_items,
     error_events,
     event_types,
+    headers_for,
     retry_req,
     stream,
 )
@@ -78,26 +82,54 @@ async def test_model_failure_is_a_readable_retryable_error(
     assert (await stored_thread(services, user.user_id, thread_id)).title is None
 
 
-async def test_failure_mid_answer_saves_nothing_partial_and_retry_recovers(
-    client, services, fake_model, user, monkeypatch
-):
-    # Tokens a few ms apart, so that deltas usually reach the client before the failure. (Any
-    # the run produced but the client had not read yet are dropped with the failed answer.)
-    monkeypatch.setattr(fake_model, "delay", 0.005)
-    fake_model.script.push(
-        FakeTurn.fail(provider_error(openai.InternalServerError, 502), after_tokens=3),
-        FakeTurn.say("A complete answer."),
-    )
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[RunningApp]:
+    """The app on a socket, so that a client reads the stream as it arrives."""
+    async with running_app(settings, socket=True) as running:
+        yield running
 
-    events = await stream(client, user.user_id, create_thread_req("Hello"))
 
-    deltas = [
-        e
+def text_deltas(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        e["update"]["delta"]
         for e in events
         if e["type"] == "thread.item.updated" and e["update"]["type"].endswith("text_delta")
     ]
-    assert [e["update"]["delta"] for e in deltas] == ["partial "] * len(deltas)
-    assert len(deltas) <= 3
+
+
+async def stream_then_release(
+    client: httpx.AsyncClient, user_id: str, payload: Any, deltas: int, hold: asyncio.Event
+) -> list[dict[str, Any]]:
+    """Stream a turn whose model holds its failure; release it once `deltas` text deltas have
+    arrived, then read to the end. (Deltas the run produced but the client had not read when the
+    run failed would be dropped with the failed answer: the hold makes the test deterministic.)"""
+    events: list[dict[str, Any]] = []
+    body = json.dumps(payload)
+    headers = {**headers_for(user_id), "Content-Type": "application/json"}
+    async with (
+        asyncio.timeout(30),
+        client.stream("POST", "/chatkit", content=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line.removeprefix("data: ")))
+                if len(text_deltas(events)) == deltas:
+                    hold.set()
+    return events
+
+
+async def test_failure_mid_answer_saves_nothing_partial_and_retry_recovers(served, user):
+    hold = asyncio.Event()
+    served.fake_model.script.push(
+        FakeTurn.fail(provider_error(openai.InternalServerError, 502), after_tokens=3, hold=hold),
+        FakeTurn.say("A complete answer."),
+    )
+    client, services = served.client, served.services
+
+    events = await stream_then_release(client, user.user_id, create_thread_req("Hello"), 3, hold)
+
+    assert text_deltas(events) == ["partial "] * 3
     assert [e["message"] for e in error_events(events)] == [
         "The model provider had a server error (HTTP 502). Please try again."
     ]
@@ -131,19 +163,20 @@ async def test_a_failed_turn_leaves_no_pending_tasks(client, fake_model, user, c
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
-async def test_dropped_stream_is_an_interruption(client, services, fake_model, user, monkeypatch):
-    monkeypatch.setattr(fake_model, "delay", 0.005)
+async def test_dropped_stream_is_an_interruption(served, user):
+    hold = asyncio.Event()
     # The stream just ends, without response.completed, as when a connection drops.
-    fake_model.script.push(FakeTurn.say("one two three four five", drop_after=2))
+    served.fake_model.script.push(FakeTurn.say("one two three four five", drop_after=2, hold=hold))
 
-    events = await stream(client, user.user_id, create_thread_req("Hello"))
+    events = await stream_then_release(
+        served.client, user.user_id, create_thread_req("Hello"), 2, hold
+    )
 
     assert error_events(events) == [
         {"type": "error", "code": "custom", "message": INTERRUPTED, "allow_retry": True}
     ]
-    seen = [e["update"].get("delta") for e in events if e["type"] == "thread.item.updated"]
-    assert seen[1:] == ["one ", "two "][: max(0, len(seen) - 1)]
-    items = await stored_items(services, user.user_id, created_thread_id(events))
+    assert text_deltas(events) == ["one ", "two "]
+    items = await stored_items(served.services, user.user_id, created_thread_id(events))
     assert [type(item) for item in items] == [UserMessageItem]
 
 

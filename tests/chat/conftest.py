@@ -27,7 +27,7 @@ from app.store.db import PROJECT_ROOT
 from app.store.tasks import Task
 from tests.conftest import make_settings, worker_database_name
 from tests.helpers.database import drop_postgres_database, fresh_postgres_database, migrate
-from tests.helpers.server import ServerProcess, base_environment, free_port, running_server
+from tests.helpers.server import ServerProcess, app_server, base_environment
 
 FAKE_MODEL_TOKENS = 12
 FAKE_MODEL_DELAY_MS = 40
@@ -45,53 +45,39 @@ def chat_database_url() -> Iterator[str]:
     drop_postgres_database(name)
 
 
-def serve(database_url: str, log_path: Path, **settings: str) -> Iterator[ServerProcess]:
-    port = free_port()
-    env = base_environment(
-        DATABASE_URL=database_url,
-        ENVIRONMENT="development",
-        AUTH_TRUST_USER_HEADERS="true",
-        LOG_LEVEL="WARNING",
-        **settings,
-    )
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    with running_server(
-        [*command, "--port", str(port), "--no-access-log"],
-        port=port,
-        env=env,
-        cwd=PROJECT_ROOT,
-        log_path=log_path,
+def serve(database_url: str, workdir: Path, **settings: str) -> Iterator[ServerProcess]:
+    headers = {"AUTH_TRUST_USER_HEADERS": "true", "LOG_LEVEL": "WARNING"}
+    with app_server(
+        workdir, database_url, headers | settings, uvicorn_args=["--no-access-log"]
     ) as server:
         yield server
+
+
+CHAT_SERVER = {
+    "MODEL_PROVIDER": "fake",
+    "FAKE_MODEL_TOKENS": str(FAKE_MODEL_TOKENS),
+    "FAKE_MODEL_DELAY_MS": str(FAKE_MODEL_DELAY_MS),
+    "AUTH_JWT_SECRET": JWT_SECRET,
+}
+UNCONFIGURED_SERVER = {
+    "MODEL_PROVIDER": "openai",
+    "RATE_LIMIT_DAILY_MESSAGES": "free=1",
+    "CHATKIT_DOMAIN_KEYS": DOMAIN_KEY,
+}
 
 
 @pytest.fixture(scope="session")
 def chat_server(
     chat_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    log_path = tmp_path_factory.mktemp("chat") / "server.log"
-    yield from serve(
-        chat_database_url,
-        log_path,
-        MODEL_PROVIDER="fake",
-        FAKE_MODEL_TOKENS=str(FAKE_MODEL_TOKENS),
-        FAKE_MODEL_DELAY_MS=str(FAKE_MODEL_DELAY_MS),
-        AUTH_JWT_SECRET=JWT_SECRET,
-    )
+    yield from serve(chat_database_url, tmp_path_factory.mktemp("chat"), **CHAT_SERVER)
 
 
 @pytest.fixture(scope="session")
 def unconfigured_server(
     chat_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    log_path = tmp_path_factory.mktemp("chat") / "unconfigured.log"
-    yield from serve(
-        chat_database_url,
-        log_path,
-        MODEL_PROVIDER="openai",
-        RATE_LIMIT_DAILY_MESSAGES="free=1",
-        CHATKIT_DOMAIN_KEYS=DOMAIN_KEY,
-    )
+    yield from serve(chat_database_url, tmp_path_factory.mktemp("chat"), **UNCONFIGURED_SERVER)
 
 
 @pytest.fixture

@@ -15,35 +15,26 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.cleanup import cleanup_orphans
-from app.config import Settings
 from app.services import Services
 from app.store.attachments import Attachments
 from app.store.models import AttachmentContentRow, AttachmentRow, ItemRow
 from tests.conftest import make_settings
-from tests.helpers.apps import RunningApp, running_app
+from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, created_thread_id, post, stream, user_input
+from tests.helpers.database import owned_rows
 
 MAX_BYTES = 4096
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # 1032 bytes, not valid UTF-8
 
 
-@pytest.fixture(scope="module")
-def attachment_settings(database_url: str) -> Settings:
-    return make_settings(
-        database_url,
-        attachment_max_bytes=MAX_BYTES,
-        attachment_allowed_mime_types="image/*,application/pdf,text/*",
-        attachment_max_per_message=2,
-        attachment_signing_secret="test-signing-secret",
-        public_base_url="https://chat.example.com",
-    )
-
-
-@pytest.fixture(scope="module")
-async def running(attachment_settings: Settings) -> AsyncIterator[RunningApp]:
-    """This module's app (and so its `services` and `client`): small limits, a fixed key."""
-    async with running_app(attachment_settings) as running:
-        yield running
+APP_SETTINGS = {
+    "attachment_max_bytes": MAX_BYTES,
+    "attachment_allowed_mime_types": "image/*,application/pdf,text/*",
+    "attachment_max_per_message": 2,
+    "attachment_signing_secret": "test-signing-secret",
+    "public_base_url": "https://chat.example.com",
+}
+"""This module's app (tests/conftest.py): small limits, a fixed key, a public URL."""
 
 
 @pytest.fixture
@@ -93,17 +84,15 @@ async def uploaded(client: httpx.AsyncClient, user_id: str, **kwargs: Any) -> di
 
 async def rows_of(services: Services, user_id: str) -> tuple[int, int]:
     """(attachment rows, content rows) that belong to `user_id`."""
+    metadata = await owned_rows(services.engine, AttachmentRow, user_id=user_id)
     async with services.engine.connect() as conn:
-        metadata = await conn.scalar(
-            select(func.count()).select_from(AttachmentRow).where(AttachmentRow.user_id == user_id)
-        )
         content = await conn.scalar(
             select(func.count())
             .select_from(AttachmentContentRow)
             .join(AttachmentRow, AttachmentRow.id == AttachmentContentRow.id)
             .where(AttachmentRow.user_id == user_id)
         )
-    return int(metadata or 0), int(content or 0)
+    return metadata, int(content or 0)
 
 
 async def content_exists(services: Services, attachment_id: str) -> bool:
@@ -501,17 +490,6 @@ async def test_two_phase_create_refuses_bad_type_and_size(client, services, uid)
     assert await rows_of(services, uid) == (0, 0)
 
 
-async def test_two_phase_upload_larger_than_declared_is_413_and_discarded(
-    client, services, uid
-) -> None:
-    body = (await create_two_phase(client, uid, "a.txt", 10, "text/plain")).json()
-    response = await client.post(
-        local(body["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * (MAX_BYTES + 1))}
-    )
-    assert response.status_code == 413
-    assert await rows_of(services, uid) == (0, 0)
-
-
 async def test_concurrent_uploads_to_one_url_one_wins_the_others_are_409(
     client, services, uid
 ) -> None:
@@ -533,22 +511,24 @@ async def test_concurrent_uploads_to_one_url_one_wins_the_others_are_409(
     assert await rows_of(services, uid) == (1, 1)
 
 
+async def upload_declared_ten(client: httpx.AsyncClient, uid: str, size: int) -> httpx.Response:
+    """Create a two-phase upload of 10 bytes, then send `size` bytes to its URL."""
+    body = (await create_two_phase(client, uid, "a.txt", 10, "text/plain")).json()
+    return await client.post(
+        local(body["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * size)}
+    )
+
+
+@pytest.mark.parametrize("size", [11, MAX_BYTES + 1])
 async def test_two_phase_upload_larger_than_its_declared_size_is_413_and_discarded(
-    client, services, uid
+    client, services, uid, size: int
 ) -> None:
     """The declared size is a limit, not a hint (an upload 1,000 times larger was accepted)."""
-    body = (await create_two_phase(client, uid, "a.txt", 10, "text/plain")).json()
-    response = await client.post(
-        local(body["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * 11)}
-    )
+    response = await upload_declared_ten(client, uid, size)
     assert response.status_code == 413, response.text
     assert "10 bytes" in response.json()["message"]
     assert await rows_of(services, uid) == (0, 0)
-    exact = (await create_two_phase(client, uid, "a.txt", 10, "text/plain")).json()
-    response = await client.post(
-        local(exact["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * 10)}
-    )
-    assert response.status_code == 200
+    assert (await upload_declared_ten(client, uid, 10)).status_code == 200
 
 
 # deletion, threads and cleanup
@@ -595,7 +575,7 @@ async def test_deleting_a_thread_removes_its_attachments_content(
 
 
 async def test_orphan_cleanup_removes_only_old_unattached_uploads(
-    client, services, attachments, attachment_settings, uid
+    client, services, attachments, uid
 ) -> None:
     old_orphan = await uploaded(client, uid, name="old.txt", data=b"o", mime_type="text/plain")
     young_orphan = await uploaded(client, uid, name="new.txt", data=b"n", mime_type="text/plain")
@@ -605,7 +585,7 @@ async def test_orphan_cleanup_removes_only_old_unattached_uploads(
         uid,
         {"type": "threads.create", "params": {"input": user_input("x", [old_attached["id"]])}},
     )
-    age = attachment_settings.attachment_orphan_max_age_seconds
+    age = services.settings.attachment_orphan_max_age_seconds
     async with services.engine.begin() as conn:
         await conn.execute(
             update(AttachmentRow)
@@ -613,7 +593,7 @@ async def test_orphan_cleanup_removes_only_old_unattached_uploads(
             .values(created_at=AttachmentRow.created_at - timedelta(seconds=age + 60))
         )
 
-    assert await cleanup_orphans(attachments, attachment_settings) >= 1
+    assert await cleanup_orphans(attachments, services.settings) >= 1
     assert await attachments.find(old_orphan["id"]) is None
     assert not await content_exists(services, old_orphan["id"])
     assert await attachments.find(young_orphan["id"]) is not None
@@ -725,9 +705,7 @@ async def test_malformed_multipart_is_400_and_leaves_nothing(client, services, u
     assert await rows_of(services, uid) == (0, 0)
 
 
-async def test_cleanup_command_deletes_old_orphans(
-    client, services, attachments, attachment_settings, uid
-) -> None:
+async def test_cleanup_command_deletes_old_orphans(client, services, attachments, uid) -> None:
     from app.cleanup import main
 
     orphan = await uploaded(client, uid, name="o.txt", data=b"o", mime_type="text/plain")
@@ -737,6 +715,6 @@ async def test_cleanup_command_deletes_old_orphans(
             .where(AttachmentRow.id == orphan["id"])
             .values(created_at=AttachmentRow.created_at - timedelta(days=2))
         )
-    assert await main(attachment_settings) >= 1
+    assert await main(services.settings) >= 1
     assert await attachments.find(orphan["id"]) is None
     assert not await content_exists(services, orphan["id"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
 
 from app.server import MAX_LIST_ITEMS
 from app.store.models import AttachmentRow, ItemRow, ThreadRow
@@ -17,18 +16,16 @@ from tests.helpers.chatkit import (
     stream,
     user_input,
 )
+from tests.helpers.database import owned_rows
 
 
 async def row_counts(services, user_id: str) -> tuple[int, ...]:
-    async with services.engine.connect() as conn:
-        return tuple(
-            [
-                await conn.scalar(
-                    select(func.count()).select_from(table).where(table.user_id == user_id)
-                )
-                for table in (ThreadRow, ItemRow, AttachmentRow)
-            ]
-        )
+    return tuple(
+        [
+            await owned_rows(services.engine, table, user_id=user_id)
+            for table in (ThreadRow, ItemRow, AttachmentRow)
+        ]
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import func, select
 from starlette.datastructures import Headers
 
 from app.context import RequestContext
@@ -22,6 +21,7 @@ from app.store.models import ThreadRow, UsageCounterRow
 from tests.conftest import make_settings
 from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import create_thread_req, created_thread_id, sse_events
+from tests.helpers.database import owned_rows
 from tests.helpers.jwks import (
     AUDIENCE,
     ISSUER,
@@ -48,6 +48,14 @@ def keys() -> dict[str, SigningKey]:
 async def jwks_server(keys: dict[str, SigningKey]) -> AsyncIterator[JwksServer]:
     server = await JwksServer().start()
     server.keys = [key.jwk for key in keys.values()]
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def empty_jwks() -> AsyncIterator[JwksServer]:
+    """A key set with no keys yet: a test puts in the ones it needs."""
+    server = await JwksServer().start()
     yield server
     await server.stop()
 
@@ -83,16 +91,7 @@ def jwks_of(services: Services) -> JwksCache:
 
 async def rows_touched(services: Services, user_id: str) -> int:
     """Threads and usage counters stored for `user_id`: a refused request must leave none."""
-    async with services.engine.connect() as conn:
-        threads = await conn.scalar(
-            select(func.count()).select_from(ThreadRow).where(ThreadRow.user_id == user_id)
-        )
-        counters = await conn.scalar(
-            select(func.count())
-            .select_from(UsageCounterRow)
-            .where(UsageCounterRow.user_id == user_id)
-        )
-    return int(threads or 0) + int(counters or 0)
+    return await owned_rows(services.engine, ThreadRow, UsageCounterRow, user_id=user_id)
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
@@ -386,59 +385,54 @@ async def test_an_unreachable_jwks_with_nothing_cached_is_401_not_500(
     assert response.status_code == 401
 
 
-async def test_a_broken_jwks_document_keeps_the_cached_keys(keys: dict[str, SigningKey]) -> None:
-    server = await JwksServer().start()
+async def test_a_broken_jwks_document_keeps_the_cached_keys(
+    keys: dict[str, SigningKey], empty_jwks: JwksServer
+) -> None:
+    server = empty_jwks
     now = [0.0]
     cache = JwksCache(server.url, cache_seconds=10, min_refetch_seconds=0, clock=lambda: now[0])
-    try:
-        server.keys = [keys["ES512"].jwk]
-        assert await cache.get(keys["ES512"].kid) is not None
-        server.up = False  # 503
-        now[0] = 11
-        assert await cache.get(keys["ES512"].kid) is not None
-        assert cache.fetches == 2
-    finally:
-        await server.stop()
+    server.keys = [keys["ES512"].jwk]
+    assert await cache.get(keys["ES512"].kid) is not None
+    server.up = False  # 503
+    now[0] = 11
+    assert await cache.get(keys["ES512"].kid) is not None
+    assert cache.fetches == 2
 
 
-async def test_unknown_kid_refetches_are_limited(keys: dict[str, SigningKey]) -> None:
-    server = await JwksServer().start()
+async def test_unknown_kid_refetches_are_limited(
+    keys: dict[str, SigningKey], empty_jwks: JwksServer
+) -> None:
+    server = empty_jwks
     server.keys = [keys["EdDSA"].jwk]
     cache = JwksCache(server.url, min_refetch_seconds=0, unknown_kid_seconds=60)
-    try:
-        assert await cache.get(keys["EdDSA"].kid) is not None
-        assert server.requests == 1
-        # The same unknown kid again and again: one refetch.
-        assert await cache.get("made-up") is None
-        assert await cache.get("made-up") is None
-        assert server.requests == 2
-        # A burst of 20 made-up kids: the first starts a fetch, the 19 that arrive while it is
-        # in flight share the next one.
-        results = await asyncio.gather(*(cache.get(f"burst-{i}") for i in range(20)))
-        assert results == [None] * 20
-        assert server.requests == 4
-        # A kid that appears later is still found at once (rotation).
-        rotated = generate_key("ES256")
-        server.keys = [keys["EdDSA"].jwk, rotated.jwk]
-        assert await cache.get(rotated.kid) is not None
-        assert server.requests == 5
-    finally:
-        await server.stop()
+    assert await cache.get(keys["EdDSA"].kid) is not None
+    assert server.requests == 1
+    # The same unknown kid again and again: one refetch.
+    assert await cache.get("made-up") is None
+    assert await cache.get("made-up") is None
+    assert server.requests == 2
+    # A burst of 20 made-up kids: the first starts a fetch, the 19 that arrive while it is
+    # in flight share the next one.
+    results = await asyncio.gather(*(cache.get(f"burst-{i}") for i in range(20)))
+    assert results == [None] * 20
+    assert server.requests == 4
+    # A kid that appears later is still found at once (rotation).
+    rotated = generate_key("ES256")
+    server.keys = [keys["EdDSA"].jwk, rotated.jwk]
+    assert await cache.get(rotated.kid) is not None
+    assert server.requests == 5
 
 
-async def test_symmetric_keys_in_a_jwks_are_ignored() -> None:
-    server = await JwksServer().start()
+async def test_symmetric_keys_in_a_jwks_are_ignored(empty_jwks: JwksServer) -> None:
+    server = empty_jwks
     server.keys = [{"kty": "oct", "kid": "sym", "alg": "HS256", "k": b64url(b"secret")}]
-    try:
-        cache = JwksCache(server.url, min_refetch_seconds=0)
-        assert await cache.get("sym") is None
-    finally:
-        await server.stop()
+    cache = JwksCache(server.url, min_refetch_seconds=0)
+    assert await cache.get("sym") is None
 
 
-async def test_refetches_are_spaced_by_the_minimum_interval() -> None:
+async def test_refetches_are_spaced_by_the_minimum_interval(empty_jwks: JwksServer) -> None:
     """A second new kid right after a fetch waits for the next slot, then is looked up."""
-    server = await JwksServer().start()
+    server = empty_jwks
     now = [100.0]
     waits: list[float] = []
 
@@ -448,61 +442,51 @@ async def test_refetches_are_spaced_by_the_minimum_interval() -> None:
 
     cache = JwksCache(server.url, min_refetch_seconds=2, clock=lambda: now[0], sleep=sleep)
     first, second = generate_key("EdDSA"), generate_key("EdDSA")
-    try:
-        server.keys = [first.jwk]
-        assert await cache.get(first.kid) is not None
-        now[0] += 0.5
-        server.keys = [first.jwk, second.jwk]
-        assert await cache.get(second.kid) is not None
-    finally:
-        await server.stop()
+    server.keys = [first.jwk]
+    assert await cache.get(first.kid) is not None
+    now[0] += 0.5
+    server.keys = [first.jwk, second.jwk]
+    assert await cache.get(second.kid) is not None
     assert waits == [1.5]
     assert server.requests == 2
 
 
-async def test_a_kid_seen_during_an_outage_is_found_once_the_jwks_is_back() -> None:
-    server = await JwksServer().start()
-    key = generate_key("EdDSA")
-    server.keys = [key.jwk]
-    server.up = False
-    cache = JwksCache(server.url, min_refetch_seconds=0, unknown_kid_seconds=60)
-    try:
-        assert await cache.get(key.kid) is None
-        server.up = True
-        assert await cache.get(key.kid) is not None
-    finally:
-        await server.stop()
+async def test_a_kid_seen_during_an_outage_is_found_once_the_jwks_is_back(
+    empty_jwks: JwksServer, keys: dict[str, SigningKey]
+) -> None:
+    key = keys["EdDSA"]
+    empty_jwks.keys, empty_jwks.up = [key.jwk], False
+    cache = JwksCache(empty_jwks.url, min_refetch_seconds=0, unknown_kid_seconds=60)
+    assert await cache.get(key.kid) is None
+    empty_jwks.up = True
+    assert await cache.get(key.kid) is not None
 
 
-async def test_a_trickling_jwks_endpoint_is_cut_off_at_the_total_deadline() -> None:
+async def test_a_trickling_jwks_endpoint_is_cut_off_at_the_total_deadline(
+    empty_jwks: JwksServer,
+) -> None:
     """2 bytes every 0.1 s never trips a per-read timeout; the whole fetch has a deadline."""
-    server = await JwksServer().start()
+    server = empty_jwks
     key = generate_key("EdDSA")
     server.keys = [key.jwk]
     server.trickle = 0.1  # the whole key set would take about 8 s
     cache = JwksCache(server.url, min_refetch_seconds=0, timeout_seconds=0.5)
-    try:
-        started = time.monotonic()
-        assert await cache.get(key.kid) is None
-        assert time.monotonic() - started < 3
-        server.trickle = None  # the next fetch is not held up by the abandoned one
-        assert await cache.get(key.kid) is not None
-    finally:
-        await server.stop()
+    started = time.monotonic()
+    assert await cache.get(key.kid) is None
+    assert time.monotonic() - started < 3
+    server.trickle = None  # the next fetch is not held up by the abandoned one
+    assert await cache.get(key.kid) is not None
 
 
-async def test_an_oversized_jwks_is_refused() -> None:
-    server = await JwksServer().start()
+async def test_an_oversized_jwks_is_refused(empty_jwks: JwksServer) -> None:
+    server = empty_jwks
     key = generate_key("EdDSA")
     padding = [{"kty": "oct", "kid": f"pad-{n}", "k": "A" * 100} for n in range(1000)]
     server.keys = [key.jwk, *padding]  # about 130 KB
     cache = JwksCache(server.url, min_refetch_seconds=0)
-    try:
-        assert await cache.get(key.kid) is None
-        server.keys = [key.jwk, *padding[:100]]  # about 13 KB
-        assert await cache.get(key.kid) is not None
-    finally:
-        await server.stop()
+    assert await cache.get(key.kid) is None
+    server.keys = [key.jwk, *padding[:100]]  # about 13 KB
+    assert await cache.get(key.kid) is not None
 
 
 async def test_a_huge_valid_token_is_refused_for_its_size(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
+from chatkit.store import StoreItemType
 from chatkit.types import (
     ClientToolCallItem,
     FileAttachment,
@@ -156,18 +158,29 @@ async def test_retry_after_unknown_or_non_user_item(client, services, user) -> N
     assert await services.store.load_thread_items(thread_id, None, 10, "asc", user) == items
 
 
-async def test_add_client_tool_output_completes_pending_call(client, services, user) -> None:
+T = TypeVar("T", ClientToolCallItem, StructuredInputItem)
+
+
+async def thread_with(client, services, user, kind: StoreItemType, item: type[T], **fields) -> T:
+    """A new thread of the user's, with an `item` of the SDK's type `kind` after its message."""
     thread_id = await new_thread(client, user)
-    store = services.store
-    call = ClientToolCallItem(
-        id=new_id("tool_call"),
-        thread_id=thread_id,
-        created_at=datetime.now(),
+    added = item(id=new_id(kind), thread_id=thread_id, created_at=datetime.now(), **fields)
+    await services.store.add_thread_item(thread_id, added, user)
+    return added
+
+
+async def test_add_client_tool_output_completes_pending_call(client, services, user) -> None:
+    call = await thread_with(
+        client,
+        services,
+        user,
+        "tool_call",
+        ClientToolCallItem,
         call_id="call_1",
         name="get_location",
         arguments={},
     )
-    await store.add_thread_item(thread_id, call, user)
+    thread_id, store = call.thread_id, services.store
 
     events = await stream(
         client,
@@ -197,15 +210,11 @@ async def test_client_tool_output_without_pending_call_is_400(client, services, 
 
 
 async def test_add_structured_input_answers_and_responds(client, services, user) -> None:
-    thread_id = await new_thread(client, user)
-    store = services.store
-    question = StructuredInputItem(
-        id=new_id("message"),
-        thread_id=thread_id,
-        created_at=datetime.now(),
-        inputs=[StructuredInputFreeform(id="q1", question="Why?")],
+    why = StructuredInputFreeform(id="q1", question="Why?")
+    question = await thread_with(
+        client, services, user, "message", StructuredInputItem, inputs=[why]
     )
-    await store.add_thread_item(thread_id, question, user)
+    thread_id, store = question.thread_id, services.store
 
     events = await stream(
         client,

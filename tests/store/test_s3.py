@@ -3,7 +3,6 @@ local S3 (moto's server on loopback), and the attachment routes on top of it."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -15,7 +14,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto.server import ThreadedMotoServer
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from app.cleanup import cleanup_orphans
 from app.store.files import FileStorageError
@@ -24,16 +23,11 @@ from app.store.s3 import S3Config, S3FileStorage, sigv4_headers
 from tests.conftest import make_settings
 from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import created_thread_id, post, stream, user_input
+from tests.helpers.database import owned_rows
+from tests.helpers.server import free_port
 
 BUCKET = "chatkit-test"
 FIXED = datetime(2026, 11, 23, 12, 34, 56, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.mark.parametrize("token", [None, "session-token"])
@@ -232,11 +226,7 @@ async def test_storage_outage_is_503_and_leaves_no_metadata(database_url) -> Non
         )
         assert response.status_code == 503
         assert response.json()["error"] == "storage_unavailable"
-        async with running.services.engine.connect() as conn:
-            rows = await conn.scalar(
-                select(func.count()).select_from(AttachmentRow).where(AttachmentRow.user_id == user)
-            )
-        assert rows == 0
+        assert await owned_rows(running.services.engine, AttachmentRow, user_id=user) == 0
 
 
 async def test_a_failed_two_phase_write_leaves_the_upload_url_usable(database_url) -> None:

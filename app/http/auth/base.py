@@ -20,7 +20,7 @@ from starlette.datastructures import Headers
 
 from app.config import Settings
 from app.context import RequestContext
-from app.errors import Unauthorized
+from app.errors import AppError
 
 logger = logging.getLogger(__name__)
 
@@ -42,22 +42,23 @@ class Authenticator(Protocol):
         ...
 
 
-class Unauthenticated(Unauthorized):
+class Unauthenticated(AppError):
     """No acceptable identity: a 401 that asks for a Bearer token."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+    status, code = 401, "unauthorized"
+
+    def __init__(self, message: str, *, challenge: str = "Bearer") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
 
 
-class InvalidToken(Unauthorized):
+class InvalidToken(Unauthenticated):
     """A token that does not prove who is calling; the message is safe to show the client."""
-
-    code = "invalid_token"
 
     def __init__(self, message: str, *, code: str = "invalid_token") -> None:
         description = "".join(c for c in message if " " <= c <= "~" and c not in '"\\')
-        challenge = f'Bearer error="invalid_token", error_description="{description}"'
-        super().__init__(message, headers={"WWW-Authenticate": challenge})
+        super().__init__(
+            message, challenge=f'Bearer error="invalid_token", error_description="{description}"'
+        )
         self.code = code
 
 

@@ -10,13 +10,13 @@ invalid one is a 401 even when identity headers are present.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import ConfigurationError, Settings
 from app.context import RequestContext
-from app.errors import Unauthorized
 from app.http.asgi import is_guarded, is_under_chatkit
 from app.http.auth.base import Authenticator, AuthRequest, InvalidToken, Unauthenticated
 from app.http.auth.headers import TrustedHeadersAuthenticator
@@ -64,7 +64,7 @@ class Identity:
             return self.public_base_url
         return f"{scope.get('scheme', 'http')}://{headers.get('host', 'localhost')}"
 
-    def _unrecognized(self, request: AuthRequest) -> Unauthorized:
+    def _unrecognized(self, request: AuthRequest) -> InvalidToken:
         """Why no method took the request's `Authorization` header."""
         scheme, _, token = (request.authorization or "").partition(" ")
         if scheme.lower() != "bearer":
@@ -82,6 +82,7 @@ class Identity:
         return InvalidToken(f"Tokens signed with {alg!r} are not accepted")
 
 
+@dataclass(frozen=True, slots=True)
 class IdentityMiddleware:
     """Puts the caller's `RequestContext` in `scope["state"]["context"]`.
 
@@ -90,23 +91,20 @@ class IdentityMiddleware:
     otherwise let their route decide. Nothing else is touched.
     """
 
-    def __init__(self, app: ASGIApp, identity: Identity) -> None:
-        self.app = app
-        self.identity = identity
+    app: ASGIApp
+    identity: Identity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not is_under_chatkit(scope):
-            await self.app(scope, receive, send)
-            return
-        try:
-            context = await self.identity.resolve(Headers(scope=scope), scope)
-            if context is None and is_guarded(scope):
-                raise Unauthenticated(
-                    "Authentication required: send `Authorization: Bearer <token>`"
-                )
-        except Unauthorized as exc:
-            await refuse(exc, scope, receive, send)
-            return
-        if context is not None:
-            scope.setdefault("state", {})["context"] = context
+        if is_under_chatkit(scope):
+            try:
+                context = await self.identity.resolve(Headers(scope=scope), scope)
+                if context is None and is_guarded(scope):
+                    raise Unauthenticated(
+                        "Authentication required: send `Authorization: Bearer <token>`"
+                    )
+            except Unauthenticated as exc:
+                await refuse(exc, scope, receive, send)
+                return
+            if context is not None:
+                scope.setdefault("state", {})["context"] = context
         await self.app(scope, receive, send)

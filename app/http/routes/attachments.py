@@ -11,20 +11,22 @@ accept either the owner's identity or a short-lived signed URL (`?expires=…&si
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import quote
 
 from chatkit.types import Attachment, ImageAttachment
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from app.context import RequestContext
-from app.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from app.errors import AppError, NotFound, PayloadTooLarge
+from app.http.auth.base import Unauthenticated
 from app.http.deps import CallerDep, ContextDep, ServicesDep
 from app.http.multipart import FilePart, read_file_part
 from app.store.attachments import (
     GENERIC_MIME_TYPE,
     MIME_TYPE,
     AttachmentAlreadyUploaded,
-    Attachments,
     declared_size,
     normalize_mime_type,
 )
@@ -38,6 +40,12 @@ FILE_FIELD = "file"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 )
+
+
+class BadSignature(AppError):
+    """A signed link that is incomplete, expired or forged."""
+
+    status, code = 403, "forbidden"
 
 
 @router.post("")
@@ -55,23 +63,60 @@ async def upload_direct(request: Request, services: ServicesDep, context: Contex
     return _attachment_json(attachment)
 
 
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """An attachment the request may use, its owner, and the expiry of its signed URL, if any."""
+
+    attachment: Attachment
+    owner: str
+    expires: int | None
+
+
+def authorized(purpose: UrlPurpose) -> Callable[..., Awaitable[Authorized]]:
+    """A dependency: the attachment, if the caller is its owner or holds a valid signed URL for
+    `purpose` (the browser loads previews and posts two-phase uploads without credentials)."""
+
+    async def authorize(
+        attachment_id: str,
+        services: ServicesDep,
+        caller: CallerDep,
+        expires: int | None = None,
+        sig: str | None = None,
+    ) -> Authorized:
+        if not has_id_shape(attachment_id, ATTACHMENT_PREFIXES):
+            raise NotFound("Attachment not found")  # before the database, and whoever asks
+        urls = services.attachments.urls
+        found = await services.attachments.find(attachment_id)
+        if found is not None and caller is not None and found[1] == caller.user_id:
+            return Authorized(*found, expires)
+        if expires is not None or sig is not None:
+            if expires is None or sig is None:
+                raise BadSignature("The signed URL is incomplete")
+            if urls.expired(expires):
+                raise BadSignature("The signed URL has expired")
+            if found is None or not urls.verify(purpose, attachment_id, found[1], expires, sig):
+                raise BadSignature("The signed URL is not valid")
+            return Authorized(*found, expires)
+        if caller is None:
+            raise Unauthenticated("Authentication required")
+        raise NotFound(f"Attachment {attachment_id} not found")
+
+    return authorize
+
+
+UploadDep = Annotated[Authorized, Depends(authorized("upload"))]
+ContentDep = Annotated[Authorized, Depends(authorized("content"))]
+
+
 @router.post("/{attachment_id}/upload")
-async def upload_two_phase(
-    attachment_id: str,
-    request: Request,
-    services: ServicesDep,
-    caller: CallerDep,
-    expires: int | None = None,
-    sig: str | None = None,
-) -> Response:
+async def upload_two_phase(request: Request, services: ServicesDep, upload: UploadDep) -> Response:
     """Receive the bytes of an attachment made by `attachments.create`; clears its descriptor.
 
     The file may not be larger than the size `attachments.create` declared.
     """
-    attachments = services.attachments
-    attachment, owner = await _authorize(attachments, caller, "upload", attachment_id, expires, sig)
+    attachments, attachment, owner = services.attachments, upload.attachment, upload.owner
     if attachment.upload_descriptor is None:
-        raise AttachmentAlreadyUploaded(f"Attachment {attachment_id} is already uploaded")
+        raise AttachmentAlreadyUploaded(f"Attachment {attachment.id} is already uploaded")
 
     def check(part: FilePart) -> None:
         normalize_mime_type(part.content_type, part.filename)  # a malformed type is refused
@@ -82,34 +127,25 @@ async def upload_two_phase(
         part = await read_file_part(request, FILE_FIELD, limit, check)
     except PayloadTooLarge:
         # Larger than it declared: drop the pending record, leave nothing behind.
-        await attachments.discard(attachment_id, owner)
+        await attachments.discard(attachment.id, owner)
         raise
     done = await attachments.complete_upload(attachment, owner, part.data)
     return _attachment_json(done)
 
 
 @router.get("/{attachment_id}/content")
-async def download(
-    attachment_id: str,
-    services: ServicesDep,
-    caller: CallerDep,
-    expires: int | None = None,
-    sig: str | None = None,
-) -> Response:
+async def download(services: ServicesDep, content: ContentDep) -> Response:
     """The file's bytes, inline for images and as a download otherwise.
 
     Downloads count against the owner's per-minute limit: a signed link needs no login.
     """
-    attachments = services.attachments
-    attachment, owner = await _authorize(
-        attachments, caller, "content", attachment_id, expires, sig
-    )
-    refusal = await services.rate_limiter.check_download(owner)
+    attachment, expires = content.attachment, content.expires
+    refusal = await services.rate_limiter.check_download(content.owner)
     if refusal is not None:
         raise refusal
-    data = await attachments.read_content(attachment_id, owner)
+    data = await services.attachments.read_content(attachment.id, content.owner)
     if data is None:
-        raise NotFound(f"Attachment {attachment_id} has no content yet")
+        raise NotFound(f"Attachment {attachment.id} has no content yet")
     disposition = "inline" if isinstance(attachment, ImageAttachment) else "attachment"
     max_age = 300 if expires is None else max(0, min(expires - int(time.time()), 3600))
     return Response(
@@ -132,35 +168,6 @@ def content_disposition(disposition: str, filename: str) -> str:
     fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;%' else "_" for ch in filename)
     encoded = quote(filename, safe="")
     return f"{disposition}; filename=\"{fallback or 'file'}\"; filename*=UTF-8''{encoded}"
-
-
-async def _authorize(
-    attachments: Attachments,
-    context: RequestContext | None,
-    purpose: UrlPurpose,
-    attachment_id: str,
-    expires: int | None,
-    sig: str | None,
-) -> tuple[Attachment, str]:
-    """The attachment and its owner, if the caller is the owner or holds a valid signed URL."""
-    if not has_id_shape(attachment_id, ATTACHMENT_PREFIXES):
-        raise NotFound("Attachment not found")  # before the database, and whoever asks
-    found = await attachments.find(attachment_id)
-    if found is not None and context is not None and found[1] == context.user_id:
-        return found
-    if expires is not None or sig is not None:
-        if expires is None or sig is None:
-            raise Forbidden("The signed URL is incomplete")
-        if attachments.urls.expired(expires):
-            raise Forbidden("The signed URL has expired")
-        if found is None or not attachments.urls.verify(
-            purpose, attachment_id, found[1], expires, sig
-        ):
-            raise Forbidden("The signed URL is not valid")
-        return found
-    if context is None:
-        raise Unauthorized("Authentication required", headers={"WWW-Authenticate": "Bearer"})
-    raise NotFound(f"Attachment {attachment_id} not found")
 
 
 def _attachment_json(attachment: Attachment) -> Response:
