@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(health.router)
     if settings.playground_on:
         app.include_router(playground.router)
-    add_edge_middleware(app, services)
+    add_edge_middleware(app, settings, services.identity, services.rate_limiter)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     return app
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from app.http.auth.identity import IdentityMiddleware
+from app.config import Settings
+from app.http.auth.identity import Identity, IdentityMiddleware
 from app.http.middleware import BodyLimitMiddleware, DomainKeyMiddleware, HeaderLimitMiddleware
-from app.http.ratelimit import RateLimitMiddleware
-from app.services import Services
+from app.http.ratelimit import RateLimiter, RateLimitMiddleware
 
 CORS_ALLOW_HEADERS = [
     "Accept",
@@ -29,11 +29,12 @@ CORS_ALLOW_HEADERS = [
 CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate", "X-Request-Id"]
 
 
-def add_edge_middleware(app: FastAPI, services: Services) -> None:
+def add_edge_middleware(
+    app: FastAPI, settings: Settings, identity: Identity, limiter: RateLimiter
+) -> None:
     """Install the edge; `add_middleware` wraps outward, so the last one added runs first."""
-    settings = services.settings
-    app.add_middleware(RateLimitMiddleware, limiter=services.rate_limiter)
-    app.add_middleware(IdentityMiddleware, identity=services.identity)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    app.add_middleware(IdentityMiddleware, identity=identity)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.chatkit_max_body_bytes)
     app.add_middleware(DomainKeyMiddleware, keys=settings.chatkit_domain_keys)
     app.add_middleware(HeaderLimitMiddleware)
