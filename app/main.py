@@ -23,10 +23,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     The objects it serves with are built here too (`Services`), or given: tests hand in their
     own to look inside.
     """
-    if services is None:
-        services = Services.build(settings or load_settings())
-    settings = services.settings
-    configure_logging(settings.log_level)
+    settings = services.settings if services else settings or load_settings()
+    configure_logging(settings.log_level)  # before building: building may warn
+    services = services or Services.build(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
