@@ -4,7 +4,8 @@ An in-memory store, no authentication, the agent streamed with `stream_agent_res
 agent itself (instructions, tools, model client) is the real server's, built from the same
 settings, so both send the model the same requests. Every figure the benchmark prints is also
 a ratio to this.
-Run: `python -m bench.reference_server` with OPENAI_BASE_URL, OPENAI_API_KEY, CHATKIT_MODEL, PORT.
+Run: `python -m bench.reference_server` with OPENAI_BASE_URL, OPENAI_API_KEY, CHATKIT_MODEL,
+MODEL_API, PORT.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from chatkit.types import (
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.agent.agent import build_agent, build_model
+from app.agent.agent import build_agent
+from app.agent.model import build_model, build_model_client
 from app.config import Settings
 from app.context import RequestContext
 
@@ -141,8 +143,12 @@ class ReferenceServer(ChatKitServer[dict[str, Any]]):
 
 def create_reference_app() -> FastAPI:
     set_tracing_disabled(True)
-    settings = Settings(_env_file=None, model_provider="openai")  # OPENAI_* from the environment
-    server = ReferenceServer(build_agent(settings, build_model(settings)))
+    # OPENAI_* and MODEL_API from the environment
+    settings = Settings(_env_file=None, model_provider="openai")
+    client = build_model_client(settings)
+    assert client is not None, "set OPENAI_API_KEY or OPENAI_BASE_URL"
+    agent = build_agent(settings, build_model(settings, client), client.model_settings)
+    server = ReferenceServer(agent)
     app = FastAPI()
 
     @app.post("/chatkit")
