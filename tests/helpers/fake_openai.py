@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -105,9 +105,17 @@ class FakeOpenAI:
         """The streamed (answer) requests; titles are asked for without streaming."""
         return [request for request in self.received if request.body.get("stream")]
 
+    def paths(self) -> dict[str, int]:
+        """How many requests each path received."""
+        return dict(Counter(request.path for request in self.received))
+
     def app(self) -> Starlette:
-        """The ASGI app (the APIs' routes, and `/health` for process supervisors)."""
-        routes = [Route("/health", lambda _: JSONResponse({"status": "ok"}))]
+        """The ASGI app: the APIs' routes, `/health` for process supervisors, and `/requests`
+        (requests per path, for a benchmark to check which API it measured)."""
+        routes = [
+            Route("/health", lambda _: JSONResponse({"status": "ok"})),
+            Route("/requests", lambda _: JSONResponse(self.paths())),
+        ]
         if "responses" in self.apis:
             routes += [
                 Route(path, self._handler(self._responses), methods=["POST"])
