@@ -33,6 +33,7 @@ from tests.conftest import make_settings
 from tests.helpers.agent import assistant_texts, stored_items, stored_thread
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import (
+    add_message_req,
     client_tool_output_req,
     create_thread_req,
     created_thread_id,
@@ -126,6 +127,26 @@ async def test_a_turn_streams_its_answer_title_and_usage(
     usage = run.context_wrapper.usage
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (1, INPUT_TOKENS, 6)
     assert usage.total_tokens == INPUT_TOKENS + 6
+
+
+async def test_the_next_message_carries_the_answer_before(database_url, user, model_api):
+    async with (
+        FakeOpenAI(tokens=3) as fake,
+        provider_app(database_url, fake, model_api) as (application, client),
+    ):
+        events = await stream(client, user.user_id, create_thread_req("Hello"))
+        thread_id = created_thread_id(events)
+        later = await stream(client, user.user_id, add_message_req(thread_id, "And again"))
+
+    assert error_events(later) == []
+    items = await stored_items(application, user.user_id, thread_id)
+    assert assistant_texts(items) == ["word0 word1 word2"] * 2
+    # The first answer went back to the model as the assistant's, in the API's own shape.
+    _, second = fake.streamed()
+    history = second.body["messages"] if model_api == "chat_completions" else second.body["input"]
+    [answer] = [entry for entry in history if entry["role"] == "assistant"]
+    assert "word0 word1 word2" in json.dumps(answer["content"])
+    assert history[-1]["role"] == "user" and "And again" in json.dumps(history[-1]["content"])
 
 
 def tool_name(tool: dict[str, Any]) -> str:
