@@ -23,7 +23,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatkit.db"
 DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
 
 MIN_JWT_SECRET_BYTES = 32
-DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000, "*": 200}
+DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000}
 
 # libpq spellings in platform URLs: asyncpg names some differently and rejects the rest.
 LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
@@ -272,7 +272,7 @@ class Settings(BaseSettings):
     @field_validator("rate_limit_daily_messages", mode="before")
     @classmethod
     def _parse_tier_limits(cls, value: object) -> object:
-        """`free=200,pro=5000,*=200`: `*` covers unlisted tiers, `unlimited` lifts the cap."""
+        """`free=200,pro=5000`: `unlimited` lifts a cap, `*` is the default tier's if unlisted."""
         if not isinstance(value, str):
             return value
         limits: dict[str, int | None] = {}
@@ -305,6 +305,17 @@ class Settings(BaseSettings):
     def _bare_origins(cls, value: list[str]) -> list[str]:
         """Browsers send `Origin` without a path or trailing slash; compare like with like."""
         return [origin.rstrip("/") for origin in value]
+
+    @model_validator(mode="after")
+    def _quota_for_the_default_tier(self) -> Self:
+        limits, default = self.rate_limit_daily_messages, self.auth_default_tier
+        if default not in limits and "*" not in limits:
+            raise ValueError(
+                f"RATE_LIMIT_DAILY_MESSAGES names neither AUTH_DEFAULT_TIER ({default}) nor `*`, "
+                f"so users of that tier would have no quota: add {default}=<count> "
+                f"(or {default}=unlimited)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
@@ -355,10 +366,24 @@ class Settings(BaseSettings):
             )
         return problems
 
-    def daily_message_limit(self, tier: str) -> int | None:
-        """The tier's daily message quota (`*` for unlisted tiers); None means unlimited."""
+    def known_tier(self, claimed: object) -> str:
+        """`claimed` if `RATE_LIMIT_DAILY_MESSAGES` names it, else `AUTH_DEFAULT_TIER`.
+
+        A tier comes from a token claim or a header; one the quotas do not name is never
+        trusted, so a user who could write their own claim cannot invent an unlimited plan.
+        """
         limits = self.rate_limit_daily_messages
-        return limits[tier] if tier in limits else limits.get("*")
+        if isinstance(claimed, str) and claimed != "*" and claimed in limits:
+            return claimed
+        return self.auth_default_tier
+
+    def daily_message_limit(self, tier: str) -> int | None:
+        """The tier's daily message quota; None means unlimited (`unlimited` in the setting).
+
+        Unknown tiers count as the default tier, whose quota is its own entry or else `*`.
+        """
+        limits = self.rate_limit_daily_messages
+        return limits.get(self.known_tier(tier), limits.get("*"))
 
     @property
     def playground_on(self) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, cast
 
@@ -20,17 +21,20 @@ from chatkit.types import (
     ChatKitReq,
     FeedbackKind,
     HiddenContextItem,
+    ItemsFeedbackReq,
     ItemsListReq,
     ProgressUpdateEvent,
     ThreadItem,
     ThreadItemDoneEvent,
     ThreadItemReplacedEvent,
     ThreadMetadata,
+    ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
     ThreadsListReq,
     ThreadsRetryAfterItemReq,
     ThreadStreamEvent,
+    UserMessageInput,
     UserMessageItem,
     WidgetItem,
     is_streaming_req,
@@ -52,11 +56,25 @@ from app.agent.widgets import (
 )
 from app.context import RequestContext
 from app.store.attachments import DatabaseAttachmentStore
+from app.store.db import has_id_shape
+from app.store.errors import is_outage
 from app.store.feedback import FeedbackStore
-from app.store.store import SQLAlchemyStore
-from app.store.tasks import TaskNotFoundError, TaskStore
+from app.store.store import (
+    ATTACHMENT_PREFIXES,
+    ITEM_PREFIXES,
+    THREAD_PREFIXES,
+    SQLAlchemyStore,
+)
+from app.store.tasks import TASK_ID_PREFIX, TaskNotFoundError, TaskStore
 
 logger = logging.getLogger(__name__)
+MAX_LIST_ITEMS = 100
+"""The longest list a request may carry: item ids, content parts, structured-input answers and
+their values. A message's attachments have their own limit (`ATTACHMENT_MAX_PER_MESSAGE`)."""
+OPEN_TURNS: ContextVar[list[AsyncGenerator[ThreadStreamEvent, None]] | None] = ContextVar(
+    "open_turns", default=None
+)
+"""The turns of the request being streamed, for `_closing_turns` to close."""
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 
 
@@ -93,10 +111,28 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         parsed = REQUEST_ADAPTER.validate_json(request)
         await self._check(parsed, context)
         if is_streaming_req(parsed):
-            return StreamingResult(self._process_streaming(parsed, context))
+            return StreamingResult(self._closing_turns(self._process_streaming(parsed, context)))
         return NonStreamingResult(await self._process_non_streaming(parsed, context))
 
+    async def _closing_turns(self, events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+        """Relay a request's stream; then close the turns `respond` opened for it."""
+        turns: list[AsyncGenerator[ThreadStreamEvent, None]] = []
+        OPEN_TURNS.set(turns)  # read by `respond`, in this task or the ones it starts
+        try:
+            async for event in events:
+                yield event
+        finally:
+            for turn in turns:
+                await turn.aclose()
+
     async def _check(self, request: ChatKitReq, context: RequestContext) -> None:
+        for where, size in list_sizes(request):
+            if size > MAX_LIST_ITEMS:
+                raise BadRequestError(f"{where} may hold at most {MAX_LIST_ITEMS} entries")
+        for value, prefixes, what in named_ids(request):
+            if not has_id_shape(value, prefixes):
+                # Like an unknown id (the value is not echoed: it can be anything).
+                raise NotFoundError(f"{what} not found")
         match request:
             case ThreadsCreateReq() | ThreadsAddUserMessageReq():
                 # threads.create saves the thread before it loads the attachments: a bad id
@@ -119,12 +155,26 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             case _:
                 pass
 
-    async def respond(
+    def respond(
         self,
         thread: ThreadMetadata,
         input_user_message: UserMessageItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
+        """The turn's events (see `_answer`), closed when the request's stream ends.
+
+        The SDK stops reading a turn when saving one of its items fails, and leaves it
+        suspended: closed here, its clean-up runs at once rather than whenever it is collected.
+        """
+        turn = self._answer(thread, context)
+        turns = OPEN_TURNS.get()
+        if turns is not None:
+            turns.append(turn)
+        return turn
+
+    async def _answer(
+        self, thread: ThreadMetadata, context: RequestContext
+    ) -> AsyncGenerator[ThreadStreamEvent, None]:
         """Run the agent over the thread's recent items and stream its answer.
 
         A failure of the model ends the turn with a readable error event; the answer streamed so
@@ -155,14 +205,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             if run.error is not None:
                 raise run.error
             answered = True
-        except asyncio.CancelledError:
-            # Wake the SDK's reader of the tool event queue so that its task ends too.
-            await agent_context.stream(ProgressUpdateEvent(text="Stopped"))
-            raise
         except Exception as exc:
             error = stream_error_for(exc)
-            # Provider errors are expected weather; anything else needs its traceback.
-            expected = isinstance(exc, openai.APIError | CustomStreamError)
+            # Provider errors and outages are expected weather; anything else needs its traceback.
+            expected = isinstance(exc, openai.APIError | CustomStreamError) or is_outage(exc)
             logger.warning(
                 "Turn failed in thread %s: %s",
                 thread.id,
@@ -171,6 +217,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             )
             raise error from exc
         finally:
+            if not answered:
+                # Cancelled, failed or closed early: wake the SDK's reader of the tool event
+                # queue, or its task would be left pending forever.
+                await agent_context.stream(ProgressUpdateEvent(text="Stopped"))
             if result is not None and not result.is_complete:
                 result.cancel()  # e.g. the client went away: stop the model
             if title is not None and not answered:
@@ -190,6 +240,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             raise CustomStreamError(f"Unknown action {action.type!r}.", allow_retry=False)
         try:
             payload = TaskActionPayload.model_validate(action.payload)
+            if not has_id_shape(payload.task_id, {TASK_ID_PREFIX}):
+                raise TaskNotFoundError(payload.task_id)
             done = action.type == COMPLETE_ACTION
             task = await self.tasks.update(context.user_id, payload.task_id, done=done)
         except ValidationError as exc:
@@ -254,6 +306,40 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 break
             after = page.after
         return items[::-1]
+
+
+def list_sizes(request: ChatKitReq) -> Iterator[tuple[str, int]]:
+    """The length of every list a request carries, with where it is."""
+    params = request.params
+    if isinstance(request, ItemsFeedbackReq):
+        yield "params.item_ids", len(request.params.item_ids)
+    if isinstance(message := getattr(params, "input", None), UserMessageInput):
+        yield "params.input.content", len(message.content)
+    if isinstance(request, ThreadsAddStructuredInputReq):
+        answers = request.params.input.answers
+        yield "params.input.answers", len(answers)
+        for key, answer in answers.items():
+            yield f"params.input.answers.{key[:40]}.values", len(answer.values)
+
+
+def named_ids(request: ChatKitReq) -> Iterator[tuple[str, frozenset[str], str]]:
+    """Every id a request names, with the prefixes it may have and what it names."""
+    params = request.params
+    if isinstance(thread_id := getattr(params, "thread_id", None), str):
+        yield thread_id, THREAD_PREFIXES, "Thread"
+    if isinstance(item_id := getattr(params, "item_id", None), str):
+        yield item_id, ITEM_PREFIXES, "Item"
+    for item_id in getattr(params, "item_ids", ()):
+        yield item_id, ITEM_PREFIXES, "Item"
+    if isinstance(attachment_id := getattr(params, "attachment_id", None), str):
+        yield attachment_id, ATTACHMENT_PREFIXES, "Attachment"
+    if isinstance(message := getattr(params, "input", None), UserMessageInput):
+        for attachment_id in message.attachments:
+            yield attachment_id, ATTACHMENT_PREFIXES, "Attachment"
+    if isinstance(request, ThreadsListReq) and request.params.after is not None:
+        yield request.params.after, THREAD_PREFIXES, "Thread"
+    if isinstance(request, ItemsListReq) and request.params.after is not None:
+        yield request.params.after, ITEM_PREFIXES, "Item"
 
 
 __all__ = ["BadRequestError", "ChatKitBackend", "NotFoundError"]

@@ -3,9 +3,10 @@
     uv run python -m bench.faults            # every scenario
     uv run python -m bench.faults --only model-500 disconnect
 
-Scenarios: PostgreSQL restarted under load (needs root and a local cluster: it restarts the
-machine's PostgreSQL), the model endpoint answering 500 / 429 / dropping the stream, clients
-disconnecting mid-stream, 50 users writing concurrently, and 2 writers racing on one thread.
+Scenarios: PostgreSQL restarted under load (on a cluster of its own, made with `initdb` and
+restarted with `pg_ctl`: the machine's PostgreSQL is never touched), the model endpoint answering
+500 / 429 / dropping the stream, clients disconnecting mid-stream, 50 users writing concurrently,
+and 2 writers racing on one thread.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from bench.load import run_load, stream_turn, user_input
@@ -24,6 +25,9 @@ from bench.processes import Process, free_port, start
 from bench.run import RESULTS, bearer, server_env, token_headers
 from bench.verify import lost, stored_counts
 from tests.helpers.database import fresh_postgres_database, migrate
+from tests.helpers.postgres_cluster import PostgresCluster, postgres_bin_dir
+
+PHASE_SECONDS = 1.5
 
 
 class Bench:
@@ -34,7 +38,13 @@ class Bench:
         migrate(self.db)
         self.processes: list[Process] = []
 
-    def serve(self, failure: str | None = None, tokens: int = 30, delay_ms: float = 10) -> str:
+    def serve(
+        self,
+        failure: str | None = None,
+        tokens: int = 30,
+        delay_ms: float = 10,
+        database_url: str | None = None,
+    ) -> str:
         self.stop()
         model_port, port = free_port(), free_port()
         flags = ["--failure", failure] if failure else []
@@ -57,7 +67,7 @@ class Bench:
         )
         server = start(
             ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
-            server_env(self.db, f"{model.url}/v1", port),
+            server_env(database_url or self.db, f"{model.url}/v1", port),
             port,
             RESULTS / "faults-server.log",
         )
@@ -70,20 +80,53 @@ class Bench:
         self.processes = []
 
 
-def local_cluster_version() -> str:
-    return sorted(Path("/etc/postgresql").iterdir())[0].name
-
-
 async def postgres_restart(bench: Bench) -> dict[str, Any]:
-    url = bench.serve(tokens=30, delay_ms=20)
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        return {"skipped": "PostgreSQL server binaries (initdb, pg_ctl) are not installed"}
+    cluster = PostgresCluster(bin_dir).init()
+    try:
+        cluster.start()
+        database_url = cluster.create_database("chatkit_faults")
+        await asyncio.to_thread(migrate, database_url)  # alembic runs its own event loop
+        outcome = await restart_under_load(bench, cluster, database_url)
+    finally:
+        bench.stop()
+        cluster.destroy()
+    # Read once the server has exited: asyncio reports abandoned tasks when it collects them.
+    server_log = (RESULTS / "faults-server.log").read_text(errors="replace")
+    outcome["tasks_left_pending"] = server_log.count("Task was destroyed but it is pending")
+    return outcome
+
+
+async def restart_under_load(
+    bench: Bench, cluster: PostgresCluster, database_url: str
+) -> dict[str, Any]:
+    url = bench.serve(tokens=30, delay_ms=20, database_url=database_url)
     statuses: list[int] = []
-    version = local_cluster_version()
+
+    async def restart() -> None:
+        """`pg_ctl restart -m fast` as it goes on a real database, each step stretched over
+        `PHASE_SECONDS` (this tiny cluster would be back within a fraction of a second): every
+        session is ended (57P01), new ones are refused while the shutdown checkpoint runs
+        (57P03), the server is down (connections refused), then it is back."""
+        holder = await asyncpg.connect(cluster.admin_url)  # keeps the shutdown from finishing
+        try:
+            await asyncio.to_thread(cluster.stop, "smart", wait=False)
+            await holder.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+            await asyncio.sleep(PHASE_SECONDS)
+        finally:
+            await asyncio.to_thread(cluster.stop, "fast")
+            holder.terminate()
+        await asyncio.sleep(PHASE_SECONDS)
+        await asyncio.to_thread(cluster.start)
 
     async def restart_during_load() -> None:
         await asyncio.sleep(2)
-        restart = await asyncio.create_subprocess_exec(
-            "pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"
-        )
+        restart_task = asyncio.create_task(restart())
         async with httpx.AsyncClient(base_url=url, timeout=2) as client:
             for _ in range(40):
                 try:
@@ -91,18 +134,21 @@ async def postgres_restart(bench: Bench) -> dict[str, Any]:
                 except httpx.HTTPError:
                     statuses.append(0)
                 await asyncio.sleep(0.25)
-        await restart.wait()
+        await restart_task
 
     load, _ = await asyncio.gather(run_load(url, 20, 6, token_headers), restart_during_load())
     after = await run_load(url, 5, 2, lambda n: bearer(f"after-restart-{n}"))
     return {
         "turns": len(load.turns),
         "failed_turns": len(load.errors),
+        "http_500": sum(1 for error in load.errors if error.startswith("HTTP 500")),
+        "http_503": sum(1 for error in load.errors if error.startswith("HTTP 503")),
+        "error_events": sum(1 for error in load.errors if error.startswith("error event")),
         "failures_seen": sorted({error[:60] for error in load.errors})[:4],
         "readyz_saw_503": 503 in statuses,
         "readyz_recovered": statuses[-1:] == [200],
         "turns_after_restart_ok": len(after.ok) == len(after.turns),
-        "lost_acknowledged": await lost(bench.db, load),
+        "lost_acknowledged": await lost(database_url, load),
     }
 
 

@@ -20,6 +20,7 @@ from app.main import create_app
 from app.store.db import PROJECT_ROOT, create_engine
 from app.store.store import SQLAlchemyStore
 from tests.helpers.database import drop_postgres_database, fresh_postgres_database, migrate
+from tests.helpers.postgres_cluster import PostgresCluster, postgres_bin_dir
 
 
 def worker_database_name() -> str:
@@ -36,6 +37,20 @@ def postgres_url() -> Iterator[str]:
     migrate(url)
     yield url
     drop_postgres_database(name)
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A running PostgreSQL server of the module's own, which its tests may stop and restart."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    cluster = PostgresCluster(bin_dir).init()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -63,8 +63,29 @@ def test_daily_message_quotas_by_tier() -> None:
     parsed = settings(rate_limit_daily_messages="free=5, pro=unlimited, *=2")
     assert parsed.daily_message_limit("free") == 5
     assert parsed.daily_message_limit("pro") is None
-    assert parsed.daily_message_limit("enterprise") == 2
-    assert settings(rate_limit_daily_messages="free=5").daily_message_limit("team") is None
+    assert parsed.daily_message_limit("enterprise") == 5  # an unnamed tier is the default
+
+
+def test_a_tier_the_quotas_do_not_name_is_the_default_tier_never_unlimited() -> None:
+    parsed = settings(rate_limit_daily_messages="free=5,pro=unlimited")
+    assert parsed.daily_message_limit("team") == 5
+    assert [parsed.known_tier(t) for t in ("pro", "free", "team", "", None)] == [
+        "pro",
+        "free",
+        "free",
+        "free",
+        "free",
+    ]
+    # `*` is the quota of the default tier when it is not listed by name.
+    starred = settings(rate_limit_daily_messages="pro=9,*=3", auth_default_tier="basic")
+    assert (starred.known_tier("gold"), starred.daily_message_limit("gold")) == ("basic", 3)
+
+
+def test_quotas_that_leave_the_default_tier_out_refuse_to_start() -> None:
+    with pytest.raises(ValidationError) as error:
+        settings(rate_limit_daily_messages="pro=5000")
+    assert "RATE_LIMIT_DAILY_MESSAGES" in str(error.value)
+    assert "AUTH_DEFAULT_TIER" in str(error.value)
 
 
 @pytest.mark.parametrize("value", ["free", "free=lots", "=5", "free=-1"])

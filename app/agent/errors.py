@@ -11,6 +11,8 @@ from agents import MaxTurnsExceeded, ModelBehaviorError
 from agents.exceptions import ModelTimeoutError
 from chatkit.errors import CustomStreamError
 
+from app.store.errors import OUTAGE_MESSAGE, is_outage
+
 logger = logging.getLogger(__name__)
 
 NOT_CONFIGURED = (
@@ -116,6 +118,8 @@ def stream_error_for(exc: BaseException) -> CustomStreamError:
             return CustomStreamError(INTERRUPTED, allow_retry=True)
         case ModelBehaviorError() if "final response" in str(exc):
             return CustomStreamError(INTERRUPTED, allow_retry=True)
+        case _ if is_outage(exc):
+            return CustomStreamError(OUTAGE_MESSAGE, allow_retry=True)
         case MaxTurnsExceeded():
             return CustomStreamError(
                 "The assistant took too many steps on this request. Try asking more simply.",

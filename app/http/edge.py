@@ -1,6 +1,6 @@
 """The middleware stack in front of the routes, in request order:
 
-CORS -> domain key -> body limit -> identity -> rate limit -> routes.
+CORS -> header sizes -> domain key -> body limit -> identity -> rate limit -> routes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app.config import Settings
 from app.http.identity import IdentityMiddleware, IdentityResolver
-from app.http.middleware import BodyLimitMiddleware, DomainKeyMiddleware
+from app.http.middleware import BodyLimitMiddleware, DomainKeyMiddleware, HeaderLimitMiddleware
 from app.http.ratelimit import RateLimiter, RateLimitMiddleware
 from app.http.tokens import TokenVerifier
 
@@ -41,6 +41,7 @@ def add_edge_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(IdentityMiddleware, resolver=IdentityResolver(settings, verifier))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.chatkit_max_body_bytes)
     app.add_middleware(DomainKeyMiddleware, keys=settings.chatkit_domain_keys)
+    app.add_middleware(HeaderLimitMiddleware)
     any_origin = "*" in settings.cors_allow_origins
     app.add_middleware(
         CORSMiddleware,

@@ -9,12 +9,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.store.attachments import AttachmentRejected
+from app.store.errors import OUTAGE_MESSAGE, is_outage
 
 logger = logging.getLogger(__name__)
+
+RETRY_AFTER_OUTAGE_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -75,22 +78,6 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{location or 'body'}: {first['msg']}{more}"
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    """The driver could not reach the server, or lost it (asyncpg names these on its classes)."""
-    names = {cls.__name__ for cls in type(exc.orig).__mro__}
-    return bool(names & CONNECTION_ERRORS) or isinstance(exc.orig, OSError)
-
-
-CONNECTION_ERRORS = {
-    "ConnectionDoesNotExistError",
-    "ConnectionFailureError",
-    "CannotConnectNowError",
-    "AdminShutdownError",
-    "InterfaceError",
-    "PostgresConnectionError",
-}
-
-
 def register_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -124,27 +111,23 @@ def register_exception_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
-    @app.exception_handler(ConnectionError)
-    @app.exception_handler(DBAPIError)
-    async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        # Connection errors (a restart, a failover) are transient: say so, and when to retry.
-        logger.warning("Database unavailable: %s", type(exc).__name__)
-        if isinstance(exc, DBAPIError) and not (
-            exc.connection_invalidated or _is_connection_error(exc)
-        ):
-            logger.exception("Unexpected database error", exc_info=exc)
-            return JSONResponse(
-                error_body("internal_error", "Something went wrong on our side."), status_code=500
-            )
-        return JSONResponse(
-            error_body("database_unavailable", "The database is unavailable; try again shortly."),
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("Unhandled error", exc_info=exc)
         return JSONResponse(
             error_body("internal_error", "Something went wrong on our side."), status_code=500
+        )
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        # An outage (a restart, a failover) is transient: say so, and when to retry. Any other
+        # database error is a bug.
+        if not is_outage(exc):
+            return await _unexpected(request, exc)
+        logger.warning("Database unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            error_body("database_unavailable", OUTAGE_MESSAGE),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_OUTAGE_SECONDS)},
         )

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.config import Settings
 from app.context import RequestContext
 from app.http.asgi import is_guarded, is_under_chatkit, send_error
-from app.http.tokens import MAX_USER_ID_LENGTH, InvalidToken, TokenVerifier
+from app.http.tokens import MAX_USER_ID_LENGTH, InvalidToken, TokenVerifier, is_valid_user_id
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,12 @@ class IdentityResolver:
             claims = await self.verifier.verify(token)
         except InvalidToken as exc:
             raise Unauthenticated(str(exc), code="invalid_token", token_error=True) from None
-        tier = claims.get(self.settings.auth_tier_claim)
         return RequestContext(
             user_id=claims["sub"],
             auth_method="jwt",
             email=_text(claims.get("email")),
             name=_text(claims.get("name")),
-            tier=tier if isinstance(tier, str) and tier else self.settings.auth_default_tier,
+            tier=self._tier(claims.get(self.settings.auth_tier_claim)),
             locale=headers.get("accept-language"),
             base_url=public_base_url(self.settings, headers, scope),
             claims=claims,
@@ -102,17 +101,29 @@ class IdentityResolver:
             if self.proxy_secret is None or not hmac.compare_digest(sent, self.proxy_secret):
                 raise Unauthenticated("Identity headers need a valid X-Proxy-Secret")
         user_id = headers["x-user-id"].strip()
-        if not user_id or len(user_id) > MAX_USER_ID_LENGTH:
-            raise Unauthenticated(f"X-User-Id must be 1 to {MAX_USER_ID_LENGTH} characters")
+        if not is_valid_user_id(user_id):
+            raise Unauthenticated(
+                f"X-User-Id must be 1 to {MAX_USER_ID_LENGTH} printable characters"
+            )
         return RequestContext(
             user_id=user_id,
             auth_method="headers" if self.proxy_secret is not None else "development",
-            email=headers.get("x-user-email") or None,
-            name=headers.get("x-user-name") or None,
-            tier=headers.get("x-user-tier") or self.settings.auth_default_tier,
+            email=_text(headers.get("x-user-email")),
+            name=_text(headers.get("x-user-name")),
+            tier=self._tier(headers.get("x-user-tier")),
             locale=headers.get("accept-language"),
             base_url=public_base_url(self.settings, headers, scope),
         )
+
+    def _tier(self, claimed: object) -> str:
+        tier = self.settings.known_tier(claimed)
+        if claimed and tier != claimed:
+            # The claimed value stays out of the logs: it is whatever the caller wrote.
+            logger.info(
+                "A tier RATE_LIMIT_DAILY_MESSAGES does not name counts as AUTH_DEFAULT_TIER (%s)",
+                tier,
+            )
+        return tier
 
 
 class IdentityMiddleware:
@@ -147,4 +158,5 @@ class IdentityMiddleware:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """Display text (email, name) as given, if it is printable; anything else is dropped."""
+    return value if isinstance(value, str) and value and value.isprintable() else None

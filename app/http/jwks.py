@@ -5,11 +5,14 @@ triggers a refetch at once (after a rotation the first new token must verify), b
 `kid` at most once per `AUTH_JWKS_UNKNOWN_KID_SECONDS`, and all refetches are spaced by at least
 `AUTH_JWKS_MIN_REFETCH_SECONDS` (a caller waits for the next slot rather than being refused), so
 tokens with made-up `kid`s cannot turn this server into a load generator against the auth server.
+A fetch has `AUTH_JWKS_TIMEOUT_SECONDS` in all and at most `MAX_JWKS_BYTES`, so a slow or hostile
+endpoint cannot hold requests for longer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +28,8 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"EdDSA", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"}
 )
 RETRY_AFTER_FAILURE_SECONDS = 30.0
+MAX_JWKS_BYTES = 64 * 1024
+"""A key set is a few kilobytes (about 1 KB per RSA key); anything far larger is refused."""
 
 
 class JwksUnavailable(Exception):
@@ -121,7 +126,13 @@ class JwksCache:
         self.fetches += 1
         try:
             keys = parse_jwks(await self._download())
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError, JwksUnavailable) as exc:
+        except (
+            httpx.HTTPError,
+            httpx.InvalidURL,
+            ValueError,
+            JwksUnavailable,
+            TimeoutError,
+        ) as exc:
             logger.warning(
                 "JWKS fetch from %s failed (%s); keeping %d cached keys",
                 self.url,
@@ -138,7 +149,20 @@ class JwksCache:
         return True
 
     async def _download(self) -> Any:
-        async with httpx.AsyncClient(timeout=self.timeout_seconds) as client:
-            response = await client.get(self.url, headers={"Accept": "application/json"})
+        """The parsed key set, within `timeout_seconds` in all and `MAX_JWKS_BYTES`.
+
+        httpx's timeout applies to each read, so an endpoint trickling a byte at a time could
+        hold every request waiting for keys; the deadline covers the whole fetch.
+        """
+        body = bytearray()
+        async with (
+            asyncio.timeout(self.timeout_seconds),
+            httpx.AsyncClient(timeout=self.timeout_seconds) as client,
+            client.stream("GET", self.url, headers={"Accept": "application/json"}) as response,
+        ):
             response.raise_for_status()
-            return response.json()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise JwksUnavailable(f"the key set is larger than {MAX_JWKS_BYTES} bytes")
+        return json.loads(body)

@@ -1,4 +1,4 @@
-"""Pure ASGI edge checks that run before identity: domain keys and the request body limit."""
+"""Pure ASGI edge checks that run before identity: header sizes, domain keys, the body limit."""
 
 from __future__ import annotations
 
@@ -16,6 +16,41 @@ from app.http.asgi import (
     replay,
     send_error,
 )
+
+MAX_HEADER_BYTES = 8 * 1024
+"""The largest single header (name and value), as nginx's default buffers allow."""
+MAX_HEADERS_BYTES = 32 * 1024
+"""The largest set of request headers in all."""
+
+
+class HeaderLimitMiddleware:
+    """Refuses requests whose headers are too large with a 431, before anything reads them.
+
+    uvicorn's default HTTP parser sets no limit of its own (a 1.3 MB token was accepted), and
+    every later step (token verification, logs) would work on whatever arrived.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (problem := _header_problem(scope["headers"])):
+            await send_error(send, 431, "headers_too_large", problem)
+            return
+        await self.app(scope, receive, send)
+
+
+def _header_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    total = 0
+    for name, value in headers:
+        size = len(name) + len(value)
+        if size > MAX_HEADER_BYTES:
+            shown = name.decode("latin-1")[:40]
+            return f"The {shown} header is larger than {MAX_HEADER_BYTES} bytes."
+        total += size
+    if total > MAX_HEADERS_BYTES:
+        return f"The request headers are larger than {MAX_HEADERS_BYTES} bytes in all."
+    return None
 
 
 class DomainKeyMiddleware:

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 FORM_OVERHEAD_BYTES = 64 * 1024
 """Room for boundaries, part headers and small extra fields on top of the file itself."""
-MAX_FILENAME_LENGTH = 255
 
 
 class MultipartError(ValueError):
@@ -65,7 +64,7 @@ def clean_filename(raw: bytes) -> str:
         name = name.replace(escaped, char)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
-    return name[:MAX_FILENAME_LENGTH] or "file"
+    return name or "file"
 
 
 async def read_file_part(

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.context import RequestContext
 from app.http.asgi import is_guarded, is_protocol_request, read_body, replay, send_error
 from app.store.db import utcnow
+from app.store.errors import is_outage
 from app.store.usage import UsageCounters, Window
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ STREAMING_REQUEST_TYPES = MESSAGE_REQUEST_TYPES
 """The SDK streams exactly these (`chatkit.types.is_streaming_req`)."""
 
 STREAM_RETRY_AFTER_SECONDS = 5
-REQUESTS, MESSAGES = "requests", "messages"
+REQUESTS, MESSAGES, DOWNLOADS = "requests", "messages", "downloads"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +83,10 @@ class RateLimiter:
         self.settings = settings
         self.clock = clock
         self.streams = StreamSlots(settings.max_concurrent_streams_per_user)
+        self._counters: UsageCounters | None = None
 
     async def check(
-        self, counters: UsageCounters, context: RequestContext, request_type: str | None
+        self, engine: AsyncEngine, context: RequestContext, request_type: str | None
     ) -> Refusal | None:
         now = self.clock()
         windows: list[Window] = []
@@ -95,27 +97,57 @@ class RateLimiter:
         if request_type in MESSAGE_REQUEST_TYPES and quota is not None:
             day = now.replace(hour=0, minute=0, second=0, microsecond=0)
             windows.append(Window(MESSAGES, day, quota))
-        if not windows:
-            return None
-        over = await counters.hit(context.user_id, windows)
+        over = await self._hit(engine, context.user_id, windows)
         if over is None:
             return None
-        window, _ = over
-        if window.bucket == REQUESTS:
-            wait = _seconds_until(now, window.start + timedelta(minutes=1))
-            return Refusal(
-                "rate_limited",
-                f"Too many requests: the limit is {window.limit} per minute. "
-                f"Try again in {wait} seconds.",
-                wait,
-            )
-        wait = _seconds_until(now, window.start + timedelta(days=1))
+        if over.bucket == REQUESTS:
+            return _per_minute_refusal(now, over, "requests")
+        wait = _seconds_until(now, over.start + timedelta(days=1))
         return Refusal(
             "quota_exceeded",
-            f"You have used all {window.limit} messages for today on the {context.tier} plan. "
+            f"You have used all {over.limit} messages for today on the {context.tier} plan. "
             f"The quota resets at 00:00 UTC, in {_duration(wait)}.",
             wait,
         )
+
+    async def check_download(self, engine: AsyncEngine, owner: str) -> Refusal | None:
+        """Attachment downloads, counted against the file's owner, whoever holds the link.
+
+        A bucket of their own with the per-minute limit, so that opening a thread full of
+        images does not use up the requests a conversation needs.
+        """
+        per_minute = self.settings.rate_limit_requests_per_minute
+        if not per_minute:
+            return None
+        now = self.clock()
+        window = Window(DOWNLOADS, now.replace(second=0, microsecond=0), per_minute)
+        over = await self._hit(engine, owner, [window])
+        return None if over is None else _per_minute_refusal(now, over, "downloads")
+
+    async def _hit(self, engine: AsyncEngine, user_id: str, windows: list[Window]) -> Window | None:
+        """The first window now over its limit; none when the database is down (the request
+        then fails on its own, with a 503 or a retryable error event)."""
+        if not windows:
+            return None
+        if self._counters is None or self._counters.source is not engine:
+            self._counters = UsageCounters(engine)  # once per app: it prepares its statement
+        try:
+            over = await self._counters.hit(user_id, windows)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            logger.warning("Rate limit check skipped, the database is down: %s", type(exc).__name__)
+            return None
+        return None if over is None else over[0]
+
+
+def _per_minute_refusal(now: datetime, window: Window, what: str) -> Refusal:
+    wait = _seconds_until(now, window.start + timedelta(minutes=1))
+    return Refusal(
+        "rate_limited",
+        f"Too many {what}: the limit is {window.limit} per minute. Try again in {wait} seconds.",
+        wait,
+    )
 
 
 class RateLimitMiddleware:
@@ -124,7 +156,6 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
         self.app = app
         self.limiter = limiter
-        self._counters: UsageCounters | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context: RequestContext | None = scope.get("state", {}).get("context")
@@ -142,7 +173,7 @@ class RateLimitMiddleware:
             await self._refuse(scope, send, self._too_many_streams())
             return
         try:
-            refusal = await self._check(scope, context, request_type)
+            refusal = await self.limiter.check(scope["app"].state.engine, context, request_type)
             if refusal is not None:
                 await self._refuse(scope, send, refusal)
                 return
@@ -150,19 +181,6 @@ class RateLimitMiddleware:
         finally:
             if streaming:
                 self.limiter.streams.release(context.user_id)
-
-    async def _check(
-        self, scope: Scope, context: RequestContext, request_type: str | None
-    ) -> Refusal | None:
-        engine = scope["app"].state.engine
-        if self._counters is None or self._counters.source is not engine:
-            self._counters = UsageCounters(engine)  # once per app: it prepares its statement
-        try:
-            return await self.limiter.check(self._counters, context, request_type)
-        except (SQLAlchemyError, ConnectionError) as exc:  # the database is down: the request
-            # fails on its own, with a 503
-            logger.warning("Rate limit check skipped: %s", type(exc).__name__)
-            return None
 
     def _too_many_streams(self) -> Refusal:
         return Refusal(

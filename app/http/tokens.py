@@ -24,6 +24,20 @@ from app.http.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
 
 MAX_USER_ID_LENGTH = 255  # the `user_id` columns' width
 REQUIRED_CLAIMS = ["exp", "iat", "sub"]
+TIME_CLAIMS = ("exp", "iat", "nbf")
+
+
+def is_valid_user_id(value: object) -> bool:
+    """1 to 255 printable characters (no control characters, no lone surrogates), not all blank.
+
+    Every store query is scoped by it, and PostgreSQL text cannot hold NUL or lone surrogates.
+    """
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_USER_ID_LENGTH
+        and value.isprintable()
+        and not value.isspace()
+    )
 
 
 class InvalidToken(Exception):
@@ -106,11 +120,13 @@ class TokenVerifier:
             raise InvalidToken("The token's signature or claims are invalid") from None
         except (TypeError, ValueError):  # e.g. a key of the wrong type for the algorithm
             raise InvalidToken("The token's signature or claims are invalid") from None
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject.strip():
-            raise InvalidToken("The token's subject (sub) is empty")
-        if len(subject) > MAX_USER_ID_LENGTH:
+        for name in TIME_CLAIMS:
+            # PyJWT reads "1767225600" as a date too; RFC 7519 says a NumericDate is a number.
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise InvalidToken(f"The token's {name!r} claim is not a number")
+        if not is_valid_user_id(claims.get("sub")):
             raise InvalidToken(
-                f"The token's subject is longer than {MAX_USER_ID_LENGTH} characters"
+                f"The token's subject (sub) must be 1 to {MAX_USER_ID_LENGTH} printable characters"
             )
         return claims

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,6 +39,16 @@ logger = logging.getLogger(__name__)
 
 GENERIC_MIME_TYPE = "application/octet-stream"
 CLEANUP_BATCH_SIZE = 500
+MAX_NAME_LENGTH = 255
+DECLARED_SIZE = "declared_size"
+"""The `metadata` key under which a two-phase attachment keeps the size it announced."""
+
+_RESTRICTED_NAME = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+MIME_TYPE = re.compile(f"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
+"""RFC 6838 section 4.2, lowercased: `type-name "/" subtype-name`, 127 characters each at most."""
+
+PENDING = AttachmentRow.data["upload_descriptor"].as_string().is_not(None)
+"""A two-phase attachment whose bytes have not arrived yet (its JSON has an upload descriptor)."""
 
 
 class AttachmentRejected(ValueError):
@@ -57,6 +68,10 @@ class AttachmentTooLarge(AttachmentRejected):
 
 class AttachmentAlreadyUploaded(AttachmentRejected):
     status_code, code = 409, "already_uploaded"
+
+
+class InvalidMimeType(AttachmentRejected):
+    status_code, code = 400, "invalid_mime_type"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +103,37 @@ class AttachmentLimits:
             )
 
     def check_size(self, size: int) -> None:
+        if size < 0:
+            raise AttachmentRejected("The file size cannot be negative")
         if size > self.max_bytes:
             raise AttachmentTooLarge(f"File is larger than the limit of {self.max_bytes} bytes")
 
+    @staticmethod
+    def check_name(name: str) -> None:
+        """Names end up in `Content-Disposition` headers: keep them a file name's length."""
+        if len(name) > MAX_NAME_LENGTH:
+            raise AttachmentRejected(f"File names are limited to {MAX_NAME_LENGTH} characters")
+
 
 def normalize_mime_type(declared: str | None, filename: str) -> str:
-    """The type a client declared, without parameters; else a guess from the file name."""
+    """The type a client declared, lowercased, without parameters; else a guess from the name.
+
+    A declared type must be RFC 6838's `type/subtype`, else `InvalidMimeType`: it is sent back
+    as a `Content-Type` one day, where CR, LF or NUL would break the response.
+    """
     mime_type = (declared or "").split(";", 1)[0].strip().lower()
-    if mime_type and mime_type != GENERIC_MIME_TYPE and "/" in mime_type:
+    if mime_type and not MIME_TYPE.fullmatch(mime_type):
+        raise InvalidMimeType("The file's type is not a valid MIME type (type/subtype, RFC 6838)")
+    if mime_type and mime_type != GENERIC_MIME_TYPE:
         return mime_type
     guessed, _ = mimetypes.guess_type(filename, strict=False)
-    return guessed or mime_type or GENERIC_MIME_TYPE
+    return guessed or GENERIC_MIME_TYPE
+
+
+def declared_size(attachment: Attachment) -> int | None:
+    """The size `attachments.create` announced for a two-phase upload, if it recorded one."""
+    size = (attachment.metadata or {}).get(DECLARED_SIZE)
+    return size if isinstance(size, int) else None
 
 
 class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
@@ -129,12 +164,15 @@ class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
         The SDK saves the returned attachment through the store.
         """
         mime_type = normalize_mime_type(input.mime_type, input.name)
+        self.limits.check_name(input.name)
         self.limits.check_type(mime_type)
         self.limits.check_size(input.size)
         attachment_id = self.generate_attachment_id(mime_type, context)
         upload_url = self.urls.url("upload", attachment_id, context.user_id, context.base_url)
         descriptor = AttachmentUploadDescriptor(url=AnyUrl(upload_url), method="POST")
-        return self._build(attachment_id, input.name, mime_type, context, descriptor)
+        attachment = self._build(attachment_id, input.name, mime_type, context, descriptor)
+        attachment.metadata = {DECLARED_SIZE: input.size}  # the upload may not be larger
+        return attachment
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
         """Remove metadata and content of the caller's attachment.
@@ -151,6 +189,7 @@ class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
         self, name: str, mime_type: str, data: bytes, context: RequestContext
     ) -> Attachment:
         """Direct upload: save the metadata and the bytes of a file that has arrived whole."""
+        self.limits.check_name(name)
         self.limits.check_type(mime_type)
         self.limits.check_size(len(data))
         attachment_id = self.generate_attachment_id(mime_type, context)
@@ -175,29 +214,51 @@ class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
         return ATTACHMENT_ADAPTER.validate_python(row.data), row.user_id
 
     async def complete_upload(self, attachment: Attachment, owner: str, data: bytes) -> Attachment:
-        """Two-phase: store the bytes, then clear `upload_descriptor` so the upload is done."""
-        if attachment.upload_descriptor is None:
-            raise AttachmentAlreadyUploaded(f"Attachment {attachment.id} is already uploaded")
+        """Two-phase: claim the pending attachment, then store its bytes.
+
+        The claim is one conditional UPDATE (still pending -> uploaded), so of two uploads to the
+        same URL exactly one wins and the other is `AttachmentAlreadyUploaded` before any of its
+        bytes are written. If the bytes cannot be stored, the claim is undone: the URL works again.
+        """
         self.limits.check_size(len(data))
-        await self.files.put(attachment.id, data)
         done = attachment.model_copy(update={"upload_descriptor": None})
-        stmt = (
-            update(AttachmentRow)
-            .where(AttachmentRow.id == attachment.id, AttachmentRow.user_id == owner)
-            .values(data=done.model_dump(mode="json"))
-        )
-        async with self.store.engine.begin() as conn:
-            await conn.execute(stmt)
+        if not await self._replace(attachment.id, owner, done, pending=True):
+            raise AttachmentAlreadyUploaded(f"Attachment {attachment.id} is already uploaded")
+        try:
+            await self.files.put(attachment.id, data)
+        except BaseException:
+            await self._replace(attachment.id, owner, attachment, pending=False)
+            raise
         return done
 
-    async def discard(self, attachment_id: str, owner: str) -> None:
-        """Remove a pending attachment whose upload was refused, so nothing is left behind."""
-        stmt = delete(AttachmentRow).where(
-            AttachmentRow.id == attachment_id, AttachmentRow.user_id == owner
+    async def _replace(
+        self, attachment_id: str, owner: str, attachment: Attachment, *, pending: bool
+    ) -> bool:
+        """Store `attachment` as the record, only if the record is (or is not) still pending."""
+        stmt = (
+            update(AttachmentRow)
+            .where(
+                AttachmentRow.id == attachment_id,
+                AttachmentRow.user_id == owner,
+                PENDING if pending else ~PENDING,
+            )
+            .values(data=attachment.model_dump(mode="json"))
         )
         async with self.store.engine.begin() as conn:
-            await conn.execute(stmt)
-        await self.files.delete([attachment_id])
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def discard(self, attachment_id: str, owner: str) -> None:
+        """Remove a pending attachment whose upload was refused, so nothing is left behind.
+
+        Only while it is pending: a refused upload must not remove what a concurrent one stored.
+        """
+        stmt = delete(AttachmentRow).where(
+            AttachmentRow.id == attachment_id, AttachmentRow.user_id == owner, PENDING
+        )
+        async with self.store.engine.begin() as conn:
+            deleted = (await conn.execute(stmt)).rowcount
+        if deleted:
+            await self.files.delete([attachment_id])
 
     async def read_content(self, attachment_id: str, owner: str) -> bytes | None:
         """The bytes of `owner`'s attachment; `None` if it is not theirs or was never uploaded."""

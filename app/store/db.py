@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.config import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MAX_ID_LENGTH = 64
+ID_SHAPE = re.compile(r"([a-z]+)_[A-Za-z0-9_-]+")
 # PostgreSQL advisory lock that `migrations/env.py` holds while it migrates.
 MIGRATION_LOCK_KEY = 7_214_406_983_116_055_002
 
@@ -58,6 +62,18 @@ def random_id(prefix: str) -> str:
     The SDK's default ids carry 32 random bits and would collide in a shared table.
     """
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(16)}"
+
+
+def has_id_shape(value: str, prefixes: Collection[str]) -> bool:
+    """Whether `value` could be an id `random_id` made with one of `prefixes`.
+
+    That is the prefix, `_`, then characters of `[A-Za-z0-9_-]`, 64 in all at most (the id
+    columns' width). Anything else names no row, so it need never reach the database.
+    """
+    if len(value) > MAX_ID_LENGTH:
+        return False
+    match = ID_SHAPE.fullmatch(value)
+    return match is not None and match.group(1) in prefixes
 
 
 def utcnow() -> datetime:

@@ -34,6 +34,10 @@ ID_PREFIXES: dict[StoreItemType, str] = {
     "sdk_hidden_context": "shcx",
 }
 
+THREAD_PREFIXES = frozenset({ID_PREFIXES["thread"]})
+ATTACHMENT_PREFIXES = frozenset({ID_PREFIXES["attachment"]})
+ITEM_PREFIXES = frozenset(ID_PREFIXES.values()) - THREAD_PREFIXES - ATTACHMENT_PREFIXES
+
 ITEM_ADAPTER: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 ATTACHMENT_ADAPTER: TypeAdapter[Attachment] = TypeAdapter(Attachment)
 

@@ -1,9 +1,10 @@
 // Better Auth with its JWT plugin, on an embedded SQLite file: the identity side of the example.
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import Database from "better-sqlite3";
 import { betterAuth } from "better-auth";
 import { jwt } from "better-auth/plugins";
+import { SqliteDialect } from "kysely";
+import Database from "libsql";
 
 const chatkitUrl = process.env.CHATKIT_URL || "http://localhost:8000/chatkit";
 
@@ -29,10 +30,17 @@ export const settings = {
 mkdirSync(dirname(settings.databasePath), { recursive: true });
 
 export const auth = betterAuth({
-  baseURL: settings.baseUrl,
   // BETTER_AUTH_SECRET encrypts the signing keys at rest and signs the session cookie; Better
   // Auth refuses to start in production (NODE_ENV=production) without one.
-  database: new Database(settings.databasePath),
+  baseURL: settings.baseUrl,
+  // The SQLite file through libsql (better-sqlite3's API; its binary comes as an npm package, so
+  // nothing compiles) and Kysely's SQLite dialect: Better Auth would mistake a bare libsql handle
+  // for a Kysely instance. `transaction: true` is what it sets for a bare better-sqlite3 handle.
+  database: {
+    dialect: new SqliteDialect({ database: new Database(settings.databasePath) }),
+    type: "sqlite",
+    transaction: true,
+  },
   emailAndPassword: { enabled: true },
   trustedOrigins: settings.trustedOrigins,
   user: {

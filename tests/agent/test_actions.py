@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from chatkit.types import HiddenContextItem, WidgetItem
 from sqlalchemy import select
 
@@ -64,16 +65,18 @@ async def test_complete_action_updates_the_task_and_the_widget_in_place(
     assert widget_rows(replaced["item"]["widget"]) == [("Call mom", False)]
 
 
+@pytest.mark.parametrize("which", ["theirs", "malformed"])
 async def test_action_on_another_users_task_changes_nothing(
-    client, app, fake_model, user, other_user
+    client, app, fake_model, user, other_user, which
 ):
     theirs = await TaskStore(app.state.engine).add(other_user.user_id, "Private")
     thread_id, widget_id, _ = await thread_with_task_widget(client, fake_model, user.user_id)
+    task_id = theirs.id if which == "theirs" else "todo_" + "0" * 500
 
     events = await stream(
         client,
         user.user_id,
-        custom_action_req(thread_id, widget_id, COMPLETE_ACTION, {"task_id": theirs.id}),
+        custom_action_req(thread_id, widget_id, COMPLETE_ACTION, {"task_id": task_id}),
     )
 
     [error] = error_events(events)

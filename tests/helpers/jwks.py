@@ -119,6 +119,8 @@ class JwksServer:
         self.keys: list[dict[str, Any]] = []
         self.up = True
         self.requests = 0
+        self.trickle: float | None = None
+        """When set, the body goes out 2 bytes at a time, this many seconds apart."""
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -150,8 +152,13 @@ class JwksServer:
                 f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
-            writer.write(head.encode() + body)
-            await writer.drain()
+            writer.write(head.encode())
+            step = 2 if self.trickle is not None else len(body)
+            for start in range(0, len(body), step):
+                writer.write(body[start : start + step])
+                await writer.drain()
+                if self.trickle is not None:
+                    await asyncio.sleep(self.trickle)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

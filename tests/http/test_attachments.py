@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,6 +21,7 @@ from app.main import create_app
 from app.store.attachments import DatabaseAttachmentStore
 from app.store.models import AttachmentContentRow, AttachmentRow, ItemRow
 from tests.conftest import make_settings
+from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, created_thread_id, post, stream, user_input
 
 MAX_BYTES = 4096
@@ -65,6 +67,12 @@ def uid() -> str:
 
 def as_user(user_id: str) -> dict[str, str]:
     return {"X-User-Id": user_id}
+
+
+def local_path(url: str) -> str:
+    """Any absolute URL, as a path and query the test client can request."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 def local(url: str) -> str:
@@ -248,6 +256,126 @@ async def test_a_body_without_a_file_field_is_400(http, uid, kwargs, reason) -> 
     assert reason in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "attachment_id",
+    ["%00", "%ED%A0%80", "atc_" + "0" * 61, "atc_a%20b", "atc_%C3%A9", "thr_0123", "%2e%2e"],
+)
+@pytest.mark.parametrize("route", ["content", "upload"])
+@pytest.mark.parametrize("signed_in", [False, True])
+async def test_malformed_ids_in_paths_are_404(http, uid, attachment_id, route, signed_in) -> None:
+    """Refused before the database: no login needed to learn that such an id names nothing."""
+    path = f"/chatkit/attachments/{attachment_id}/{route}?expires=1&sig=x"
+    headers = as_user(uid) if signed_in else {}
+    if route == "upload":
+        response = await http.post(path, files={"file": ("a.txt", b"x")}, headers=headers)
+    else:
+        response = await http.get(path, headers=headers)
+    assert response.status_code == 404, response.text
+    assert response.json()["error"] == "not_found"
+
+
+# MIME types and names
+
+BAD_MIME_TYPES = {
+    "crlf": "text/plain\r\nX-Injected: 1",
+    "del": "text/pl\x7fain",
+    "nul": "text/pl\x00ain",
+    "no_subtype": "text/",
+    "no_type": "/plain",
+    "no_slash": "textplain",
+    "space": "te xt/plain",
+    "two_slashes": "text/plain/x",
+    "non_ascii": "text/pl\u00e4in",
+    "overlong": "text/" + "p" * 128,
+}
+
+
+def multipart_body(content_type: bytes, filename: bytes = b"a.txt") -> tuple[bytes, str]:
+    """A one-file form with the part headers as given (httpx would refuse to send some)."""
+    boundary = "fuzzboundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="'.encode()
+        + filename
+        + b'"\r\nContent-Type: '
+        + content_type
+        + f"\r\n\r\nhello\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("mime_type", list(BAD_MIME_TYPES.values()), ids=list(BAD_MIME_TYPES))
+async def test_malformed_mime_types_are_refused_everywhere(
+    http, attachment_app, uid, mime_type
+) -> None:
+    """RFC 6838 `type/subtype`: anything else would reach a Content-Type header one day."""
+    created = await create_two_phase(http, uid, "a.txt", 5, mime_type)
+    assert created.status_code == 400, created.text
+    if "\r\n" in mime_type:
+        return  # in a multipart body, that is simply a second part header
+
+    body, content_type = multipart_body(mime_type.encode("utf-8", "surrogatepass"))
+    direct = await http.post(
+        "/chatkit/attachments", content=body, headers={"Content-Type": content_type, **as_user(uid)}
+    )
+    assert direct.status_code == 400, direct.text
+    assert direct.json()["error"] == "invalid_mime_type"
+
+    pending = (await create_two_phase(http, uid, "b.txt", 5, "text/plain")).json()
+    two_phase = await http.post(
+        local(pending["upload_descriptor"]["url"]),
+        content=body,
+        headers={"Content-Type": content_type},
+    )
+    assert two_phase.status_code == 400, two_phase.text
+    assert await rows_of(attachment_app, uid) == (1, 0)  # only the pending record
+
+
+@pytest.mark.parametrize(
+    ("declared", "stored"),
+    [("text/plain; charset=utf-8", "text/plain"), ("Text/Plain", "text/plain"), ("", "text/plain")],
+)
+async def test_mime_parameters_are_dropped_and_types_lowercased(http, uid, declared, stored):
+    created = await create_two_phase(http, uid, "a.txt", 5, declared)
+    assert created.status_code == 200, created.text
+    assert created.json()["mime_type"] == stored
+
+
+async def test_a_malformed_type_stored_before_validation_downloads_as_bytes(
+    http, attachment_app, uid
+) -> None:
+    body = await uploaded(http, uid, name="a.txt", data=b"hi", mime_type="text/plain")
+    async with attachment_app.state.engine.begin() as conn:
+        data = await conn.scalar(select(AttachmentRow.data).where(AttachmentRow.id == body["id"]))
+        data["mime_type"] = "text/pl\x7fain\r\nX-Injected: 1"
+        await conn.execute(
+            update(AttachmentRow).where(AttachmentRow.id == body["id"]).values(data=data)
+        )
+    response = await http.get(f"/chatkit/attachments/{body['id']}/content", headers=as_user(uid))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert "x-injected" not in response.headers
+
+
+async def test_attachment_names_are_bounded(http, attachment_app, uid) -> None:
+    """A 300 kB name once became a 900 kB Content-Disposition header."""
+    assert (
+        await create_two_phase(http, uid, "a" * 251 + ".txt", 5, "text/plain")
+    ).status_code == 200
+    too_long = await create_two_phase(http, uid, "a" * 252 + ".txt", 5, "text/plain")
+    assert too_long.status_code == 400
+    assert "255 characters" in too_long.json()["message"]
+    direct = await upload(http, uid, name="a" * 252 + ".txt", data=b"x", mime_type="text/plain")
+    assert direct.status_code == 400
+    assert "255 characters" in direct.json()["message"]
+    assert await rows_of(attachment_app, uid) == (1, 0)
+
+
+async def test_a_negative_declared_size_is_400(http, attachment_app, uid) -> None:
+    response = await create_two_phase(http, uid, "a.txt", -1, "text/plain")
+    assert response.status_code == 400
+    assert await rows_of(attachment_app, uid) == (0, 0)
+
+
 # signed URLs
 
 
@@ -277,6 +405,30 @@ async def test_tampered_signature_is_403(http, uid) -> None:
     # A valid signature for one attachment does not open another.
     response = await http.get(f"/chatkit/attachments/{other['id']}/content?{query}")
     assert response.status_code == 403
+
+
+async def test_downloads_are_rate_limited_per_owner(database_url: str) -> None:
+    """Signed links need no login: their downloads count against the owner, per minute."""
+    settings = make_settings(
+        database_url, rate_limit_requests_per_minute=3, attachment_signing_secret="s" * 32
+    )
+    async with running_app(settings) as (_, client):
+        owner = f"user-{uuid4().hex[:12]}"
+        body = await uploaded(client, owner)
+        preview = local_path(body["preview_url"])
+        statuses = [(await client.get(preview)).status_code for _ in range(3)]
+        refused = await client.get(preview)
+        as_owner = await client.get(
+            f"/chatkit/attachments/{body['id']}/content", headers=as_user(owner)
+        )
+        someone_else = await uploaded(client, f"user-{uuid4().hex[:12]}")
+        other = await client.get(local_path(someone_else["preview_url"]))
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert as_owner.status_code == 429  # the owner's own downloads count too
+    assert other.status_code == 200  # another owner's files are not affected
 
 
 async def test_expired_signature_is_403(http, attachments, uid) -> None:
@@ -365,6 +517,45 @@ async def test_two_phase_upload_larger_than_declared_is_413_and_discarded(
     )
     assert response.status_code == 413
     assert await rows_of(attachment_app, uid) == (0, 0)
+
+
+async def test_concurrent_uploads_to_one_url_one_wins_the_others_are_409(
+    http, attachment_app, uid
+) -> None:
+    """Claiming the upload and writing it are one step: the first claim wins, the bytes stored
+    are the winner's, and no later upload overwrites them."""
+    body = (await create_two_phase(http, uid, "race.txt", 8, "text/plain")).json()
+    url = local(body["upload_descriptor"]["url"])
+    payloads = [f"upload-{n}".encode() for n in range(5)]
+
+    responses = await asyncio.gather(
+        *(http.post(url, files={"file": ("race.txt", data, "text/plain")}) for data in payloads)
+    )
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 409, 409, 409, 409], [r.text for r in responses]
+    winner = payloads[[r.status_code for r in responses].index(200)]
+    download = await http.get(f"/chatkit/attachments/{body['id']}/content", headers=as_user(uid))
+    assert download.content == winner
+    assert await rows_of(attachment_app, uid) == (1, 1)
+
+
+async def test_two_phase_upload_larger_than_its_declared_size_is_413_and_discarded(
+    http, attachment_app, uid
+) -> None:
+    """The declared size is a limit, not a hint (an upload 1,000 times larger was accepted)."""
+    body = (await create_two_phase(http, uid, "a.txt", 10, "text/plain")).json()
+    response = await http.post(
+        local(body["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * 11)}
+    )
+    assert response.status_code == 413, response.text
+    assert "10 bytes" in response.json()["message"]
+    assert await rows_of(attachment_app, uid) == (0, 0)
+    exact = (await create_two_phase(http, uid, "a.txt", 10, "text/plain")).json()
+    response = await http.post(
+        local(exact["upload_descriptor"]["url"]), files={"file": ("a.txt", b"z" * 10)}
+    )
+    assert response.status_code == 200
 
 
 # deletion, threads and cleanup

@@ -49,6 +49,18 @@ async def test_headers_are_ignored_by_default(postgres_url: str) -> None:
     assert Settings.model_fields["auth_trust_user_headers"].default is False
 
 
+@pytest.mark.parametrize(
+    "user_id", ["a\x00b", "a\x1bb", "a\x7fb", "a\x85b", " ", "u" * 256], ids=repr
+)
+async def test_an_unprintable_or_overlong_user_id_is_401(postgres_url: str, user_id: str) -> None:
+    async with running_app(make_settings(postgres_url)) as (_, client):
+        response = await client.post(
+            "/chatkit", json=LIST_THREADS, headers=[(b"x-user-id", user_id.encode("latin-1"))]
+        )
+    assert response.status_code == 401, response.text
+    assert "X-User-Id" in response.json()["message"]
+
+
 async def test_development_accepts_headers_without_a_secret(postgres_url: str) -> None:
     async with running_app(make_settings(postgres_url)) as (_, client):
         response = await list_threads(client, user_headers())

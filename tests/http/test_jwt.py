@@ -113,9 +113,13 @@ async def test_audience_may_be_a_list(
     assert (await create_thread(client, token)).status_code == 200
 
 
-@pytest.mark.parametrize(("tier_claim", "expected_tier"), [("tier", "pro"), ("plan", "free")])
+@pytest.mark.parametrize(
+    ("tier_claim", "tier", "expected_tier"),
+    [("tier", "pro", "pro"), ("plan", "pro", "free"), ("tier", "enterprise", "free")],
+    ids=["named_tier", "no_tier_claim", "tier_the_quotas_do_not_name"],
+)
 async def test_claims_map_to_the_request_context(
-    keys: dict[str, SigningKey], tier_claim: str, expected_tier: str
+    keys: dict[str, SigningKey], tier_claim: str, tier: str, expected_tier: str
 ) -> None:
     server = await JwksServer().start()
     server.keys = [keys["ES256"].jwk]
@@ -126,7 +130,7 @@ async def test_claims_map_to_the_request_context(
         public_base_url="https://chat.example.com",
     )
     resolver = IdentityResolver(settings, TokenVerifier.from_settings(settings))
-    token = keys["ES256"].sign(better_auth_claims("u-42", tier="pro"))
+    token = keys["ES256"].sign(better_auth_claims("u-42", tier=tier))
     headers = Headers({"authorization": f"Bearer {token}", "accept-language": "fr-FR"})
     try:
         context = await resolver.resolve(headers, {"type": "http", "scheme": "http"})
@@ -160,6 +164,26 @@ def rejected_tokens(keys: dict[str, SigningKey]) -> dict[str, tuple[str, str]]:
     tokens["missing_sub"] = (key.sign(no_sub), no_sub["id"])
     empty_sub = better_auth_claims(sub="")
     tokens["empty_sub"] = (key.sign(empty_sub), empty_sub["id"])
+
+    for name, subject in {
+        "sub_with_nul": "a\x00b",
+        "sub_with_lone_surrogate": "a\ud800b",
+        "sub_with_control_character": "a\x1bb",
+        "sub_blank": "   ",
+        "sub_too_long": "u" * 256,
+        "sub_not_a_string": 42,
+    }.items():
+        tokens[name] = (key.sign(better_auth_claims(sub=subject)), "nobody")
+    time_claims: dict[str, dict[str, Any]] = {
+        "exp_as_a_string": {"exp": str(now + 900)},
+        "iat_as_a_string": {"iat": str(now)},
+        "nbf_as_a_string": {"nbf": str(now - 10)},
+        "exp_as_a_boolean": {"exp": True},
+        "exp_infinite": {"exp": float("inf")},
+    }
+    for name, overrides in time_claims.items():
+        claims = better_auth_claims(**overrides)
+        tokens[name] = (key.sign(claims), claims["sub"])
 
     claims = better_auth_claims()
     tokens["alg_none"] = (unsigned_token({"alg": "none", "kid": key.kid}, claims), claims["sub"])
@@ -211,6 +235,17 @@ REJECTIONS = [
     "missing_iat",
     "missing_sub",
     "empty_sub",
+    "sub_with_nul",
+    "sub_with_lone_surrogate",
+    "sub_with_control_character",
+    "sub_blank",
+    "sub_too_long",
+    "sub_not_a_string",
+    "exp_as_a_string",
+    "iat_as_a_string",
+    "nbf_as_a_string",
+    "exp_as_a_boolean",
+    "exp_infinite",
     "alg_none",
     "hs256_with_public_key",
     "tampered_payload",
@@ -431,3 +466,43 @@ async def test_a_kid_seen_during_an_outage_is_found_once_the_jwks_is_back() -> N
         assert await cache.get(key.kid) is not None
     finally:
         await server.stop()
+
+
+async def test_a_trickling_jwks_endpoint_is_cut_off_at_the_total_deadline() -> None:
+    """2 bytes every 0.1 s never trips a per-read timeout; the whole fetch has a deadline."""
+    server = await JwksServer().start()
+    key = generate_key("EdDSA")
+    server.keys = [key.jwk]
+    server.trickle = 0.1  # the whole key set would take about 8 s
+    cache = JwksCache(server.url, min_refetch_seconds=0, timeout_seconds=0.5)
+    try:
+        started = time.monotonic()
+        assert await cache.get(key.kid) is None
+        assert time.monotonic() - started < 3
+        server.trickle = None  # the next fetch is not held up by the abandoned one
+        assert await cache.get(key.kid) is not None
+    finally:
+        await server.stop()
+
+
+async def test_an_oversized_jwks_is_refused() -> None:
+    server = await JwksServer().start()
+    key = generate_key("EdDSA")
+    padding = [{"kty": "oct", "kid": f"pad-{n}", "k": "A" * 100} for n in range(1000)]
+    server.keys = [key.jwk, *padding]  # about 130 KB
+    cache = JwksCache(server.url, min_refetch_seconds=0)
+    try:
+        assert await cache.get(key.kid) is None
+        server.keys = [key.jwk, *padding[:100]]  # about 13 KB
+        assert await cache.get(key.kid) is not None
+    finally:
+        await server.stop()
+
+
+async def test_a_huge_valid_token_is_refused_for_its_size(
+    client: httpx.AsyncClient, keys: dict[str, SigningKey]
+) -> None:
+    token = keys["EdDSA"].sign(better_auth_claims(padding="p" * 1_000_000))
+    response = await create_thread(client, token)
+    assert response.status_code == 431
+    assert response.json()["error"] == "headers_too_large"

@@ -134,6 +134,31 @@ async def test_declared_length_is_refused_up_front(postgres_url: str) -> None:
     assert reads == 0
 
 
+# Header sizes
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"X-User-Name": "n" * 8000}, 200),
+        ({"X-User-Name": "n" * 9000}, 431),  # one header over 8 KiB
+        ({f"X-Extra-{n}": "e" * 7000 for n in range(5)}, 431),  # 35 kB in all
+        ({"Authorization": "Bearer " + "t" * 1_300_000}, 431),  # the 1.3 MB token of the issue
+    ],
+    ids=["under", "one_header_too_large", "too_large_in_all", "huge_token"],
+)
+async def test_request_headers_are_bounded(
+    postgres_url: str, headers: dict[str, str], status: int
+) -> None:
+    async with running_app(make_settings(postgres_url)) as (_, client):
+        response = await client.post(
+            "/chatkit", json=LIST_THREADS, headers={"X-User-Id": new_user(), **headers}
+        )
+    assert response.status_code == status, response.text
+    if status == 431:
+        assert response.json()["error"] == "headers_too_large"
+
+
 # Rate limits
 
 
@@ -201,6 +226,23 @@ async def test_daily_messages_by_tier(limited: tuple[FastAPI, httpx.AsyncClient]
         assert response.status_code == 200
     clock.now += timedelta(hours=5)
     assert (await post(client, user, create_thread_req())).status_code == 200
+
+
+async def test_a_tier_the_quotas_do_not_name_gets_the_default_tiers_quota(
+    limited: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """A user who could write their own tier claim must not escape the quota with it."""
+    app, client = limited
+    clock = Clock(datetime(2030, 1, 1, 19, 0, 0))
+    app.state.rate_limiter.clock = clock
+    user = new_user()
+    for _ in range(2):
+        response = await post(client, user, create_thread_req(), **{"X-User-Tier": "platinum"})
+        assert response.status_code == 200
+        clock.now += timedelta(minutes=1)
+    refused = await post(client, user, create_thread_req(), **{"X-User-Tier": "platinum"})
+    assert refused.status_code == 429
+    assert "on the free plan" in refused.json()["message"]
 
 
 # Concurrent streams (in-process), with a stand-in app that holds its stream open

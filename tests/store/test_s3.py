@@ -247,6 +247,43 @@ async def test_storage_outage_is_503_and_leaves_no_metadata(database_url) -> Non
         assert rows == 0
 
 
+async def test_a_failed_two_phase_write_leaves_the_upload_url_usable(database_url) -> None:
+    """The upload is claimed before its bytes are written; a failed write undoes the claim."""
+    port = free_port()
+    application = create_app(s3_settings(database_url, f"http://127.0.0.1:{port}"))
+    user = f"user-{uuid4().hex[:8]}"
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            params = {"name": "n.txt", "size": 5, "mime_type": "text/plain"}
+            created = await post(client, user, {"type": "attachments.create", "params": params})
+            body = created.json()
+            url = httpx.URL(body["upload_descriptor"]["url"])
+            upload_path = f"{url.path}?{url.query.decode()}"
+            files = {"file": ("n.txt", b"hello")}
+
+            failed = await client.post(upload_path, files=files)  # nothing listens yet
+            assert failed.status_code == 503
+            stored = await application.state.attachments.find(body["id"])
+            assert stored is not None and stored[0].upload_descriptor is not None
+
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            server.start()
+            try:
+                bucket = boto3.resource(
+                    "s3",
+                    endpoint_url=f"http://127.0.0.1:{port}",
+                    region_name="us-east-1",
+                    aws_access_key_id="test",
+                    aws_secret_access_key="test",
+                ).create_bucket(Bucket=BUCKET)
+                retried = await client.post(upload_path, files=files)
+                assert retried.status_code == 200, retried.text
+                assert bucket.Object(f"attachments/{body['id']}").get()["Body"].read() == b"hello"
+            finally:
+                server.stop()
+
+
 def test_s3_storage_needs_bucket_and_keys(database_url) -> None:
     with pytest.raises(ValueError, match="ATTACHMENT_S3_BUCKET"):
         make_settings(database_url, attachment_storage="s3")

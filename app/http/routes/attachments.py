@@ -30,14 +30,20 @@ from app.http.errors import (
     Unauthorized,
 )
 from app.http.multipart import FilePart, MultipartError, read_file_part
+from app.http.ratelimit import RateLimiter
 from app.store.attachments import (
+    GENERIC_MIME_TYPE,
+    MIME_TYPE,
     AttachmentAlreadyUploaded,
     AttachmentRejected,
     AttachmentTooLarge,
     DatabaseAttachmentStore,
+    declared_size,
     normalize_mime_type,
 )
+from app.store.db import has_id_shape
 from app.store.files import FileStorageError
+from app.store.store import ATTACHMENT_PREFIXES
 from app.store.urls import UrlPurpose
 
 router = APIRouter(prefix="/chatkit/attachments", tags=["attachments"])
@@ -50,6 +56,10 @@ CONTENT_SECURITY_POLICY = (
 
 class StorageUnavailable(ApiError):
     status_code, code = 503, "storage_unavailable"
+
+
+class RateLimited(ApiError):
+    status_code, code = 429, "rate_limited"
 
 
 def get_attachments(request: Request) -> DatabaseAttachmentStore:
@@ -67,9 +77,10 @@ async def upload_direct(
     """Store a `multipart/form-data` `file` and return its `Attachment` as JSON."""
 
     def check(part: FilePart) -> None:
+        attachments.limits.check_name(part.filename)
         attachments.limits.check_type(normalize_mime_type(part.content_type, part.filename))
 
-    part = await _read_file(request, attachments, check)
+    part = await _read_file(request, check, attachments.limits.max_bytes)
     mime_type = normalize_mime_type(part.content_type, part.filename)
     with _storage_errors():
         attachment = await attachments.add_uploaded(part.filename, mime_type, part.data, context)
@@ -95,7 +106,10 @@ async def upload_two_phase(
     expires: int | None = None,
     sig: str | None = None,
 ) -> Response:
-    """Receive the bytes of an attachment made by `attachments.create`; clears its descriptor."""
+    """Receive the bytes of an attachment made by `attachments.create`; clears its descriptor.
+
+    The file may not be larger than the size `attachments.create` declared.
+    """
     attachment, owner = await _authorize(
         request, attachments, "upload", attachment_id, expires, sig
     )
@@ -103,11 +117,16 @@ async def upload_two_phase(
         raise AttachmentApiError(
             AttachmentAlreadyUploaded(f"Attachment {attachment_id} is already uploaded")
         )
+
+    def check(part: FilePart) -> None:
+        normalize_mime_type(part.content_type, part.filename)  # a malformed type is refused
+
+    limit, declared = attachments.limits.max_bytes, declared_size(attachment)
     try:
-        part = await _read_file(request, attachments, None)
+        part = await _read_file(request, check, limit if declared is None else min(declared, limit))
     except AttachmentApiError as exc:
         if exc.status_code == AttachmentTooLarge.status_code:
-            # The client declared a smaller size: drop the pending record, leave nothing behind.
+            # Larger than it declared: drop the pending record, leave nothing behind.
             await attachments.discard(attachment_id, owner)
         raise
     with _storage_errors():
@@ -123,10 +142,17 @@ async def download(
     expires: int | None = None,
     sig: str | None = None,
 ) -> Response:
-    """The file's bytes, inline for images and as a download otherwise."""
+    """The file's bytes, inline for images and as a download otherwise.
+
+    Downloads count against the owner's per-minute limit: a signed link needs no login.
+    """
     attachment, owner = await _authorize(
         request, attachments, "content", attachment_id, expires, sig
     )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    refusal = await limiter.check_download(request.app.state.engine, owner)
+    if refusal is not None:
+        raise RateLimited(refusal.message, headers={"Retry-After": str(refusal.retry_after)})
     with _storage_errors():
         data = await attachments.read_content(attachment_id, owner)
     if data is None:
@@ -135,7 +161,10 @@ async def download(
     max_age = 300 if expires is None else max(0, min(expires - int(time.time()), 3600))
     return Response(
         content=data,
-        media_type=attachment.mime_type,
+        # Types are validated on the way in; one stored before that is served as plain bytes.
+        media_type=attachment.mime_type
+        if MIME_TYPE.fullmatch(attachment.mime_type)
+        else GENERIC_MIME_TYPE,
         headers={
             "Content-Disposition": content_disposition(disposition, attachment.name),
             "X-Content-Type-Options": "nosniff",
@@ -153,13 +182,11 @@ def content_disposition(disposition: str, filename: str) -> str:
 
 
 async def _read_file(
-    request: Request,
-    attachments: DatabaseAttachmentStore,
-    check: None | Callable[[FilePart], None],
+    request: Request, check: Callable[[FilePart], None], max_bytes: int
 ) -> FilePart:
     try:
         return await read_file_part(
-            request, field_name=FILE_FIELD, max_bytes=attachments.limits.max_bytes, check=check
+            request, field_name=FILE_FIELD, max_bytes=max_bytes, check=check
         )
     except AttachmentRejected as exc:
         raise AttachmentApiError(exc) from exc
@@ -176,6 +203,8 @@ async def _authorize(
     sig: str | None,
 ) -> tuple[Attachment, str]:
     """The attachment and its owner, if the caller is the owner or holds a valid signed URL."""
+    if not has_id_shape(attachment_id, ATTACHMENT_PREFIXES):
+        raise NotFound("Attachment not found")  # before the database, and whoever asks
     context: RequestContext | None = getattr(request.state, "context", None)
     found = await attachments.find(attachment_id)
     if found is not None and context is not None and found[1] == context.user_id:

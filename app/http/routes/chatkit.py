@@ -17,6 +17,7 @@ from app.http.deps import ContextDep, ServerDep, SettingsDep, StreamsDep
 from app.http.errors import AttachmentApiError, BadRequest, NotImplementedApiError
 from app.http.sse import with_keepalive
 from app.store.attachments import AttachmentRejected
+from app.store.errors import OUTAGE_MESSAGE, is_outage
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["chatkit"])
@@ -66,7 +67,11 @@ async def _stream(first: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[by
     try:
         async for chunk in rest:
             yield chunk
-    except Exception:
-        logger.exception("Stream failed after it started")
-        event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=True)
+    except Exception as exc:
+        if is_outage(exc):
+            logger.warning("Stream ended by a database outage: %s", type(exc).__name__)
+            event = ErrorEvent(code="custom", message=OUTAGE_MESSAGE, allow_retry=True)
+        else:
+            logger.exception("Stream failed after it started")
+            event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=True)
         yield b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"
