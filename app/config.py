@@ -29,6 +29,8 @@ DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000}
 LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
 LIBPQ_ONLY = {"channel_binding", "gssencmode", "sslcompression"}
 
+ModelProvider = Literal["openai", "azure", "fake"]
+ModelApi = Literal["responses", "chat_completions"]
 CommaList = Annotated[list[str], NoDecode]
 TierLimits = Annotated[dict[str, int | None], NoDecode]
 
@@ -72,10 +74,18 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
 
-    # Model
-    model_provider: Literal["openai", "fake"] = "openai"
+    # Model (see docs/agent.md, "Choosing the model")
+    model_provider: ModelProvider = "openai"
+    model_api: ModelApi = "responses"
+    """Which API the provider is spoken to with: `responses`, or `chat_completions` for the many
+    OpenAI-compatible servers that have no Responses API."""
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+    azure_openai_endpoint: str | None = None
+    """`https://<resource>.openai.azure.com`, for MODEL_PROVIDER=azure."""
+    azure_openai_api_key: SecretStr | None = None
+    openai_api_version: str | None = None
+    """Azure's `api-version`, e.g. `2025-04-01-preview` (the Responses API needs a 2025 one)."""
     chatkit_model: str = "gpt-4.1-mini"
     chatkit_instructions: str = (
         "You are a helpful assistant. Be concise. Use the task tools to manage the user's tasks."
@@ -85,6 +95,36 @@ class Settings(BaseSettings):
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     fake_model_tokens: int = Field(default=40, ge=1, le=100_000)
     fake_model_delay_ms: float = Field(default=15.0, ge=0, le=60_000)
+
+    @field_validator("model_provider", "model_api", mode="before")
+    @classmethod
+    def _lower_choice(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("azure_openai_endpoint")
+    @classmethod
+    def _check_azure_endpoint(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL, e.g. https://my-resource.openai.azure.com")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _require_azure_settings(self) -> Self:
+        if self.model_provider != "azure":
+            return self
+        missing = [
+            name.upper()
+            for name in ("azure_openai_endpoint", "openai_api_version")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"MODEL_PROVIDER=azure needs {', '.join(missing)}")
+        if self.openai_base_url:
+            raise ValueError(
+                "MODEL_PROVIDER=azure reaches AZURE_OPENAI_ENDPOINT: unset OPENAI_BASE_URL "
+                "(or use MODEL_PROVIDER=openai for Azure's /openai/v1 endpoint)"
+            )
+        return self
 
     # Identity
     auth_jwks_url: str | None = None
@@ -160,6 +200,9 @@ class Settings(BaseSettings):
     @field_validator(
         "openai_api_key",
         "openai_base_url",
+        "azure_openai_endpoint",
+        "azure_openai_api_key",
+        "openai_api_version",
         "auth_jwks_url",
         "auth_jwt_secret",
         "auth_jwt_issuer",
@@ -301,6 +344,8 @@ class Settings(BaseSettings):
             )
         if self.model_provider == "openai" and not (self.openai_api_key or self.openai_base_url):
             problems.append("MODEL_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
+        if self.model_provider == "azure" and not self.azure_openai_api_key:
+            problems.append("MODEL_PROVIDER=azure needs AZURE_OPENAI_API_KEY")
         if self.auth_jwks_url and not (self.auth_jwt_issuer and self.auth_jwt_audience):
             problems.append(
                 "AUTH_JWKS_URL needs AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE (your app's base URL "

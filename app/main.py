@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
-from app.agent.agent import Assistant, build_model
+from app.agent.agent import Assistant
+from app.agent.model import build_model, build_model_client
 from app.cleanup import start_periodic_cleanup
 from app.config import Settings, load_settings
 from app.http.edge import add_edge_middleware
@@ -35,9 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.store = store
         app.state.attachments = attachment_store
-        app.state.model = build_model(settings)
+        model_client = build_model_client(settings)
+        app.state.model_client = model_client
+        app.state.model = build_model(settings, model_client)
         app.state.server = ChatKitBackend(
-            store, attachment_store, Assistant(settings, app.state.model)
+            store, attachment_store, Assistant(settings, app.state.model, model_client)
         )
         app.state.migration_head = migration_head()
         app.state.streams = OpenStreams()
@@ -52,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with suppress(asyncio.CancelledError):
                     await cleanup
             await attachment_store.files.aclose()
+            if model_client is not None:
+                await model_client.aclose()
             await engine.dispose()
 
     app = FastAPI(title="ChatKit backend", lifespan=lifespan)

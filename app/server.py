@@ -196,7 +196,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         result = None
         answered = False
         try:
-            converter = HistoryConverter(self.attachments, context)
+            converter = HistoryConverter(self.attachments, context, self.assistant.api)
             agent_input = await converter.to_agent_input(history)
             result = self.assistant.run(agent_input, agent_context)
             run = EndOnError(result)

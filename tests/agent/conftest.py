@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.agent.fake_model import FakeModel
+from app.config import ModelApi
 
 
 @pytest.fixture
@@ -23,3 +24,10 @@ def _fresh_script(fake_model: FakeModel) -> Iterator[None]:
     fake_model.script.reset()
     yield
     fake_model.script.reset()
+
+
+@pytest.fixture(params=["responses", "chat_completions"])
+def model_api(request: pytest.FixtureRequest) -> ModelApi:
+    """Each test that uses this runs once per API (`MODEL_API`)."""
+    value: ModelApi = request.param
+    return value
