@@ -190,7 +190,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         # The title needs only the first message: write it while the answer streams.
         title = (
             asyncio.create_task(self.assistant.title(first_user_text(history)))
-            if thread.title is None
+            if thread.title is None and self.assistant.titles
             else None
         )
         result = None

@@ -167,3 +167,10 @@ TOOLS: tuple[FunctionTool, ...] = (
 
 CLIENT_TOOLS: tuple[str, ...] = (switch_theme.name,)
 """Tools the frontend runs: the agent stops after calling one and waits for its output."""
+
+TOOL_GROUPS: dict[str, tuple[FunctionTool, ...]] = {
+    "tasks": (add_task, list_tasks, complete_task, update_task, delete_task),
+    "who_am_i": (get_current_user,),
+    "client": (switch_theme,),
+}
+"""The built-in tools by the `[tools]` switch of agent.toml that turns them on or off."""
