@@ -204,6 +204,13 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 yield ids.rewrite(event)
             if run.error is not None:
                 raise run.error
+            if result.interruptions:  # issue 14, part 3 (approvals) replaces this refusal
+                names = ", ".join(sorted({item.name or "a tool" for item in result.interruptions}))
+                raise CustomStreamError(
+                    f"The assistant needs your approval to use {names}, and this server cannot "
+                    "ask for it yet: the tool was not run.",
+                    allow_retry=False,
+                )
             answered = True
         except Exception as exc:
             error = stream_error_for(exc)

@@ -51,6 +51,7 @@ from agents.tool_context import ToolContext
 from chatkit.agents import AgentContext
 from chatkit.types import NoticeEvent, ProgressUpdateEvent
 from mcp import MCPError
+from mcp import Tool as MCPTool
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from app.agent.config import McpConfig, McpServerConfig
@@ -153,9 +154,31 @@ class ManagedServer:
     """Set once the first connection attempt has ended, either way."""
     task: asyncio.Task[None] | None = None
 
+    def __post_init__(self) -> None:
+        """Turns list the server's tools through `_list_for_turn`, which never fails."""
+        self.list_tools = self.server.list_tools
+        setattr(self.server, "list_tools", self._list_for_turn)  # noqa: B010
+
     @property
     def name(self) -> str:
         return self.server.name
+
+    async def _list_for_turn(
+        self, run_context: RunContextWrapper[Any] | None = None, agent: Any = None
+    ) -> list[MCPTool]:
+        """The tools a turn gets: none while the server is down, rather than a failed turn.
+
+        A turn holds the servers that were connected when it started; one may go down before
+        the turn's next model call lists their tools again.
+        """
+        if self.state != "connected":
+            return []
+        try:
+            return await self.list_tools(run_context, agent)
+        except Exception as exc:  # gone since the turn started: leave its tools out
+            logger.warning("MCP server %s: listing its tools failed (%s)", self.name, exc)
+            self.check_now.set()
+            return []
 
 
 class McpServers:
@@ -257,7 +280,7 @@ class McpServers:
             await server.connect()  # type: ignore[no-untyped-call]  # (untyped in the SDK)
             if invalidate := getattr(server, "invalidate_tools_cache", None):
                 invalidate()  # a reconnected server's tools are fetched anew
-            tools = await server.list_tools()
+            tools = await managed.list_tools()
         names = frozenset(tool.name for tool in tools)
         if not self.config.prefix_tool_names:
             taken = self.reserved_tool_names.union(
@@ -327,7 +350,9 @@ def failure_reason(error: BaseException) -> tuple[str, str]:
         error, httpx2.TransportError | ConnectionError
     ):
         return "is unreachable right now", detail
-    if isinstance(error, UserError) and ("Connection" in str(error) or "reach" in str(error)):
+    if isinstance(error, UserError) and any(
+        words in str(error) for words in ("Connection", "reach", "not initialized")
+    ):
         return "is unreachable right now", detail
     return "failed", detail
 

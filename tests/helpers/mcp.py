@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +56,14 @@ def read_calls(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def wait_for_call(path: Path, tool: str, timeout: float = 20.0) -> dict[str, Any]:
-    """The first call of `tool` the server recorded, waiting for it to arrive."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for call in read_calls(path):
-            if call["tool"] == tool:
-                return call
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the MCP server never received a call of {tool}")
+async def wait_for_call(path: Path, tool: str) -> dict[str, Any]:
+    """The first call of `tool` the server recorded, waiting (up to 20 s) for it to arrive."""
+    async with asyncio.timeout(20):
+        while True:
+            for call in read_calls(path):
+                if call["tool"] == tool:
+                    return call
+            await asyncio.sleep(0.05)
 
 
 def free_port() -> int:
@@ -92,7 +88,7 @@ class HttpMcpServer:
     def __init__(self, port: int, calls: Path) -> None:
         self.port = port
         self.calls = calls
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
@@ -100,29 +96,28 @@ class HttpMcpServer:
 
     async def start(self) -> None:
         env = {**os.environ, "MCP_CALLS_FILE": str(self.calls)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", SERVER_MODULE, "--http", str(self.port)],
+        self.process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", SERVER_MODULE, "--http", str(self.port)),
             cwd=PROJECT_ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
-        raise AssertionError("the HTTP MCP server did not start")
+        async with asyncio.timeout(30):  # until it listens
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    await asyncio.sleep(0.1)
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                return
 
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
         self.process = None
 
     async def __aenter__(self) -> HttpMcpServer:
@@ -130,4 +125,4 @@ class HttpMcpServer:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        self.kill()
+        await self.kill()
