@@ -146,7 +146,7 @@ class McpServerConfig(Strict):
     """List the tools once per connection (refreshed on reconnect) rather than every turn."""
     timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     """The longest a call (or the tool list) may take before it fails."""
-    require_approval: bool | Literal["always", "never"] | list[str] = False
+    require_approval: bool | list[str] = False
     """`true`/`"always"`: every tool waits for the user's approval; a list: those tools."""
     forward_user_id: bool | str = False
     """HTTP servers: send the caller's user id with each call, in `X-User-Id` (`true`) or in
@@ -173,12 +173,23 @@ class McpServerConfig(Strict):
             raise ValueError("must be an http(s) URL, e.g. https://mcp.example.com/mcp")
         return value
 
-    @field_validator("forward_user_id")
+    @field_validator("forward_user_id", mode="plain")
     @classmethod
-    def _header_name(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str) and not HEADER_NAME.fullmatch(value):
-            raise ValueError("must be true, false or a header name such as X-User-Id")
-        return value
+    def _header_name(cls, value: object) -> bool | str:
+        if isinstance(value, bool) or (isinstance(value, str) and HEADER_NAME.fullmatch(value)):
+            return value
+        raise ValueError("must be true, false or a header name such as X-User-Id")
+
+    @field_validator("require_approval", mode="plain")
+    @classmethod
+    def _approval(cls, value: object) -> bool | list[str]:
+        if isinstance(value, bool):
+            return value
+        if value in ("always", "never"):
+            return value == "always"
+        if isinstance(value, list) and all(isinstance(name, str) and name for name in value):
+            return value
+        raise ValueError('must be true, false, "always", "never" or a list of tool names')
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:
@@ -217,7 +228,7 @@ class McpServerConfig(Strict):
         """
         if isinstance(self.require_approval, list):
             return frozenset(self.require_approval)
-        return self.require_approval in (True, "always")
+        return self.require_approval
 
 
 class JsonMcpServer(McpServerConfig):

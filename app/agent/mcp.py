@@ -62,6 +62,7 @@ CALLER_ID: ContextVar[str | None] = ContextVar("mcp_caller_id", default=None)
 """The user a turn runs for: set around each run, read by `forward_user_id` servers."""
 
 State = Literal["connecting", "connected", "down"]
+PRINTABLE_ASCII = "".join(map(chr, range(0x21, 0x7F)))
 
 
 def build_server(
@@ -114,14 +115,9 @@ def caller_id_client_factory(header: str) -> Callable[..., httpx2.AsyncClient]:
 
     The connection is shared by every user, but the MCP SDK sends each message in the context
     of the task that sent it: a call made during a user's turn carries that user's id, while
-    the connection's own requests (initialize, the health check) carry none. A non-ASCII id is
-    percent-encoded (UTF-8).
+    the connection's own requests (initialize, the health check) carry none.
     """
-
-    async def add_caller(request: httpx2.Request) -> None:
-        request.headers.pop(header, None)
-        if (user_id := CALLER_ID.get()) is not None:
-            request.headers[header] = quote(user_id, safe="".join(map(chr, range(0x21, 0x7F))))
+    hook = caller_id_hook(header)
 
     def create(
         headers: dict[str, str] | None = None,
@@ -133,10 +129,22 @@ def caller_id_client_factory(header: str) -> Callable[..., httpx2.AsyncClient]:
             timeout=timeout,
             auth=auth,
             follow_redirects=False,
-            event_hooks={"request": [add_caller]},
+            event_hooks={"request": [hook]},
         )
 
     return create
+
+
+def caller_id_hook(header: str) -> Callable[[httpx2.Request], Awaitable[None]]:
+    """Sets `header` to the caller's id, or removes it outside a turn; a non-ASCII id is
+    percent-encoded (UTF-8)."""
+
+    async def add_caller(request: httpx2.Request) -> None:
+        request.headers.pop(header, None)
+        if (user_id := CALLER_ID.get()) is not None:
+            request.headers[header] = quote(user_id, safe=PRINTABLE_ASCII)
+
+    return add_caller
 
 
 @dataclass(eq=False)

@@ -10,10 +10,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from fastapi import FastAPI
 
 from app.agent.fake_model import FakeModel
+from app.agent.mcp import CALLER_ID, caller_id_hook
 from tests.conftest import make_settings
 from tests.helpers.agent import assistant_texts, stored_items
 from tests.helpers.apps import running_app
@@ -249,3 +251,16 @@ async def test_a_slow_call_an_error_result_and_an_unapproved_tool_end_readably(
         assert (await ready(client))["mcp_servers"] == {"local": "connected"}
         assert [call["tool"] for call in read_calls(calls)] == ["slow", "fail", "add"]
         assert len({call["pid"] for call in read_calls(calls)}) == 1
+
+
+async def test_the_caller_id_header_is_the_turn_s_own() -> None:
+    hook = caller_id_hook("X-User-Id")
+    request = httpx2.Request("POST", "http://mcp.test/mcp", headers={"X-User-Id": "forged"})
+    token = CALLER_ID.set("usér 1")
+    try:
+        await hook(request)
+    finally:
+        CALLER_ID.reset(token)
+    assert request.headers["X-User-Id"] == "us%C3%A9r%201"
+    await hook(request)  # outside a turn: no id at all
+    assert "X-User-Id" not in request.headers
