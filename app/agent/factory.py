@@ -26,7 +26,7 @@ from agents import Agent, Model, ModelSettings, RunContextWrapper, StopAtTools
 from app.agent.config import AgentConfig
 from app.agent.context import AssistantContext
 from app.agent.model import ModelClient
-from app.agent.tools import CLIENT_TOOLS, TOOL_GROUPS
+from app.agent.tools import CLIENT_TOOLS, TOOL_GROUPS, TOOLS
 from app.config import ConfigurationError, Settings
 
 
@@ -46,7 +46,10 @@ def build_agent(
         return "\n".join([base_instructions, *extra])
 
     switches = config.tools.model_dump()
-    tools = [tool for group, members in TOOL_GROUPS.items() if switches[group] for tool in members]
+    off = {
+        tool.name for group, tools in TOOL_GROUPS.items() if not switches[group] for tool in tools
+    }
+    tools = [tool for tool in TOOLS if tool.name not in off]  # a tool in no group is always on
     client_tools = [tool.name for tool in tools if tool.name in CLIENT_TOOLS]
     return Agent[AssistantContext](
         name=config.name,

@@ -173,4 +173,5 @@ TOOL_GROUPS: dict[str, tuple[FunctionTool, ...]] = {
     "who_am_i": (get_current_user,),
     "client": (switch_theme,),
 }
-"""The built-in tools by the `[tools]` switch of agent.toml that turns them on or off."""
+"""The `[tools]` switches of agent.toml and the tools each turns on or off; a tool of `TOOLS` in
+no group is always on."""

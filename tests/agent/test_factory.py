@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import Agent, ModelSettings
+from agents import Agent, ModelSettings, function_tool
 from agents.models.openai_responses import OpenAIResponsesModel
 
 from app.agent.agent import Assistant
@@ -17,6 +17,7 @@ from app.agent.config import load_agent_config
 from app.agent.factory import AgentSetup, agent_from_factory
 from app.agent.fake_model import FakeModel
 from app.agent.model import build_model, build_model_client
+from app.agent.tools import TOOLS
 from app.config import ConfigurationError, Settings, load_settings
 from app.context import RequestContext
 from tests.conftest import make_settings
@@ -70,10 +71,16 @@ model = "gpt-4.1-nano"
     assert assistant.title_model.model == "gpt-4.1-nano"
 
 
-def test_tool_switches(tmp_path: Path) -> None:
+def test_tool_switches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    @function_tool
+    def plan_limits() -> str:
+        """A tool added to TOOLS (docs/agent.md, "Adding a tool"), in no switch's group."""
+        return "{}"
+
+    monkeypatch.setattr("app.agent.factory.TOOLS", (*TOOLS, plan_limits))
     setup = setup_for(tmp_path, "[tools]\ntasks = false\nclient = false", model_provider="fake")
     agent = setup.default_agent()
-    assert [tool.name for tool in agent.tools] == ["get_current_user"]
+    assert [tool.name for tool in agent.tools] == ["get_current_user", "plan_limits"]
     assert agent.tool_use_behavior == "run_llm_again"  # no client tool to stop at
 
 
