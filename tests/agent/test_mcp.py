@@ -127,18 +127,20 @@ async def test_a_stdio_server_s_tools_are_called_by_the_model(
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("mcp server")]
 
 
+@pytest.mark.parametrize("transport", ["http", "sse"])
 async def test_an_http_server_gets_each_caller_s_id_and_the_configured_header(
-    postgres_url, tmp_path: Path, user, other_user, monkeypatch
+    postgres_url, tmp_path: Path, user, other_user, monkeypatch, capsys, transport
 ):
     monkeypatch.setenv("TEST_MCP_SECRET", "s3cr3t")
     calls = tmp_path / "calls.jsonl"
-    extra = """
-headers = { X-Test-Secret = "${TEST_MCP_SECRET}" }
+    extra = f"""
+type = "{transport}"
+headers = {{ X-Test-Secret = "${{TEST_MCP_SECRET}}" }}
 forward_user_id = true
 allowed_tools = ["add", "slow"]
 """
-    async with HttpMcpServer(free_port(), calls) as server:
-        toml = http_server_toml("remote", server.port, extra)
+    async with HttpMcpServer(free_port(), calls, transport) as server:
+        toml = f'[mcp_servers.remote]\nurl = "{server.url}"\n{extra}'
         settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
         async with running_app(settings) as (app, client):
             for caller in (user.user_id, other_user.user_id):
@@ -151,6 +153,11 @@ allowed_tools = ["add", "slow"]
     received = [(call["user_id"], call["secret"]) for call in read_calls(calls)]
     # One connection for everyone, each call with its own caller's id.
     assert received == [(user.user_id, "s3cr3t"), (other_user.user_id, "s3cr3t")]
+    # The configuration was logged once, with the reference rather than the secret.
+    logged = [
+        line for line in capsys.readouterr().err.splitlines() if "Agent configuration" in line
+    ]
+    assert len(logged) == 1 and "${TEST_MCP_SECRET}" in logged[0] and "s3cr3t" not in logged[0]
 
 
 async def test_a_server_down_at_start_comes_up_later_and_can_go_again(

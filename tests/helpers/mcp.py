@@ -83,21 +83,23 @@ def is_alive(pid: int) -> bool:
 
 
 class HttpMcpServer:
-    """The test server over streamable HTTP on a loopback port, in a process of its own."""
+    """The test server over HTTP on a loopback port, in a process of its own."""
 
-    def __init__(self, port: int, calls: Path) -> None:
+    def __init__(self, port: int, calls: Path, transport: str = "http") -> None:
         self.port = port
         self.calls = calls
+        self.transport = transport
+        """`http` (streamable HTTP) or `sse`."""
         self.process: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
+        return f"http://127.0.0.1:{self.port}/{'sse' if self.transport == 'sse' else 'mcp'}"
 
     async def start(self) -> None:
         env = {**os.environ, "MCP_CALLS_FILE": str(self.calls)}
         self.process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", SERVER_MODULE, "--http", str(self.port)),
+            *(sys.executable, "-m", SERVER_MODULE, f"--{self.transport}", str(self.port)),
             cwd=PROJECT_ROOT,
             env=env,
             stdout=asyncio.subprocess.DEVNULL,

@@ -1,9 +1,10 @@
 """A real MCP server for tests and the bench, built with the `mcp` package's `MCPServer` (FastMCP).
 
-Run it over stdio (`python -m tests.helpers.mcp_server`) or streamable HTTP on loopback
-(`python -m tests.helpers.mcp_server --http PORT`). Each call is appended, as one JSON line, to
-the file named by `MCP_CALLS_FILE` (when set): the tool, its arguments, and the `X-User-Id`
-header it arrived with (HTTP only), so a test can assert what the server received.
+Run it over stdio (`python -m tests.helpers.mcp_server`), streamable HTTP on loopback
+(`--http PORT`, at `/mcp`) or SSE (`--sse PORT`, at `/sse`). Each call is appended, as one JSON
+line, to the file named by `MCP_CALLS_FILE` (when set): the tool, its arguments, the
+`X-User-Id` and `X-Test-Secret` headers it arrived with (HTTP only) and the server's pid, so a
+test can assert what the server received.
 """
 
 from __future__ import annotations
@@ -76,9 +77,12 @@ async def delete_everything(ctx: Context) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, metavar="PORT", help="serve streamable HTTP")
+    parser.add_argument("--sse", type=int, metavar="PORT", help="serve the SSE transport")
     args = parser.parse_args()
     if args.http:
         server.run("streamable-http", host="127.0.0.1", port=args.http)
+    elif args.sse:
+        server.run("sse", host="127.0.0.1", port=args.sse)
     else:
         server.run()
 
