@@ -99,6 +99,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         self.tasks = TaskStore(store.engine)
         self.feedback = FeedbackStore(store.engine)
 
+    def tool_servers(self) -> dict[str, str]:
+        """The agent's MCP servers and their states (`connected`, `connecting`, `down`)."""
+        return self.assistant.tool_servers()
+
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
     ) -> StreamingResult | NonStreamingResult:

@@ -35,7 +35,7 @@ async def readyz(request: Request, engine: EngineDep, server: ServerDep) -> JSON
         )
     body: dict[str, object] = {"status": "ready", "revision": revision}
     # MCP servers: one that is down leaves out its tools, not chat (still 200).
-    if tool_servers := server.assistant.tool_servers():
+    if tool_servers := server.tool_servers():
         body["mcp_servers"] = tool_servers
         body["degraded"] = [name for name, state in tool_servers.items() if state != "connected"]
     return JSONResponse(body)
