@@ -5,7 +5,9 @@ Field names are the environment variable names (case-insensitive); `.env` is rea
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -125,6 +127,28 @@ class Settings(BaseSettings):
                 "(or use MODEL_PROVIDER=openai for Azure's /openai/v1 endpoint)"
             )
         return self
+
+    # --- Agent by configuration (issue 14; docs/agent.md, "Configuration") ---
+    agent_config: Path | None = None
+    """`agent.toml`: the agent's name, instructions, model, tools, titles and MCP servers."""
+    agent_factory: str | None = None
+    """`package.module:function` returning the agent (wins over AGENT_CONFIG)."""
+    mcp_config: Path | None = None
+    """A JSON file of `mcpServers`, as Claude Desktop, Cursor and VS Code write them."""
+
+    @field_validator("agent_config", "agent_factory", "mcp_config", mode="before")
+    @classmethod
+    def _blank_agent_setting_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("agent_factory")
+    @classmethod
+    def _check_factory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must look like package.module:function, e.g. my_agent.agent:build")
+        return value
+
+    # --- end agent by configuration ---
 
     # Identity
     auth_jwks_url: str | None = None

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
-from app.agent.agent import Assistant
+from app.agent.agent import start_assistant
+from app.agent.config import load_agent_config
+from app.agent.factory import AgentSetup
 from app.agent.model import build_model, build_model_client
 from app.cleanup import start_periodic_cleanup
 from app.config import Settings, load_settings
@@ -27,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; settings are read (and validated) here, not at import."""
     settings = settings or load_settings()
     configure_logging(settings.log_level)
+    agent_config = load_agent_config(settings)  # AGENT_CONFIG, MCP_CONFIG: refused here if bad
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,10 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.attachments = attachment_store
         model_client = build_model_client(settings)
         app.state.model_client = model_client
-        app.state.model = build_model(settings, model_client)
-        app.state.server = ChatKitBackend(
-            store, attachment_store, Assistant(settings, app.state.model, model_client)
-        )
+        app.state.model = build_model(settings, model_client, agent_config.model)
+        # The agent (AGENT_FACTORY's or the configured one) and its MCP servers, connected here.
+        setup = AgentSetup(settings, agent_config, model_client, app.state.model)
+        assistant = await start_assistant(setup)
+        app.state.server = ChatKitBackend(store, attachment_store, assistant)
         app.state.migration_head = migration_head()
         app.state.streams = OpenStreams()
         cleanup = start_periodic_cleanup(attachment_store, settings)
@@ -50,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             # Interrupted streams save their partial replies before the database goes away.
             await app.state.streams.close()
+            await assistant.aclose()  # MCP servers (and their subprocesses)
             if cleanup is not None:
                 cleanup.cancel()
                 with suppress(asyncio.CancelledError):

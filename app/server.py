@@ -99,6 +99,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         self.tasks = TaskStore(store.engine)
         self.feedback = FeedbackStore(store.engine)
 
+    def tool_servers(self) -> dict[str, str]:
+        """The agent's MCP servers and their states (`connected`, `connecting`, `down`)."""
+        return self.assistant.tool_servers()
+
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
     ) -> StreamingResult | NonStreamingResult:
@@ -190,7 +194,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         # The title needs only the first message: write it while the answer streams.
         title = (
             asyncio.create_task(self.assistant.title(first_user_text(history)))
-            if thread.title is None
+            if thread.title is None and self.assistant.titles
             else None
         )
         result = None
@@ -204,6 +208,13 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 yield ids.rewrite(event)
             if run.error is not None:
                 raise run.error
+            if result.interruptions:  # issue 14, part 3 (approvals) replaces this refusal
+                names = ", ".join(sorted({item.name or "a tool" for item in result.interruptions}))
+                raise CustomStreamError(
+                    f"The assistant needs your approval to use {names}, and this server cannot "
+                    "ask for it yet: the tool was not run.",
+                    allow_retry=False,
+                )
             answered = True
         except Exception as exc:
             error = stream_error_for(exc)

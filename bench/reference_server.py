@@ -32,8 +32,9 @@ from chatkit.types import (
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.agent.agent import build_agent
+from app.agent.config import load_agent_config
 from app.agent.converter import assistant_text_message
+from app.agent.factory import build_agent
 from app.agent.model import build_model, build_model_client
 from app.config import Settings
 from app.context import RequestContext
@@ -160,7 +161,9 @@ def create_reference_app() -> FastAPI:
     settings = Settings(_env_file=None, model_provider="openai")
     client = build_model_client(settings)
     assert client is not None, "set OPENAI_API_KEY or OPENAI_BASE_URL"
-    agent = build_agent(settings, build_model(settings, client), client.model_settings)
+    agent = build_agent(
+        load_agent_config(settings, {}), build_model(settings, client), client.model_settings
+    )
     chat = settings.model_api == "chat_completions"
     server = ReferenceServer(agent, ChatCompletionsConverter() if chat else ThreadItemConverter())
     app = FastAPI()

@@ -1,89 +1,123 @@
-"""The default agent, built from settings; one `Assistant` runs a turn.
+"""The assistant: the agent (configured or from `AGENT_FACTORY`), its MCP servers, one turn.
 
 The model comes from `app.agent.model` (the provider's client and API); Agents SDK tracing is
-off, so nothing leaves the machine but the model requests.
+off, so nothing leaves the machine but the model requests (and the MCP servers' calls).
 """
 
 from __future__ import annotations
 
-from agents import (
-    Agent,
-    Model,
-    ModelSettings,
-    RunConfig,
-    RunContextWrapper,
-    Runner,
-    StopAtTools,
-    TResponseInputItem,
-)
+import contextvars
+import json
+import logging
+
+from agents import Agent, Model, RunConfig, Runner, TResponseInputItem
+from agents.agent import MCPConfig
 from agents.result import RunResultStreaming
 from chatkit.errors import CustomStreamError
 
 from app.agent.context import AssistantContext
 from app.agent.errors import not_configured
+from app.agent.factory import AgentSetup, agent_from_factory
 from app.agent.fake_model import FakeModel
-from app.agent.model import ModelClient
+from app.agent.mcp import CALLER_ID, McpProgress, McpServers, build_server
 from app.agent.title import generate_title
-from app.agent.tools import CLIENT_TOOLS, TOOLS
-from app.config import ModelApi, Settings
+from app.config import ModelApi
+from app.context import RequestContext
+
+logger = logging.getLogger(__name__)
 
 MAX_TURNS = 10
 """Model calls per user message; a loop of tool calls beyond this ends with an error."""
 
 
-def build_agent(
-    settings: Settings, model: Model | None, model_settings: ModelSettings | None = None
-) -> Agent[AssistantContext]:
-    base_instructions = settings.chatkit_instructions
-
-    def instructions(
-        wrapper: RunContextWrapper[AssistantContext], _agent: Agent[AssistantContext]
-    ) -> str:
-        caller = wrapper.context.request_context
-        extra = [f"The user's name is {caller.name}."] if caller.name else []
-        if caller.locale:
-            extra.append(f"The user's browser language is {caller.locale}: answer in it.")
-        return "\n".join([base_instructions, *extra])
-
-    return Agent[AssistantContext](
-        name="Assistant",
-        instructions=instructions,
-        model=model,
-        model_settings=model_settings or ModelSettings(),
-        tools=list(TOOLS),
-        tool_use_behavior=StopAtTools(stop_at_tool_names=list(CLIENT_TOOLS)),
-    )
-
-
 class Assistant:
-    """Runs the agent for one turn and writes thread titles."""
+    """Runs the agent for one turn, with the MCP servers connected now, and writes titles."""
 
     def __init__(
-        self, settings: Settings, model: Model | None, model_client: ModelClient | None
+        self,
+        agent: Agent[AssistantContext],
+        setup: AgentSetup,
+        mcp: McpServers | None = None,
+        *,
+        tier_models: bool = True,
     ) -> None:
-        self.model = model
-        self.api: ModelApi = model_client.api if model_client else "responses"
+        config = setup.config
+        self.mcp = mcp or McpServers([], config.mcp)
+        mcp_config: MCPConfig = {
+            "failure_error_function": self.mcp.tool_failed,
+            "include_server_in_tool_names": config.mcp.prefix_tool_names,
+        }
+        self.agent = agent.clone(mcp_servers=[], mcp_config={**mcp_config, **agent.mcp_config})
+        self.api: ModelApi = setup.model_client.api if setup.model_client else "responses"
         """What the model input must fit: the fake model reads Responses API items."""
-        self.not_configured = not_configured(settings.model_provider)
-        model_settings = model_client.model_settings if model_client else None
-        self.agent = build_agent(settings, model, model_settings)
-        self.history_window = settings.history_window
-        self.run_config = RunConfig(tracing_disabled=True, trace_include_sensitive_data=False)
+        self.not_configured = not_configured(setup.settings.model_provider)
+        self.history_window = config.history_window
+        self.tier_models: dict[str, Model | None] = (
+            {tier: setup.model_named(name) for tier, name in config.tier_models.items()}
+            if tier_models
+            else {}
+        )
+        self.titles = config.titles.enabled
+        title_model = setup.model_named(config.titles.model) if config.titles.model else None
+        title_model = title_model or (agent.model if isinstance(agent.model, Model) else None)
         # Titles cost a model call; the fake model's would be noise, so it gets the fallback.
-        self.title_model = None if isinstance(model, FakeModel) else model
+        self.title_model = None if isinstance(title_model, FakeModel) else title_model
+        self.run_config = RunConfig(tracing_disabled=True, trace_include_sensitive_data=False)
+        self.hooks = McpProgress()
+
+    def agent_for(self, caller: RequestContext) -> Agent[AssistantContext]:
+        """The agent for one turn: the caller's tier's model, the MCP servers connected now."""
+        model = self.tier_models.get(caller.tier, self.agent.model)
+        servers = self.mcp.connected()
+        if model is self.agent.model and not servers:
+            return self.agent
+        return self.agent.clone(model=model, mcp_servers=servers)
 
     def run(
         self, agent_input: list[TResponseInputItem], context: AssistantContext
     ) -> RunResultStreaming:
-        if self.model is None:
+        agent = self.agent_for(context.request_context)
+        if agent.model is None:
             raise CustomStreamError(self.not_configured, allow_retry=False)
-        return Runner.run_streamed(
-            self.agent,
+        # The run's task starts in a copy of this context, with the caller's id for MCP
+        # servers that forward it (`forward_user_id`).
+        run_context = contextvars.copy_context()
+        run_context.run(CALLER_ID.set, context.request_context.user_id)
+        return run_context.run(
+            Runner.run_streamed,
+            agent,
             agent_input,
             context=context,
             max_turns=MAX_TURNS,
             run_config=self.run_config,
+            hooks=self.hooks,
         )
 
     async def title(self, text: str) -> str:
         return await generate_title(self.title_model, text)
+
+    def tool_servers(self) -> dict[str, str]:
+        """Each MCP server's state: `connecting`, `connected` or `down`."""
+        return dict(self.mcp.states())
+
+    async def aclose(self) -> None:
+        await self.mcp.aclose()
+
+
+async def start_assistant(setup: AgentSetup) -> Assistant:
+    """Build the agent (`AGENT_FACTORY`'s, else the configured one) and connect its MCP servers.
+
+    Logs the resolved configuration once (`${NAME}` references unexpanded: no secrets).
+    """
+    config, factory = setup.config, setup.settings.agent_factory
+    agent = await agent_from_factory(factory, setup) if factory else setup.default_agent()
+    summary = {**config.summary, "agent_factory": factory}
+    logger.info("Agent configuration: %s", json.dumps(summary, default=str))
+    servers = [
+        build_server(name, server, connect_timeout_seconds=config.mcp.connect_timeout_seconds)
+        for name, server in config.mcp_servers.items()
+    ]
+    reserved = [tool.name for tool in agent.tools if hasattr(tool, "name")]
+    mcp = McpServers([*servers, *agent.mcp_servers], config.mcp, reserved_tool_names=reserved)
+    await mcp.start()
+    return Assistant(agent, setup, mcp, tier_models=factory is None)

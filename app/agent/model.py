@@ -89,10 +89,13 @@ def build_model_client(settings: Settings) -> ModelClient | None:
     return ModelClient(client=client, api=settings.model_api)
 
 
-def build_model(settings: Settings, model_client: ModelClient | None) -> Model | None:
-    """The model for replies (`CHATKIT_MODEL`), or `None` when the provider is not configured."""
+def build_model(
+    settings: Settings, model_client: ModelClient | None, name: str | None = None
+) -> Model | None:
+    """The model for replies (`name`, else `CHATKIT_MODEL`), or `None` when the provider is not
+    configured."""
     if settings.model_provider == "fake":
         return FakeModel(
             tokens=settings.fake_model_tokens, delay=settings.fake_model_delay_ms / 1000
         )
-    return model_client.model(settings.chatkit_model) if model_client else None
+    return model_client.model(name or settings.chatkit_model) if model_client else None

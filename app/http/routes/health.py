@@ -1,4 +1,5 @@
-"""Platform probes: `/healthz` (process up), `/readyz` (database reachable, schema at head)."""
+"""Platform probes: `/healthz` (process up), `/readyz` (database reachable, schema at head; MCP
+servers that are down are listed as degraded)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.http.deps import EngineDep
+from app.http.deps import EngineDep, ServerDep
 from app.store.db import database_revision
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
+async def readyz(request: Request, engine: EngineDep, server: ServerDep) -> JSONResponse:
     head: str | None = request.app.state.migration_head
     try:
         revision = await database_revision(engine)
@@ -32,7 +33,12 @@ async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
             f"database schema at {revision or 'nothing'}, expected {head}: "
             "run `alembic upgrade head`"
         )
-    return JSONResponse({"status": "ready", "revision": revision})
+    body: dict[str, object] = {"status": "ready", "revision": revision}
+    # MCP servers: one that is down leaves out its tools, not chat (still 200).
+    if tool_servers := server.tool_servers():
+        body["mcp_servers"] = tool_servers
+        body["degraded"] = [name for name, state in tool_servers.items() if state != "connected"]
+    return JSONResponse(body)
 
 
 def _unavailable(reason: str) -> JSONResponse:
