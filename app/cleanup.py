@@ -57,7 +57,7 @@ async def periodic_cleanup(attachments: Attachments, settings: Settings) -> Asyn
 
 async def main(settings: Settings | None = None) -> int:
     services = Services.build(settings or load_settings())
-    async with services.lifespan():
+    async with services.lifespan(agent=False):
         return await cleanup_orphans(services.attachments, services.settings)
 
 

@@ -5,7 +5,9 @@ Field names are the environment variable names (case-insensitive); `.env` is rea
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -16,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,6 +33,15 @@ DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000}
 # libpq spellings in platform URLs: asyncpg names some differently and rejects the rest.
 LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
 LIBPQ_ONLY = {"channel_binding", "gssencmode", "sslcompression"}
+
+BASE_URL_EXAMPLES = {
+    "public_base_url": "https://chat-api.example.com",
+    "azure_openai_endpoint": "https://my-resource.openai.azure.com",
+}
+"""Settings that are base URLs, each with an example for its error message."""
+
+ModelProvider = Literal["openai", "azure", "fake"]
+ModelApi = Literal["responses", "chat_completions"]
 
 
 def comma_items(text: str) -> list[str]:
@@ -97,19 +109,37 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
     """Seconds of silence after which an SSE comment keeps proxies from cutting the stream."""
 
-    # Model
-    model_provider: Literal["openai", "fake"] = "openai"
+    # Model provider (see docs/agent.md, "Choosing the model")
+    model_provider: ModelProvider = "openai"
+    model_api: ModelApi = "responses"
+    """Which API the provider is spoken to with: `responses`, or `chat_completions` for the many
+    OpenAI-compatible servers that have no Responses API."""
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
-    chatkit_model: str = "gpt-4.1-mini"
-    chatkit_instructions: str = (
-        "You are a helpful assistant. Be concise. Use the task tools to manage the user's tasks."
-    )
-    history_window: int = Field(default=30, ge=1, le=500)
+    azure_openai_endpoint: str | None = None
+    """`https://<resource>.openai.azure.com`, for MODEL_PROVIDER=azure."""
+    azure_openai_api_key: SecretStr | None = None
+    openai_api_version: str | None = None
+    """Azure's `api-version`, e.g. `2025-04-01-preview` (the Responses API needs a 2025 one)."""
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     fake_model_tokens: int = Field(default=40, ge=1, le=100_000)
     fake_model_delay_ms: float = Field(default=15.0, ge=0, le=60_000)
+
+    # Agent (see docs/agent.md, "Configuration"): a key AGENT_CONFIG's file sets wins over
+    # CHATKIT_MODEL, CHATKIT_INSTRUCTIONS, HISTORY_WINDOW and MCP_CONFIG (`ENV_OVERRIDES`)
+    chatkit_model: str = "gpt-4.1-mini"
+    """The reply model (on Azure: the deployment's name)."""
+    chatkit_instructions: str = (
+        "You are a helpful assistant. Be concise. Use the task tools to manage the user's tasks."
+    )
+    history_window: int = Field(default=30, ge=1, le=500)
+    agent_config: Path | None = None
+    """`agent.toml`: the agent's name, instructions, model, tools, titles and MCP servers."""
+    mcp_config: Path | None = None
+    """A JSON file of `mcpServers`, as Claude Desktop, Cursor and VS Code write them."""
+    agent_factory: str | None = None
+    """`package.module:function` returning the agent (wins over AGENT_CONFIG)."""
 
     # Identity
     auth_methods: CommaList = Field(default_factory=list)
@@ -192,6 +222,36 @@ class Settings(BaseSettings):
                 raise ValueError(f"ATTACHMENT_STORAGE=s3 needs {', '.join(missing)}")
         return self
 
+    @field_validator("model_provider", "model_api", mode="before")
+    @classmethod
+    def _lower_choice(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _require_azure_settings(self) -> Self:
+        if self.model_provider != "azure":
+            return self
+        missing = [
+            name.upper()
+            for name in ("azure_openai_endpoint", "openai_api_version")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"MODEL_PROVIDER=azure needs {', '.join(missing)}")
+        if self.openai_base_url:
+            raise ValueError(
+                "MODEL_PROVIDER=azure reaches AZURE_OPENAI_ENDPOINT: unset OPENAI_BASE_URL "
+                "(or use MODEL_PROVIDER=openai for Azure's /openai/v1 endpoint)"
+            )
+        return self
+
+    @field_validator("agent_factory")
+    @classmethod
+    def _check_factory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must look like package.module:function, e.g. my_agent.agent:build")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
@@ -235,11 +295,13 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("public_base_url")
+    @field_validator(*BASE_URL_EXAMPLES)
     @classmethod
-    def _check_base_url(cls, value: str | None) -> str | None:
+    def _check_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A base URL: absolute http(s), kept without its trailing slash."""
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an absolute http(s) URL, e.g. https://chat-api.example.com")
+            example = BASE_URL_EXAMPLES[str(info.field_name)]
+            raise ValueError(f"must be an absolute http(s) URL, e.g. {example}")
         return value.rstrip("/") if value else value
 
     @field_validator("cors_allow_origins")
@@ -298,6 +360,8 @@ class Settings(BaseSettings):
             )
         if self.model_provider == "openai" and not (self.openai_api_key or self.openai_base_url):
             problems.append("MODEL_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
+        if self.model_provider == "azure" and not self.azure_openai_api_key:
+            problems.append("MODEL_PROVIDER=azure needs AZURE_OPENAI_API_KEY")
         if self.auth_jwks_url and not (self.auth_jwt_issuer and self.auth_jwt_audience):
             problems.append(
                 "AUTH_JWKS_URL needs AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE (your app's base URL "

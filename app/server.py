@@ -189,13 +189,13 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         # The title needs only the first message: write it while the answer streams.
         title = (
             asyncio.create_task(self.assistant.title(first_user_text(history)))
-            if thread.title is None
+            if thread.title is None and self.assistant.titles
             else None
         )
         result = None
         answered = False
         try:
-            converter = HistoryConverter(self.attachments, context)
+            converter = HistoryConverter(self.attachments, context, self.assistant.api)
             agent_input = await converter.to_agent_input(history)
             result = self.assistant.run(agent_input, agent_context)
             run = EndOnError(result)
@@ -203,6 +203,13 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 yield ids.rewrite(event)
             if run.error is not None:
                 raise run.error
+            if result.interruptions:  # issue 14, part 3 (approvals) replaces this refusal
+                names = ", ".join(sorted({item.name or "a tool" for item in result.interruptions}))
+                raise CustomStreamError(
+                    f"The assistant needs your approval to use {names}, and this server cannot "
+                    "ask for it yet: the tool was not run.",
+                    allow_retry=False,
+                )
             answered = True
         except Exception as exc:
             error = stream_error_for(exc)

@@ -2,11 +2,12 @@
 
 `create_app` builds one `Services` and hands it to the edge middleware, to the routes (through
 `app/http/deps.py`) and, by construction, to the server; `python -m app.cleanup` builds one too.
-Building opens nothing: `lifespan()` is what runs while the objects serve, and at its end it
-closes what they hold, in reverse order.
+Building opens nothing (it reads `AGENT_CONFIG`, and refuses a bad one): `lifespan()` is what
+runs while the objects serve. It starts the assistant (`AGENT_FACTORY`'s agent, the MCP servers)
+and at its end closes what they hold, in reverse order.
 
-A new part (a usage store, a pool of MCP servers) is a field, one line in `build`, and, if it
-holds resources, its clean-up in `lifespan`.
+A new part (a usage store, say) is a field, one line in `build`, and, if it holds resources,
+its clean-up in `lifespan`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.agent.agent import Assistant, build_model
+from app.agent.agent import Assistant
+from app.agent.config import load_agent_config
+from app.agent.factory import AgentSetup
+from app.agent.model import ModelClient, build_model, build_model_client
 from app.config import Settings
 from app.http.auth.identity import Identity
 from app.http.ratelimit import RateLimiter
@@ -43,6 +47,10 @@ class Services:
     attachments: Attachments
     tasks: TaskStore
     feedback: FeedbackStore
+    model_client: ModelClient | None
+    """The model provider's client; `None` for the fake model, or when its key is missing."""
+    assistant: Assistant
+    """The agent, its models and its MCP servers."""
     server: ChatKitBackend
     identity: Identity
     rate_limiter: RateLimiter
@@ -52,13 +60,16 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
+        agent_config = load_agent_config(settings)  # AGENT_CONFIG, MCP_CONFIG: refused here if bad
         engine = create_engine(settings)
         files = file_storage(settings, engine)
         urls = signer_from_settings(settings)
         store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
         attachments = Attachments(store, files, urls, AttachmentLimits.from_settings(settings))
         tasks, feedback = TaskStore(engine), FeedbackStore(store)
-        assistant = Assistant(settings, build_model(settings))
+        model_client = build_model_client(settings)
+        model = build_model(settings, model_client, agent_config.model)
+        assistant = Assistant(AgentSetup(settings, agent_config, model_client, model))
         return cls(
             settings=settings,
             engine=engine,
@@ -66,6 +77,8 @@ class Services:
             attachments=attachments,
             tasks=tasks,
             feedback=feedback,
+            model_client=model_client,
+            assistant=assistant,
             server=ChatKitBackend(store, attachments, assistant, tasks=tasks, feedback=feedback),
             identity=Identity.from_settings(settings),
             rate_limiter=RateLimiter(settings, engine),
@@ -74,12 +87,20 @@ class Services:
         )
 
     @asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[Services]:
+    async def lifespan(self, *, agent: bool = True) -> AsyncIterator[Services]:
         """Serve; then let interrupted streams save their partial replies, and only then close
-        file storage and the database."""
+        the MCP servers, file storage, the model client and the database.
+
+        `agent=False` is for a command that runs no turns: the assistant is not started.
+        """
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self.engine.dispose)
+            if self.model_client is not None:
+                stack.push_async_callback(self.model_client.aclose)
             stack.push_async_callback(self.attachments.files.aclose)
+            if agent:
+                stack.push_async_callback(self.assistant.aclose)
+                await self.assistant.start()
             stack.push_async_callback(self.streams.close)
             yield self
 

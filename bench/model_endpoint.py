@@ -1,4 +1,5 @@
-"""A local OpenAI-compatible streaming endpoint in its own process, for benchmarks.
+"""A local OpenAI-compatible streaming endpoint in its own process, for benchmarks: the Responses
+API and Chat Completions, both at once.
 
     python -m bench.model_endpoint --port 9000 --tokens 40 --delay-ms 5 [--failure 500|429|drop]
 

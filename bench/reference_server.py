@@ -1,10 +1,12 @@
 """The reference for the benchmark: the minimal server the openai-chatkit docs show.
 
-An in-memory store, no authentication, the agent streamed with `stream_agent_response`; the
+An in-memory store, no authentication, the SDK's history converter (on Chat Completions, with
+the one change that API needs), the agent streamed with `stream_agent_response`; the
 agent itself (instructions, tools, model client) is the real server's, built from the same
 settings, so both send the model the same requests. Every figure the benchmark prints is also
 a ratio to this.
-Run: `python -m bench.reference_server` with OPENAI_BASE_URL, OPENAI_API_KEY, CHATKIT_MODEL, PORT.
+Run: `python -m bench.reference_server` with OPENAI_BASE_URL, OPENAI_API_KEY, CHATKIT_MODEL,
+MODEL_API, PORT.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
-from agents import Agent, Runner, set_tracing_disabled
-from chatkit.agents import AgentContext, simple_to_agent_input, stream_agent_response
+from agents import Agent, Runner, TResponseInputItem, set_tracing_disabled
+from chatkit.agents import AgentContext, ThreadItemConverter, stream_agent_response
 from chatkit.server import ChatKitServer, StreamingResult
 from chatkit.store import NotFoundError, Store
 from chatkit.types import (
+    AssistantMessageItem,
     Attachment,
     Page,
     ThreadItem,
@@ -29,7 +32,10 @@ from chatkit.types import (
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.agent.agent import build_agent, build_model
+from app.agent.config import load_agent_config
+from app.agent.converter import assistant_text_message
+from app.agent.factory import build_agent
+from app.agent.model import build_model, build_model_client
 from app.config import Settings
 from app.context import RequestContext
 
@@ -118,11 +124,21 @@ def _page(rows: list[Any], after: str | None, limit: int) -> Page[Any]:
     return Page(data=data, has_more=has_more, after=data[-1].id if has_more and data else None)
 
 
+class ChatCompletionsConverter(ThreadItemConverter):
+    """The docs' converter, plus the one change Chat Completions needs (see `HistoryConverter`)."""
+
+    async def assistant_message_to_input(
+        self, item: AssistantMessageItem
+    ) -> TResponseInputItem | list[TResponseInputItem] | None:
+        return assistant_text_message(item)
+
+
 class ReferenceServer(ChatKitServer[dict[str, Any]]):
-    def __init__(self, agent: Agent[Any]) -> None:
+    def __init__(self, agent: Agent[Any], converter: ThreadItemConverter) -> None:
         self.memory = MemoryStore()
         super().__init__(self.memory)
         self.agent = agent
+        self.converter = converter
 
     async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: Any
@@ -133,7 +149,7 @@ class ReferenceServer(ChatKitServer[dict[str, Any]]):
             thread=thread, store=self.memory, request_context=CALLER
         )
         result = Runner.run_streamed(
-            self.agent, await simple_to_agent_input(items), context=agent_context
+            self.agent, await self.converter.to_agent_input(items), context=agent_context
         )
         async for event in stream_agent_response(agent_context, result):
             yield event
@@ -141,8 +157,15 @@ class ReferenceServer(ChatKitServer[dict[str, Any]]):
 
 def create_reference_app() -> FastAPI:
     set_tracing_disabled(True)
-    settings = Settings(_env_file=None, model_provider="openai")  # OPENAI_* from the environment
-    server = ReferenceServer(build_agent(settings, build_model(settings)))
+    # OPENAI_* and MODEL_API from the environment
+    settings = Settings(_env_file=None, model_provider="openai")
+    client = build_model_client(settings)
+    assert client is not None, "set OPENAI_API_KEY or OPENAI_BASE_URL"
+    agent = build_agent(
+        load_agent_config(settings, {}), build_model(settings, client), client.model_settings
+    )
+    chat = settings.model_api == "chat_completions"
+    server = ReferenceServer(agent, ChatCompletionsConverter() if chat else ThreadItemConverter())
     app = FastAPI()
 
     @app.post("/chatkit")

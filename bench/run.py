@@ -2,8 +2,10 @@
 
     uv run python -m bench.run                 # 50 users x 4 messages, then scaling figures
     uv run python -m bench.run --users 200     # the zero-error target
+    uv run python -m bench.run --model-api chat_completions   # both servers on Chat Completions
 
-Both servers stream from the same local OpenAI-compatible endpoint (bench/model_endpoint.py).
+Both servers stream from the same local OpenAI-compatible endpoint (bench/model_endpoint.py),
+over the Responses API or Chat Completions (`--model-api`).
 The real server runs on PostgreSQL with JWT authentication on every request.
 """
 
@@ -18,6 +20,7 @@ import time
 from typing import Any
 
 import asyncpg
+import httpx
 import jwt
 from sqlalchemy.engine import make_url
 
@@ -43,7 +46,9 @@ def token_headers(n: int) -> dict[str, str]:
     return bearer(f"bench-user-{n}")
 
 
-def server_env(database_url: str, model_url: str, port: int) -> dict[str, str]:
+def server_env(
+    database_url: str, model_url: str, port: int, model_api: str = "responses"
+) -> dict[str, str]:
     return {
         "DATABASE_URL": database_url,
         "ENVIRONMENT": "production",
@@ -52,6 +57,7 @@ def server_env(database_url: str, model_url: str, port: int) -> dict[str, str]:
         "MODEL_PROVIDER": "openai",
         "OPENAI_API_KEY": "bench",
         "OPENAI_BASE_URL": model_url,
+        "MODEL_API": model_api,
         "CHATKIT_MODEL": "bench-model",
         "AUTH_JWT_SECRET": JWT_SECRET,
         "CORS_ALLOW_ORIGINS": "http://localhost:3000",
@@ -165,6 +171,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=40, help="words per model answer")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between words")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--model-api",
+        choices=["responses", "chat_completions"],
+        default="responses",
+        help="the API both servers speak to the model endpoint (MODEL_API)",
+    )
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument(
         "--profile",
@@ -190,6 +202,7 @@ async def run(args: argparse.Namespace, db: str) -> None:
             {
                 "OPENAI_BASE_URL": model_url,
                 "OPENAI_API_KEY": "bench",
+                "MODEL_API": args.model_api,
                 "CHATKIT_MODEL": "bench-model",
                 "PORT": str(ref_port),
             },
@@ -210,7 +223,7 @@ async def run(args: argparse.Namespace, db: str) -> None:
                 str(args.workers),
                 "--no-access-log",
             ],
-            server_env(db, model_url, our_port),
+            server_env(db, model_url, our_port, args.model_api),
             our_port,
             RESULTS / "server.log",
         )
@@ -218,7 +231,8 @@ async def run(args: argparse.Namespace, db: str) -> None:
 
         print(
             f"load: {args.users} users x {args.messages} messages, "
-            f"{args.tokens} words per answer, {args.delay_ms} ms between words"
+            f"{args.tokens} words per answer, {args.delay_ms} ms between words, "
+            f"MODEL_API={args.model_api}"
         )
         await warm_up(reference, auth=False)
         await warm_up(ours, auth=True)
@@ -229,12 +243,20 @@ async def run(args: argparse.Namespace, db: str) -> None:
             spy.send_signal(signal.SIGINT)
             spy.wait()
         print_table([ref_figures, our_figures])
+        async with httpx.AsyncClient() as client:
+            model_requests = (await client.get(f"{model.base_url}/requests")).json()
+        print(f"model endpoint requests by path: {model_requests}")
         scaling: dict[str, Any] = {}
         if not args.skip_scaling:
             scaling = await scaling_figures(ours.base_url, db, bearer)
         (RESULTS / "latest.json").write_text(
             json.dumps(
-                {"args": vars(args), "load": [ref_figures, our_figures], "scaling": scaling},
+                {
+                    "args": vars(args),
+                    "load": [ref_figures, our_figures],
+                    "model_requests": model_requests,
+                    "scaling": scaling,
+                },
                 indent=2,
             )
         )

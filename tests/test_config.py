@@ -14,6 +14,11 @@ CONTRACT = [
     "PORT",
     "ENVIRONMENT",
     "MODEL_PROVIDER",
+    "MODEL_API",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_API_KEY",
+    "OPENAI_API_VERSION",
     "CORS_ALLOW_ORIGINS",
     "LOG_LEVEL",
     "PUBLIC_BASE_URL",
@@ -65,6 +70,8 @@ def test_sslmode_never_reaches_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PORT", "eighty"),
         ("ENVIRONMENT", "staging"),
         ("MODEL_PROVIDER", "anthropic"),
+        ("MODEL_API", "completions"),
+        ("AZURE_OPENAI_ENDPOINT", "res.openai.azure.com"),
         ("LOG_LEVEL", "verbose"),
         ("PUBLIC_BASE_URL", "chat.example.com"),
     ],
@@ -111,3 +118,48 @@ def test_a_copied_env_example_starts_in_development(tmp_path, monkeypatch) -> No
     assert settings.auth_jwt_secret is None and settings.auth_jwks_url is None
     assert settings.auth_proxy_secret is None and settings.openai_api_key is None
     assert settings.production_problems()  # so production would refuse it, naming the gaps
+
+
+def test_model_choices_are_listed_when_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_API", "chat")
+    monkeypatch.setenv("MODEL_PROVIDER", "anthropic")
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    assert "MODEL_API: Input should be 'responses' or 'chat_completions'" in str(error.value)
+    assert "MODEL_PROVIDER: Input should be 'openai', 'azure' or 'fake'" in str(error.value)
+
+
+def test_model_choices_ignore_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_API", " Chat_Completions")
+    monkeypatch.setenv("MODEL_PROVIDER", "OpenAI")
+    settings = load_settings()
+    assert (settings.model_provider, settings.model_api) == ("openai", "chat_completions")
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [
+        ({}, "AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION"),
+        ({"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com"}, "OPENAI_API_VERSION"),
+        ({"OPENAI_API_VERSION": "2025-04-01-preview"}, "AZURE_OPENAI_ENDPOINT"),
+    ],
+)
+def test_azure_needs_its_endpoint_and_api_version(
+    monkeypatch: pytest.MonkeyPatch, present: dict[str, str], missing: str
+) -> None:
+    monkeypatch.setenv("MODEL_PROVIDER", "azure")
+    for name, value in present.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=f"MODEL_PROVIDER=azure needs {missing}$"):
+        load_settings()
+
+
+def test_azure_refuses_an_openai_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_PROVIDER", "azure")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/")
+    monkeypatch.setenv("OPENAI_API_VERSION", "2025-04-01-preview")
+    assert load_settings().azure_openai_endpoint == "https://res.openai.azure.com"
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
+    with pytest.raises(ConfigurationError, match="unset OPENAI_BASE_URL"):
+        load_settings()

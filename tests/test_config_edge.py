@@ -124,3 +124,16 @@ def test_production_jwks_needs_issuer_and_audience() -> None:
 def test_production_openai_needs_a_key() -> None:
     with pytest.raises(ValidationError, match="OPENAI_API_KEY"):
         settings(environment="production", auth_jwt_secret="s" * 32, openai_api_key=None)
+
+
+def test_production_azure_needs_its_key() -> None:
+    azure = {
+        "environment": "production",
+        "auth_jwt_secret": "s" * 32,
+        "model_provider": "azure",
+        "azure_openai_endpoint": "https://res.openai.azure.com",
+        "openai_api_version": "2025-04-01-preview",
+    }
+    with pytest.raises(ValidationError, match="MODEL_PROVIDER=azure needs AZURE_OPENAI_API_KEY"):
+        settings(**azure)
+    assert settings(**azure, azure_openai_api_key="k").model_provider == "azure"

@@ -1,97 +1,134 @@
-"""The default agent and its model, built from settings; one `Assistant` runs a turn.
+"""The assistant: the agent (configured or from `AGENT_FACTORY`), its MCP servers, one turn.
 
-`MODEL_PROVIDER=openai` talks to the Responses API through a client built from `OPENAI_API_KEY`
-and `OPENAI_BASE_URL` (no SDK-global defaults, no tracing export); `fake` plays `FakeModel`.
+The model comes from `app.agent.model` (the provider's client and API); Agents SDK tracing is
+off, so nothing leaves the machine but the model requests (and the MCP servers' calls).
 """
 
 from __future__ import annotations
 
-from agents import (
-    Agent,
-    Model,
-    RunConfig,
-    RunContextWrapper,
-    Runner,
-    StopAtTools,
-    TResponseInputItem,
-)
-from agents.models.openai_responses import OpenAIResponsesModel
+import contextvars
+import json
+import logging
+from typing import Any
+
+from agents import Agent, Model, RunConfig, RunContextWrapper, Runner, TResponseInputItem
+from agents.agent import MCPConfig
 from agents.result import RunResultStreaming
 from chatkit.errors import CustomStreamError
-from openai import AsyncOpenAI
 
 from app.agent.context import AssistantContext
-from app.agent.errors import NOT_CONFIGURED
+from app.agent.errors import not_configured
+from app.agent.factory import AgentSetup, agent_from_factory
 from app.agent.fake_model import FakeModel
+from app.agent.mcp import CALLER_ID, McpProgress, McpServers, build_server
 from app.agent.title import generate_title
-from app.agent.tools import CLIENT_TOOLS, TOOLS
-from app.config import Settings
+from app.config import ModelApi
+from app.context import RequestContext
+
+logger = logging.getLogger(__name__)
 
 MAX_TURNS = 10
 """Model calls per user message; a loop of tool calls beyond this ends with an error."""
 
 
-def build_model(settings: Settings) -> Model | None:
-    """The configured model, or `None` when the OpenAI provider has no key (turns then fail)."""
-    if settings.model_provider == "fake":
-        return FakeModel(
-            tokens=settings.fake_model_tokens, delay=settings.fake_model_delay_ms / 1000
-        )
-    if settings.openai_api_key is None:
-        return None
-    client = AsyncOpenAI(
-        api_key=settings.openai_api_key.get_secret_value(),
-        base_url=settings.openai_base_url,
-        max_retries=settings.openai_max_retries,
-        timeout=settings.openai_timeout_seconds,
-    )
-    return OpenAIResponsesModel(model=settings.chatkit_model, openai_client=client)
-
-
-def build_agent(settings: Settings, model: Model | None) -> Agent[AssistantContext]:
-    base_instructions = settings.chatkit_instructions
-
-    def instructions(
-        wrapper: RunContextWrapper[AssistantContext], _agent: Agent[AssistantContext]
-    ) -> str:
-        caller = wrapper.context.request_context
-        extra = [f"The user's name is {caller.name}."] if caller.name else []
-        if caller.locale:
-            extra.append(f"The user's browser language is {caller.locale}: answer in it.")
-        return "\n".join([base_instructions, *extra])
-
-    return Agent[AssistantContext](
-        name="Assistant",
-        instructions=instructions,
-        model=model,
-        tools=list(TOOLS),
-        tool_use_behavior=StopAtTools(stop_at_tool_names=list(CLIENT_TOOLS)),
-    )
-
-
 class Assistant:
-    """Runs the agent for one turn and writes thread titles."""
+    """Runs the agent for one turn, with the MCP servers connected now, and writes titles.
 
-    def __init__(self, settings: Settings, model: Model | None) -> None:
-        self.model = model
-        self.agent = build_agent(settings, model)
-        self.history_window = settings.history_window
+    Built with the configured agent; `start()`, once before the first turn (the app's lifespan),
+    puts `AGENT_FACTORY`'s agent in its place if one is set and connects the MCP servers (the
+    configured ones and the agent's own); `aclose()` closes them.
+    """
+
+    def __init__(self, setup: AgentSetup) -> None:
+        config = setup.config
+        self.setup = setup
+        self.mcp = McpServers([], config.mcp)
+        self.api: ModelApi = setup.model_client.api if setup.model_client else "responses"
+        """What the model input must fit: the fake model reads Responses API items."""
+        self.not_configured = not_configured(setup.settings.model_provider)
+        self.history_window = config.history_window
+        self.tier_models: dict[str, Model | None] = {
+            tier: setup.model_named(name) for tier, name in config.tier_models.items()
+        }
+        self.titles = config.titles.enabled
         self.run_config = RunConfig(tracing_disabled=True, trace_include_sensitive_data=False)
+        self.hooks = McpProgress()
+        self._serve(setup.default_agent())
+
+    def _serve(self, agent: Agent[AssistantContext]) -> None:
+        """Run turns with `agent` (its MCP servers are in `self.mcp`), and titles with its model
+        unless the configuration names one."""
+        mcp_config: MCPConfig = {
+            "failure_error_function": self._tool_failed,
+            "include_server_in_tool_names": self.setup.config.mcp.prefix_tool_names,
+        }
+        self.agent = agent.clone(mcp_servers=[], mcp_config={**mcp_config, **agent.mcp_config})
+        titles = self.setup.config.titles
+        title_model = self.setup.model_named(titles.model) if titles.model else None
+        title_model = title_model or (agent.model if isinstance(agent.model, Model) else None)
         # Titles cost a model call; the fake model's would be noise, so it gets the fallback.
-        self.title_model = None if isinstance(model, FakeModel) else model
+        self.title_model = None if isinstance(title_model, FakeModel) else title_model
+
+    async def start(self) -> None:
+        """Build `AGENT_FACTORY`'s agent, if set, and connect the MCP servers.
+
+        Logs the resolved configuration once (`${NAME}` references unexpanded: no secrets).
+        """
+        config, factory = self.setup.config, self.setup.settings.agent_factory
+        agent = self.agent
+        if factory:
+            agent = await agent_from_factory(factory, self.setup)
+            self.tier_models = {}  # the factory's agent has the model it chose
+        summary = {**config.summary, "agent_factory": factory}
+        logger.info("Agent configuration: %s", json.dumps(summary, default=str))
+        servers = [
+            build_server(name, server, connect_timeout_seconds=config.mcp.connect_timeout_seconds)
+            for name, server in config.mcp_servers.items()
+        ]
+        reserved = [tool.name for tool in agent.tools if hasattr(tool, "name")]
+        self.mcp = McpServers(
+            [*servers, *agent.mcp_servers], config.mcp, reserved_tool_names=reserved
+        )
+        self._serve(agent)
+        await self.mcp.start()
+
+    async def _tool_failed(self, ctx: RunContextWrapper[Any], error: Exception) -> str:
+        return await self.mcp.tool_failed(ctx, error)
+
+    def agent_for(self, caller: RequestContext) -> Agent[AssistantContext]:
+        """The agent for one turn: the caller's tier's model, the MCP servers connected now."""
+        model = self.tier_models.get(caller.tier, self.agent.model)
+        servers = self.mcp.connected()
+        if model is self.agent.model and not servers:
+            return self.agent
+        return self.agent.clone(model=model, mcp_servers=servers)
 
     def run(
         self, agent_input: list[TResponseInputItem], context: AssistantContext
     ) -> RunResultStreaming:
-        if self.model is None:
-            raise CustomStreamError(NOT_CONFIGURED, allow_retry=False)
-        return Runner.run_streamed(
-            self.agent,
+        agent = self.agent_for(context.request_context)
+        if agent.model is None:
+            raise CustomStreamError(self.not_configured, allow_retry=False)
+        # The run's task starts in a copy of this context, with the caller's id for MCP
+        # servers that forward it (`forward_user_id`).
+        run_context = contextvars.copy_context()
+        run_context.run(CALLER_ID.set, context.request_context.user_id)
+        return run_context.run(
+            Runner.run_streamed,
+            agent,
             agent_input,
             context=context,
             max_turns=MAX_TURNS,
             run_config=self.run_config,
+            hooks=self.hooks,
         )
 
     async def title(self, text: str) -> str:
         return await generate_title(self.title_model, text)
+
+    def tool_servers(self) -> dict[str, str]:
+        """Each MCP server's state: `connecting`, `connected` or `down`."""
+        return dict(self.mcp.states())
+
+    async def aclose(self) -> None:
+        await self.mcp.aclose()

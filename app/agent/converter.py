@@ -6,26 +6,72 @@ import json
 
 from agents import TResponseInputItem
 from chatkit.agents import ThreadItemConverter
-from chatkit.types import Attachment, HiddenContextItem, UserMessageTagContent
-from openai.types.responses import ResponseInputContentParam, ResponseInputTextParam
+from chatkit.types import (
+    AssistantMessageItem,
+    Attachment,
+    HiddenContextItem,
+    UserMessageItem,
+    UserMessageTagContent,
+)
+from openai.types.responses import (
+    EasyInputMessageParam,
+    ResponseInputContentParam,
+    ResponseInputTextParam,
+)
 
 from app.agent.attachments import attachment_to_model_input
+from app.config import ModelApi
 from app.context import RequestContext
 from app.store.attachments import Attachments
 
 
-class HistoryConverter(ThreadItemConverter):
-    """One turn's converter: reads the caller's attachments, and renders @-tags and structured
-    hidden context as text instead of failing the turn."""
+def assistant_text_message(item: AssistantMessageItem) -> EasyInputMessageParam:
+    """A past answer as Chat Completions input: the Agents SDK's Chat Completions converter reads
+    an assistant message's words as text, and refuses the `output_text` parts ChatKit's
+    converter writes (openai-agents 0.24, openai-chatkit 1.6)."""
+    text = "".join(part.text for part in item.content)
+    return EasyInputMessageParam(type="message", role="assistant", content=text)
 
-    def __init__(self, attachments: Attachments, context: RequestContext) -> None:
+
+class HistoryConverter(ThreadItemConverter):
+    """One turn's converter: reads the caller's attachments, and writes the assistant's past
+    answers, in the form the model's API takes; renders @-tags and structured hidden context as
+    text instead of failing the turn."""
+
+    def __init__(
+        self,
+        attachments: Attachments,
+        context: RequestContext,
+        api: ModelApi = "responses",
+    ) -> None:
         self.attachments = attachments
         self.context = context
+        self.api = api
+        self._in_last_message = True
+
+    async def user_message_to_input(
+        self, item: UserMessageItem, is_last_message: bool = True
+    ) -> TResponseInputItem | list[TResponseInputItem] | None:
+        self._in_last_message = is_last_message  # read by the attachments of this message
+        return await super().user_message_to_input(item, is_last_message)
 
     async def attachment_to_message_content(
         self, attachment: Attachment
     ) -> ResponseInputContentParam:
-        return await attachment_to_model_input(attachment, self.attachments, self.context)
+        return await attachment_to_model_input(
+            attachment,
+            self.attachments,
+            self.context,
+            api=self.api,
+            new_message=self._in_last_message,
+        )
+
+    async def assistant_message_to_input(
+        self, item: AssistantMessageItem
+    ) -> TResponseInputItem | list[TResponseInputItem] | None:
+        if self.api == "responses":
+            return await super().assistant_message_to_input(item)
+        return assistant_text_message(item)
 
     async def tag_to_message_content(self, tag: UserMessageTagContent) -> ResponseInputContentParam:
         data = json.dumps(tag.data, default=str) if tag.data else "{}"

@@ -19,7 +19,47 @@ NOT_CONFIGURED = (
     "The assistant is not configured: set OPENAI_API_KEY (and optionally OPENAI_BASE_URL for an "
     "OpenAI-compatible server), or MODEL_PROVIDER=fake for the local demo model."
 )
+NOT_CONFIGURED_AZURE = (
+    "The assistant is not configured: set AZURE_OPENAI_API_KEY (MODEL_PROVIDER=azure), or "
+    "MODEL_PROVIDER=fake for the local demo model."
+)
 INTERRUPTED = "The model's answer was interrupted before it finished. Please try again."
+UNKNOWN_MODEL = (
+    "The model provider does not know the configured model: check CHATKIT_MODEL (the "
+    "deployment name on Azure)."
+)
+NO_RESPONSES_API = (
+    "The model server has no Responses API (HTTP 404 for /responses). If it speaks Chat "
+    "Completions only, as Ollama, vLLM and most OpenAI-compatible servers do, set "
+    "MODEL_API=chat_completions."
+)
+NO_CHAT_COMPLETIONS_API = (
+    "The model server has no Chat Completions API (HTTP 404 for /chat/completions): check "
+    "OPENAI_BASE_URL (it usually ends in /v1), or set MODEL_API=responses."
+)
+
+
+def not_configured(provider: str) -> str:
+    """What to set when the provider's key is missing."""
+    return NOT_CONFIGURED_AZURE if provider == "azure" else NOT_CONFIGURED
+
+
+def _not_found(exc: openai.NotFoundError) -> str:
+    """Tell an unknown model from a missing route: only the first names a model.
+
+    OpenAI answers `model_not_found`, Azure `DeploymentNotFound`, Ollama and vLLM a message about
+    the model; a server without the route answers a bare "Not Found" (or an HTML page).
+    """
+    said = f"{exc.code or ''} {exc.message}".lower()
+    if "model" in said or "deployment" in said:
+        return UNKNOWN_MODEL
+    url = exc.request.url
+    logger.warning("The model server at %s answered 404 for %s", url.host, url.path)
+    if url.path.rstrip("/").endswith("/responses"):
+        return NO_RESPONSES_API
+    if url.path.rstrip("/").endswith("/chat/completions"):
+        return NO_CHAT_COMPLETIONS_API
+    return "The model server answered HTTP 404 (not found): check OPENAI_BASE_URL."
 
 
 def _broke_mid_response(exc: BaseException) -> bool:
@@ -38,8 +78,10 @@ def stream_error_for(exc: BaseException) -> CustomStreamError:
         case CustomStreamError():
             return exc
         case openai.AuthenticationError() | openai.PermissionDeniedError():
+            # Azure's client sends its key as `api-key`, OpenAI's as a bearer token.
+            key = "AZURE_OPENAI_API_KEY" if "api-key" in exc.request.headers else "OPENAI_API_KEY"
             return CustomStreamError(
-                "The model provider rejected the API key: check OPENAI_API_KEY.", allow_retry=False
+                f"The model provider rejected the API key: check {key}.", allow_retry=False
             )
         case openai.RateLimitError():
             return CustomStreamError(
@@ -48,11 +90,7 @@ def stream_error_for(exc: BaseException) -> CustomStreamError:
                 allow_retry=True,
             )
         case openai.NotFoundError():
-            return CustomStreamError(
-                "The model provider does not know the configured model: check CHATKIT_MODEL "
-                "and OPENAI_BASE_URL.",
-                allow_retry=False,
-            )
+            return CustomStreamError(_not_found(exc), allow_retry=False)
         case openai.APIStatusError() if exc.status_code >= 500:
             return CustomStreamError(
                 f"The model provider had a server error (HTTP {exc.status_code}). "

@@ -5,7 +5,8 @@ It streams real Responses API events (`response.created`, `response.output_text.
 `stream_agent_response` run exactly the code paths they run against OpenAI.
 
 Unscripted, it answers every turn with `tokens` words that start by echoing the user; a message
-like `/add_task {"title": "Buy milk"}` makes it call that tool (demos of the tools need no key).
+like `/add_task {"title": "Buy milk"}` makes it call that tool, MCP tools included (demos of the
+tools need no key).
 Tests push `FakeTurn`s onto its `script` to make it call tools, fail, or drop the stream.
 """
 
@@ -61,7 +62,8 @@ FILLER = [
     "tempor",
 ]
 TOKEN = re.compile(r"\s*\S+\s*")
-SLASH_COMMAND = re.compile(r"/(?P<name>\w+)\s*(?P<arguments>\{.*\})?", re.DOTALL)
+SLASH_COMMAND = re.compile(r"/(?P<name>[\w-]+)\s*(?P<arguments>\{.*\})?", re.DOTALL)
+"""`/tool_name {"arg": ...}`: MCP tools' names may hold hyphens (`/get-weather {...}`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,7 @@ class FakeTurn:
         return cls(text=text, drop_after=drop_after, hold=hold)
 
     @classmethod
-    def call(cls, name: str, **arguments: Any) -> FakeTurn:
+    def call(cls, name: str, /, **arguments: Any) -> FakeTurn:
         return cls(tool_calls=[FakeToolCall(name, arguments)])
 
     @classmethod
@@ -147,6 +149,13 @@ def last_user_text(items: Sequence[TResponseInputItem]) -> str:
         texts = [part.get("text", "") for part in content or [] if isinstance(part, dict)]
         return " ".join(text for text in texts if text)
     return ""
+
+
+def output_text(output: object) -> str:
+    """A tool's output as text: MCP tools answer with content parts (`[{"text": ...}]`)."""
+    if isinstance(output, list):
+        return " ".join(str(part.get("text", "")) for part in output if isinstance(part, dict))
+    return str(output)
 
 
 def default_reply(items: Sequence[TResponseInputItem], tokens: int) -> str:
@@ -232,7 +241,7 @@ class FakeModel(Model):
         """Echo the user; `/tool_name {"arg": ...}` calls that tool first (for demos)."""
         last = cast(dict[str, Any], items[-1]) if items else {}
         if last.get("type") == "function_call_output":
-            return FakeTurn.say(f"The tool answered: {last.get('output')}")
+            return FakeTurn.say(f"The tool answered: {output_text(last.get('output'))}")
         command = SLASH_COMMAND.fullmatch(last_user_text(items).strip())
         names = {getattr(tool, "name", None) for tool in tools}
         if command and command["name"] in names:

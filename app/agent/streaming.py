@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 from agents import (
@@ -68,22 +69,39 @@ class ItemIds:
     """Gives items the model names (assistant messages, client tool calls) our own ids.
 
     `stream_agent_response` reuses the provider's ids, which an OpenAI-compatible server may
-    repeat across threads; item ids are primary keys here, with at least 122 random bits.
+    repeat across threads, and which the Agents SDK's Chat Completions model sets to one
+    placeholder for every item; item ids are primary keys here, with at least 122 random bits.
+    So each item the stream opens (or finishes without opening) gets a fresh id.
+
+    A finished item also keeps the time it was opened: the SDK stamps the done event with the
+    time it reads it, which can come after a tool the model called next has shown its widget,
+    and the thread would then list the widget first.
     """
 
     def __init__(self, generate: Callable[[StoreItemType], str]) -> None:
         self.generate = generate
         self.ours: dict[str, str] = {}
+        """The provider's id → our id of the latest item that had it."""
+        self.opened: dict[str, datetime] = {}
+        """Provider ids of items added and not yet done → when they were added."""
 
     def rewrite(self, event: ThreadStreamEvent) -> ThreadStreamEvent:
         if isinstance(event, ThreadItemAddedEvent | ThreadItemDoneEvent) and isinstance(
             event.item, AssistantMessageItem | ClientToolCallItem
         ):
-            kind: StoreItemType = (
-                "message" if isinstance(event.item, AssistantMessageItem) else "tool_call"
-            )
-            new_id = self.ours.setdefault(event.item.id, self.generate(kind))
-            return event.model_copy(update={"item": event.item.model_copy(update={"id": new_id})})
+            theirs = event.item.id
+            if isinstance(event, ThreadItemAddedEvent) or theirs not in self.opened:
+                kind: StoreItemType = (
+                    "message" if isinstance(event.item, AssistantMessageItem) else "tool_call"
+                )
+                self.ours[theirs] = self.generate(kind)
+            if isinstance(event, ThreadItemAddedEvent):
+                self.opened[theirs] = event.item.created_at
+                created_at = event.item.created_at
+            else:
+                created_at = self.opened.pop(theirs, event.item.created_at)
+            item = event.item.model_copy(update={"id": self.ours[theirs], "created_at": created_at})
+            return event.model_copy(update={"item": item})
         if (
             isinstance(event, ThreadItemUpdatedEvent | ThreadItemRemovedEvent)
             and event.item_id in self.ours

@@ -148,3 +148,11 @@ TOOLS: tuple[FunctionTool, ...] = (
 
 CLIENT_TOOLS: tuple[str, ...] = (switch_theme.name,)
 """Tools the frontend runs: the agent stops after calling one and waits for its output."""
+
+TOOL_GROUPS: dict[str, tuple[FunctionTool, ...]] = {
+    "tasks": (add_task, list_tasks, complete_task, update_task, delete_task),
+    "who_am_i": (get_current_user,),
+    "client": (switch_theme,),
+}
+"""The `[tools]` switches of agent.toml and the tools each turns on or off; a tool of `TOOLS` in
+no group is always on."""

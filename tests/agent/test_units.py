@@ -73,7 +73,7 @@ def test_fallback_title_is_the_first_words() -> None:
     ("status", "cls", "needle", "retry"),
     [
         (401, openai.AuthenticationError, "OPENAI_API_KEY", False),
-        (404, openai.NotFoundError, "CHATKIT_MODEL", False),
+        (404, openai.NotFoundError, "MODEL_API", False),  # more in test_model.py
         (400, openai.BadRequestError, "HTTP 400", True),
     ],
 )

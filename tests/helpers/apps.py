@@ -37,7 +37,8 @@ class RunningApp:
 
 
 def fake_model_of(services: Services) -> FakeModel:
-    model = services.server.assistant.model
+    """The configured reply model, which the test settings make the fake one."""
+    model = services.assistant.setup.model
     assert isinstance(model, FakeModel)
     return model
 

@@ -1,16 +1,24 @@
-"""A local OpenAI-compatible Responses API endpoint, for tests and benchmarks.
+"""A local OpenAI-compatible model server, for tests and benchmarks: both APIs, OpenAI's and
+Azure's URLs.
 
-`POST /v1/responses` answers `stream=true` requests with the Responses streaming SSE format
-(`event: response.created` ... `response.output_text.delta` ... `response.completed`) and other
-requests with a JSON response. It can fail the way real providers do: HTTP 500, HTTP 429, or a
-connection dropped mid-answer.
+- `POST /v1/responses` (Azure: `/openai/responses`) answers `stream=true` requests with the
+  Responses streaming SSE format (`event: response.created` ... `response.output_text.delta` ...
+  `response.completed`) and other requests with a JSON response;
+- `POST /v1/chat/completions` (Azure: `/openai/deployments/{name}/chat/completions`) answers with
+  `chat.completion.chunk` events (content deltas, `tool_calls` deltas split across chunks, a
+  usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`), or a
+  `chat.completion` without `stream`.
+
+It fails the way real providers do: HTTP 500, HTTP 429, or a connection dropped mid-answer; a
+route left out of `apis` answers a bare 404, as a server without that API does.
 
     async with FakeOpenAI(tokens=20, delay=0.01) as fake:
+        fake.script.append(FakeReply.call("add_task", title="Milk"))
         settings = make_settings(url, model_provider="openai", openai_api_key="test",
                                  openai_base_url=fake.base_url)
 
-The payloads are written out here by hand (not with the app's code), so a test against this
-endpoint checks the app against the wire format, not against itself.
+The payloads are written out here by hand (not with the app's code or the SDK's types), so a
+test against this server checks the app against the wire format, not against itself.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,18 +39,44 @@ from starlette.routing import Route
 from tests.helpers.live_server import serve
 
 Failure = Literal["500", "429", "drop"]
+Api = Literal["responses", "chat_completions"]
+INPUT_TOKENS = 10
+"""Every request reports this many input tokens."""
 
 
 class DroppedConnection(Exception):
     """Raised inside the SSE body so that uvicorn aborts the connection mid-response."""
 
 
+@dataclass(frozen=True)
+class FakeReply:
+    """One scripted streamed answer: text, then tool calls (name, arguments)."""
+
+    text: str | None = None
+    tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    @classmethod
+    def call(cls, name: str, text: str | None = None, **arguments: Any) -> FakeReply:
+        return cls(text=text, tool_calls=((name, arguments),))
+
+
+@dataclass(frozen=True)
+class Received:
+    """What one request looked like on the wire."""
+
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
 @dataclass
 class FakeOpenAI:
-    """Configure, then `async with` it; `base_url` ends in `/v1` as the OpenAI client expects."""
+    """Configure, then `async with` it; `base_url` ends in `/v1` as the OpenAI client expects,
+    `root_url` is what Azure's client takes as its endpoint."""
 
     tokens: int = 5
-    """Words per streamed answer."""
+    """Words per unscripted streamed answer."""
     delay: float = 0.0
     """Seconds between streamed words."""
     failure: Failure | None = None
@@ -50,22 +85,56 @@ class FakeOpenAI:
     """With failure="drop": words sent before the connection is cut."""
     title: str = "A title from the model"
     """The text of non-streaming answers (the app asks for titles that way)."""
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    """Every request body received, in order."""
+    apis: tuple[Api, ...] = ("responses", "chat_completions")
+    """The APIs served; the others' routes answer 404."""
+    script: deque[FakeReply] = field(default_factory=deque)
+    """Streamed answers to give, in order, before the unscripted words."""
+    models: frozenset[str] | None = None
+    """The model names served (others get OpenAI's 404 `model_not_found`); None: any."""
+    received: list[Received] = field(default_factory=list)
+    """Every request, in order."""
     base_url: str = ""
+    root_url: str = ""
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request body received, in order."""
+        return [request.body for request in self.received]
+
+    def streamed(self) -> list[Received]:
+        """The streamed (answer) requests; titles are asked for without streaming."""
+        return [request for request in self.received if request.body.get("stream")]
+
+    def paths(self) -> dict[str, int]:
+        """How many requests each path received."""
+        return dict(Counter(request.path for request in self.received))
 
     def app(self) -> Starlette:
-        """The ASGI app (`/v1/responses`, and `/health` for process supervisors)."""
-        return Starlette(
-            routes=[
-                Route("/v1/responses", self._responses, methods=["POST"]),
-                Route("/health", lambda _: JSONResponse({"status": "ok"})),
+        """The ASGI app: the APIs' routes, `/health` for process supervisors, and `/requests`
+        (requests per path, for a benchmark to check which API it measured)."""
+        routes = [
+            Route("/health", lambda _: JSONResponse({"status": "ok"})),
+            Route("/requests", lambda _: JSONResponse(self.paths())),
+        ]
+        if "responses" in self.apis:
+            routes += [
+                Route(path, self._handler(self._responses), methods=["POST"])
+                for path in ("/v1/responses", "/openai/responses")
             ]
-        )
+        if "chat_completions" in self.apis:
+            routes += [
+                Route(path, self._handler(self._chat), methods=["POST"])
+                for path in (
+                    "/v1/chat/completions",
+                    "/openai/deployments/{deployment}/chat/completions",
+                )
+            ]
+        return Starlette(routes=routes)
 
     async def __aenter__(self) -> FakeOpenAI:
         self._server = serve(self.app())
-        self.base_url = f"{await self._server.__aenter__()}/v1"
+        self.root_url = await self._server.__aenter__()
+        self.base_url = f"{self.root_url}/v1"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -74,63 +143,174 @@ class FakeOpenAI:
     def answer_words(self) -> list[str]:
         return [f"word{n}" for n in range(self.tokens)]
 
-    async def _responses(self, request: Request) -> Response:
-        body = await request.json()
-        self.requests.append(body)
-        if self.failure == "500":
-            return _error(500, "server_error", "The server had an error.")
-        if self.failure == "429":
-            return _error(429, "rate_limit_exceeded", "Rate limit reached.")
+    def _handler(self, answer: Callable[[dict[str, Any]], Response]) -> Callable[[Request], Any]:
+        async def handle(request: Request) -> Response:
+            body = await request.json()
+            self.received.append(
+                Received(request.url.path, dict(request.query_params), dict(request.headers), body)
+            )
+            if self.failure == "500":
+                return _error(500, "server_error", "The server had an error.")
+            if self.failure == "429":
+                return _error(429, "rate_limit_exceeded", "Rate limit reached.")
+            if self.models is not None and body.get("model") not in self.models:
+                model = body.get("model")
+                message = f"The model `{model}` does not exist or you do not have access to it."
+                return _error(404, "model_not_found", message)
+            return answer(body)
+
+        return handle
+
+    def _next_reply(self) -> FakeReply:
+        return self.script.popleft() if self.script else FakeReply(" ".join(self.answer_words()))
+
+    async def _words(self, text: str | None) -> AsyncIterator[str]:
+        """The text's words as deltas, `delay` apart; cut the connection if asked to."""
+        for count, word in enumerate((text or "").split()):
+            if self.failure == "drop" and count >= self.drop_after:
+                raise DroppedConnection
+            await asyncio.sleep(self.delay)
+            yield word if count == 0 else f" {word}"
+
+    # The Responses API
+
+    def _responses(self, body: dict[str, Any]) -> Response:
         if not body.get("stream"):
             return JSONResponse(_response(body, [_message(_id("msg"), self.title)], "completed"))
-        return StreamingResponse(self._stream(body), media_type="text/event-stream")
+        return StreamingResponse(self._responses_stream(body), media_type="text/event-stream")
 
-    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def _responses_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        reply = self._next_reply()
         sequence = iter(range(10_000))
-        message_id = _id("msg")
 
         def sse(event: dict[str, Any]) -> bytes:
             event["sequence_number"] = next(sequence)
             return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
         yield sse({"type": "response.created", "response": _response(body, [], "in_progress")})
-        yield sse(
-            {
-                "type": "response.output_item.added",
-                "output_index": 0,
-                "item": {
-                    "id": message_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "status": "in_progress",
-                    "content": [],
-                },
-            }
-        )
-        part = {"type": "output_text", "text": "", "annotations": []}
-        where = {"item_id": message_id, "output_index": 0, "content_index": 0}
-        yield sse({"type": "response.content_part.added", **where, "part": part})
-        text = ""
-        for count, word in enumerate(self.answer_words()):
-            if self.failure == "drop" and count >= self.drop_after:
-                raise DroppedConnection
-            await asyncio.sleep(self.delay)
-            delta = word if count == 0 else f" {word}"
-            text += delta
+        output: list[dict[str, Any]] = []
+        if reply.text is not None:
+            message_id = _id("msg")
             yield sse(
-                {"type": "response.output_text.delta", **where, "delta": delta, "logprobs": []}
+                {
+                    "type": "response.output_item.added",
+                    "output_index": 0,
+                    "item": {
+                        "id": message_id,
+                        "type": "message",
+                        "role": "assistant",
+                        "status": "in_progress",
+                        "content": [],
+                    },
+                }
             )
-        yield sse({"type": "response.output_text.done", **where, "text": text, "logprobs": []})
-        yield sse({"type": "response.content_part.done", **where, "part": {**part, "text": text}})
-        message = _message(message_id, text)
-        yield sse({"type": "response.output_item.done", "output_index": 0, "item": message})
-        yield sse(
-            {"type": "response.completed", "response": _response(body, [message], "completed")}
-        )
+            part = {"type": "output_text", "text": "", "annotations": []}
+            where = {"item_id": message_id, "output_index": 0, "content_index": 0}
+            yield sse({"type": "response.content_part.added", **where, "part": part})
+            text = ""
+            async for delta in self._words(reply.text):
+                text += delta
+                yield sse(
+                    {"type": "response.output_text.delta", **where, "delta": delta, "logprobs": []}
+                )
+            yield sse({"type": "response.output_text.done", **where, "text": text, "logprobs": []})
+            yield sse(
+                {"type": "response.content_part.done", **where, "part": {**part, "text": text}}
+            )
+            output.append(_message(message_id, text))
+            yield sse({"type": "response.output_item.done", "output_index": 0, "item": output[-1]})
+        for name, arguments in reply.tool_calls:
+            index, item_id, encoded = len(output), _id("fc"), json.dumps(arguments)
+            call = {
+                "id": item_id,
+                "call_id": _id("call"),
+                "type": "function_call",
+                "name": name,
+                "arguments": "",
+                "status": "in_progress",
+            }
+            yield sse({"type": "response.output_item.added", "output_index": index, "item": call})
+            where = {"item_id": item_id, "output_index": index}
+            for piece in _thirds(encoded):
+                yield sse(
+                    {"type": "response.function_call_arguments.delta", **where, "delta": piece}
+                )
+            yield sse(
+                {"type": "response.function_call_arguments.done", **where, "arguments": encoded}
+            )
+            output.append({**call, "arguments": encoded, "status": "completed"})
+            yield sse(
+                {"type": "response.output_item.done", "output_index": index, "item": output[-1]}
+            )
+        yield sse({"type": "response.completed", "response": _response(body, output, "completed")})
+
+    # Chat Completions
+
+    def _chat(self, body: dict[str, Any]) -> Response:
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": self.title, "refusal": None}
+            choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+            completion = {
+                **_chunk_head(body, "chat.completion"),
+                "choices": [choice],
+                "usage": _chat_usage(self.title),
+            }
+            return JSONResponse(completion)
+        return StreamingResponse(self._chat_stream(body), media_type="text/event-stream")
+
+    async def _chat_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        reply = self._next_reply()
+        head = _chunk_head(body, "chat.completion.chunk")
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+            return f"data: {json.dumps({**head, 'choices': [choice], 'usage': None})}\n\n".encode()
+
+        yield chunk({"role": "assistant", "content": ""})
+        text = ""
+        async for delta in self._words(reply.text):
+            text += delta
+            yield chunk({"content": delta})
+        for index, (name, arguments) in enumerate(reply.tool_calls):
+            opening = {"index": index, "id": _id("call"), "type": "function"}
+            yield chunk({"tool_calls": [{**opening, "function": {"name": name, "arguments": ""}}]})
+            for piece in _thirds(json.dumps(arguments)):
+                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        yield chunk({}, "tool_calls" if reply.tool_calls else "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {**head, "choices": [], "usage": _chat_usage(text, len(reply.tool_calls))}
+            yield f"data: {json.dumps(usage)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+
+def last_tool_output(body: dict[str, Any]) -> str:
+    """The tool output a request ends with, checked against the call it answers: a `tool`
+    message after an assistant message with `tool_calls` (Chat Completions), or a
+    `function_call_output` item after its `function_call` (Responses)."""
+    if "messages" in body:
+        *_, call, output = body["messages"]
+        assert call["role"] == "assistant" and output["role"] == "tool"
+        assert output["tool_call_id"] == call["tool_calls"][0]["id"]
+        return str(output["content"])
+    *_, call, output = body["input"]
+    assert (call["type"], output["type"]) == ("function_call", "function_call_output")
+    assert output["call_id"] == call["call_id"]
+    return str(output["output"])
 
 
 def _id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def _thirds(text: str) -> list[str]:
+    """`text` in three pieces, as providers split a tool call's arguments across events."""
+    cut = max(1, len(text) // 3)
+    return [text[:cut], text[cut : 2 * cut], text[2 * cut :]]
+
+
+def output_tokens(text: str, tool_calls: int = 0) -> int:
+    """What this server reports as output tokens: a word each, and one per tool call."""
+    return len(text.split()) + tool_calls
 
 
 def _message(message_id: str, text: str) -> dict[str, Any]:
@@ -144,7 +324,11 @@ def _message(message_id: str, text: str) -> dict[str, Any]:
 
 
 def _response(body: dict[str, Any], output: list[dict[str, Any]], status: str) -> dict[str, Any]:
-    words = sum(len(part["text"].split()) for item in output for part in item["content"])
+    texts = " ".join(
+        part["text"] for item in output if item["type"] == "message" for part in item["content"]
+    )
+    calls = sum(item["type"] == "function_call" for item in output)
+    tokens = output_tokens(texts, calls)
     return {
         "id": _id("resp"),
         "object": "response",
@@ -157,12 +341,31 @@ def _response(body: dict[str, Any], output: list[dict[str, Any]], status: str) -
         "top_p": 1.0,
         "parallel_tool_calls": True,
         "usage": {
-            "input_tokens": 10,
+            "input_tokens": INPUT_TOKENS,
             "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": words,
+            "output_tokens": tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 10 + words,
+            "total_tokens": INPUT_TOKENS + tokens,
         },
+    }
+
+
+def _chunk_head(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {
+        "id": _id("chatcmpl"),
+        "object": kind,
+        "created": 1_700_000_000,
+        "model": body.get("model", "unknown"),
+        "system_fingerprint": None,
+    }
+
+
+def _chat_usage(text: str, tool_calls: int = 0) -> dict[str, int]:
+    tokens = output_tokens(text, tool_calls)
+    return {
+        "prompt_tokens": INPUT_TOKENS,
+        "completion_tokens": tokens,
+        "total_tokens": INPUT_TOKENS + tokens,
     }
 
 

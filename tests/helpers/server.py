@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +71,30 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"server still running after {timeout}s:\n{self.log()}") from None
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def wait_until_ready(self, path: str = "/healthz", timeout: float = 30.0) -> None:
         """Poll `path` until it answers 200; fail with the log if the process exits or time
         runs out."""
+
+        def answers() -> bool:
+            return httpx.get(self.base_url + path, timeout=2.0).status_code == 200
+
+        self._wait_for(answers, path, timeout)
+
+    def wait_until_listening(self, timeout: float = 30.0) -> None:
+        """Wait until the port takes connections: for a server with no route that answers 200
+        to a plain GET (an MCP server's)."""
+
+        def connects() -> bool:
+            with socket.create_connection((LOOPBACK, self.port), timeout=2.0):
+                return True
+
+        self._wait_for(connects, f"port {self.port}", timeout)
+
+    def _wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -82,12 +103,12 @@ class ServerProcess:
                     f"{self.log()}"
                 )
             try:
-                if httpx.get(self.base_url + path, timeout=2.0).status_code == 200:
+                if ready():
                     return
-            except httpx.TransportError:
+            except (httpx.TransportError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"{path} not ready after {timeout}s:\n{self.log()}")
+                raise AssertionError(f"{what} not ready after {timeout}s:\n{self.log()}")
             time.sleep(0.1)
 
     def cpu_seconds(self) -> float:

@@ -1,4 +1,5 @@
-"""Platform probes: `/healthz` (process up), `/readyz` (database reachable, schema at head)."""
+"""Platform probes: `/healthz` (process up), `/readyz` (database reachable, schema at head; MCP
+servers that are down are listed as degraded)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,12 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             f"database schema at {revision or 'nothing'}, expected {head}: "
             "run `alembic upgrade head`"
         )
-    return JSONResponse({"status": "ready", "revision": revision})
+    body: dict[str, object] = {"status": "ready", "revision": revision}
+    # MCP servers: one that is down leaves out its tools, not chat (still 200).
+    if tool_servers := services.assistant.tool_servers():
+        body["mcp_servers"] = tool_servers
+        body["degraded"] = [name for name, state in tool_servers.items() if state != "connected"]
+    return JSONResponse(body)
 
 
 def _unavailable(reason: str) -> JSONResponse:

@@ -1,0 +1,101 @@
+"""The model provider: one OpenAI client built from settings, and models over the API it speaks.
+
+- `MODEL_PROVIDER=openai`: `AsyncOpenAI` on `OPENAI_BASE_URL` (OpenAI's when unset).
+- `MODEL_PROVIDER=azure`: `AsyncAzureOpenAI` on `AZURE_OPENAI_ENDPOINT`, `api-version`
+  `OPENAI_API_VERSION`, the key sent as `api-key`; `CHATKIT_MODEL` names the deployment.
+- `MODEL_API=responses` speaks the Responses API (`OpenAIResponsesModel`); `chat_completions`
+  speaks Chat Completions (`OpenAIChatCompletionsModel`), which most OpenAI-compatible servers
+  implement, over the same client.
+
+Clients take their values from `Settings` only (no SDK-global defaults). Replies, titles and
+whatever else needs a model ask `ModelClient.model(name)`, so they all reach the same provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents import Model, ModelSettings
+from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
+from agents.models.openai_responses import OpenAIResponsesModel
+from openai import AsyncAzureOpenAI, AsyncOpenAI
+
+from app.agent.fake_model import FakeModel
+from app.config import ModelApi, Settings
+
+KEYLESS = "unused"
+"""The key sent to a custom `OPENAI_BASE_URL` when `OPENAI_API_KEY` is unset: local servers
+(Ollama, vLLM without `--api-key`) ignore it, and the client needs one."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelClient:
+    """The configured provider's client, the API it is spoken to with, and models by name."""
+
+    client: AsyncOpenAI
+    """`AsyncAzureOpenAI` for Azure (a subclass): also the way to the provider's Files API."""
+    api: ModelApi
+
+    def model(self, name: str) -> Model:
+        """A model (an Azure deployment) by name, speaking this client's API."""
+        if self.api == "chat_completions":
+            return OpenAIChatCompletionsModel(model=name, openai_client=self.client)
+        return OpenAIResponsesModel(model=name, openai_client=self.client)
+
+    @property
+    def model_settings(self) -> ModelSettings:
+        """Settings for every agent on this client.
+
+        A streamed Chat Completion reports its token usage only when asked to
+        (`stream_options.include_usage`); the Responses API always does.
+        """
+        if self.api == "chat_completions":
+            return ModelSettings(include_usage=True)
+        return ModelSettings()
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def build_model_client(settings: Settings) -> ModelClient | None:
+    """The provider's client; `None` for the fake model, or when the provider's key is missing
+    (the server still starts, and each turn says which setting to fill in)."""
+    retries, timeout = settings.openai_max_retries, settings.openai_timeout_seconds
+    client: AsyncOpenAI
+    match settings.model_provider:
+        case "fake":
+            return None
+        case "azure":
+            if settings.azure_openai_api_key is None:
+                return None
+            assert settings.azure_openai_endpoint and settings.openai_api_version  # validated
+            client = AsyncAzureOpenAI(
+                azure_endpoint=settings.azure_openai_endpoint,
+                api_version=settings.openai_api_version,
+                api_key=settings.azure_openai_api_key.get_secret_value(),
+                max_retries=retries,
+                timeout=timeout,
+            )
+        case "openai":
+            key = settings.openai_api_key
+            if key is None and settings.openai_base_url is None:
+                return None
+            client = AsyncOpenAI(
+                api_key=key.get_secret_value() if key else KEYLESS,
+                base_url=settings.openai_base_url,
+                max_retries=retries,
+                timeout=timeout,
+            )
+    return ModelClient(client=client, api=settings.model_api)
+
+
+def build_model(
+    settings: Settings, model_client: ModelClient | None, name: str | None = None
+) -> Model | None:
+    """The model for replies (`name`, else `CHATKIT_MODEL`), or `None` when the provider is not
+    configured."""
+    if settings.model_provider == "fake":
+        return FakeModel(
+            tokens=settings.fake_model_tokens, delay=settings.fake_model_delay_ms / 1000
+        )
+    return model_client.model(name or settings.chatkit_model) if model_client else None
