@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings, load_settings
-from app.store.attachments import DatabaseAttachmentStore, create_stores
-from app.store.db import create_engine
+from app.services import Services
+from app.store.attachments import Attachments
 
 logger = logging.getLogger(__name__)
 
 
-async def cleanup_orphans(attachments: DatabaseAttachmentStore, settings: Settings) -> int:
+async def cleanup_orphans(attachments: Attachments, settings: Settings) -> int:
     """Delete old orphan uploads (metadata and content); returns how many went."""
     max_age = timedelta(seconds=settings.attachment_orphan_max_age_seconds)
     deleted = await attachments.delete_orphans(max_age)
@@ -28,7 +30,7 @@ async def cleanup_orphans(attachments: DatabaseAttachmentStore, settings: Settin
     return deleted
 
 
-async def run_periodically(attachments: DatabaseAttachmentStore, settings: Settings) -> None:
+async def run_periodically(attachments: Attachments, settings: Settings) -> None:
     """Clean up forever; a failed round (database down) is logged and retried next time."""
     while True:
         await asyncio.sleep(settings.attachment_cleanup_interval_seconds)
@@ -38,22 +40,25 @@ async def run_periodically(attachments: DatabaseAttachmentStore, settings: Setti
             logger.exception("Orphan attachment cleanup failed")
 
 
-def start_periodic_cleanup(
-    attachments: DatabaseAttachmentStore, settings: Settings
-) -> asyncio.Task[None] | None:
+@asynccontextmanager
+async def periodic_cleanup(attachments: Attachments, settings: Settings) -> AsyncIterator[None]:
+    """The periodic cleanup, running for as long as the block does (unless turned off)."""
     if settings.attachment_cleanup_interval_seconds <= 0:
-        return None
-    return asyncio.create_task(run_periodically(attachments, settings), name="attachment-cleanup")
+        yield
+        return
+    task = asyncio.create_task(run_periodically(attachments, settings), name="attachment-cleanup")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 async def main(settings: Settings | None = None) -> int:
-    settings = settings or load_settings()
-    engine = create_engine(settings)
-    try:
-        _, attachments = create_stores(settings, engine)
-        return await cleanup_orphans(attachments, settings)
-    finally:
-        await engine.dispose()
+    services = Services.build(settings or load_settings())
+    async with services.lifespan(agent=False):
+        return await cleanup_orphans(services.attachments, services.settings)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,13 @@ from typing import Annotated, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,9 +34,29 @@ DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000}
 LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
 LIBPQ_ONLY = {"channel_binding", "gssencmode", "sslcompression"}
 
+BASE_URL_EXAMPLES = {
+    "public_base_url": "https://chat-api.example.com",
+    "azure_openai_endpoint": "https://my-resource.openai.azure.com",
+}
+"""Settings that are base URLs, each with an example for its error message."""
+
 ModelProvider = Literal["openai", "azure", "fake"]
 ModelApi = Literal["responses", "chat_completions"]
-CommaList = Annotated[list[str], NoDecode]
+
+
+def comma_items(text: str) -> list[str]:
+    """`a, b,,c` as `["a", "b", "c"]`."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def split_commas(value: object) -> object:
+    """A comma-separated string as a list; anything else (a list from code) as it is."""
+    return comma_items(value) if isinstance(value, str) else value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
+"""A list setting, written comma-separated in the environment."""
+MimeTypeList = Annotated[CommaList, AfterValidator(lambda types: [t.lower() for t in types])]
 TierLimits = Annotated[dict[str, int | None], NoDecode]
 
 
@@ -62,21 +85,31 @@ def normalize_database_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    """The service's configuration contract (see README, Configuration)."""
+    """The service's configuration contract (see README, Configuration).
+
+    An empty value (`AUTH_JWT_SECRET=`, as copied from `.env.example`) means unset.
+    """
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
     )
 
+    # Server and database
     environment: Literal["development", "production"] = "development"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
+    public_base_url: str | None = None
+    sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
+    """Seconds of silence after which an SSE comment keeps proxies from cutting the stream."""
 
-    # Model (see docs/agent.md, "Choosing the model")
+    # Model provider (see docs/agent.md, "Choosing the model")
     model_provider: ModelProvider = "openai"
     model_api: ModelApi = "responses"
     """Which API the provider is spoken to with: `responses`, or `chat_completions` for the many
@@ -88,75 +121,35 @@ class Settings(BaseSettings):
     azure_openai_api_key: SecretStr | None = None
     openai_api_version: str | None = None
     """Azure's `api-version`, e.g. `2025-04-01-preview` (the Responses API needs a 2025 one)."""
-    chatkit_model: str = "gpt-4.1-mini"
-    chatkit_instructions: str = (
-        "You are a helpful assistant. Be concise. Use the task tools to manage the user's tasks."
-    )
-    history_window: int = Field(default=30, ge=1, le=500)
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     fake_model_tokens: int = Field(default=40, ge=1, le=100_000)
     fake_model_delay_ms: float = Field(default=15.0, ge=0, le=60_000)
 
-    @field_validator("model_provider", "model_api", mode="before")
-    @classmethod
-    def _lower_choice(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("azure_openai_endpoint")
-    @classmethod
-    def _check_azure_endpoint(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL, e.g. https://my-resource.openai.azure.com")
-        return value.rstrip("/") if value else value
-
-    @model_validator(mode="after")
-    def _require_azure_settings(self) -> Self:
-        if self.model_provider != "azure":
-            return self
-        missing = [
-            name.upper()
-            for name in ("azure_openai_endpoint", "openai_api_version")
-            if not getattr(self, name)
-        ]
-        if missing:
-            raise ValueError(f"MODEL_PROVIDER=azure needs {', '.join(missing)}")
-        if self.openai_base_url:
-            raise ValueError(
-                "MODEL_PROVIDER=azure reaches AZURE_OPENAI_ENDPOINT: unset OPENAI_BASE_URL "
-                "(or use MODEL_PROVIDER=openai for Azure's /openai/v1 endpoint)"
-            )
-        return self
-
-    # --- Agent by configuration (issue 14; docs/agent.md, "Configuration") ---
+    # Agent (see docs/agent.md, "Configuration"): a key AGENT_CONFIG's file sets wins over
+    # CHATKIT_MODEL, CHATKIT_INSTRUCTIONS, HISTORY_WINDOW and MCP_CONFIG (`ENV_OVERRIDES`)
+    chatkit_model: str = "gpt-4.1-mini"
+    """The reply model (on Azure: the deployment's name)."""
+    chatkit_instructions: str = (
+        "You are a helpful assistant. Be concise. Use the task tools to manage the user's tasks."
+    )
+    history_window: int = Field(default=30, ge=1, le=500)
     agent_config: Path | None = None
     """`agent.toml`: the agent's name, instructions, model, tools, titles and MCP servers."""
-    agent_factory: str | None = None
-    """`package.module:function` returning the agent (wins over AGENT_CONFIG)."""
     mcp_config: Path | None = None
     """A JSON file of `mcpServers`, as Claude Desktop, Cursor and VS Code write them."""
-
-    @field_validator("agent_config", "agent_factory", "mcp_config", mode="before")
-    @classmethod
-    def _blank_agent_setting_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("agent_factory")
-    @classmethod
-    def _check_factory(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
-            raise ValueError("must look like package.module:function, e.g. my_agent.agent:build")
-        return value
-
-    # --- end agent by configuration ---
+    agent_factory: str | None = None
+    """`package.module:function` returning the agent (wins over AGENT_CONFIG)."""
 
     # Identity
+    auth_methods: CommaList = Field(default_factory=list)
+    """Empty: every method whose settings are present, in the order of `auth_method_names`."""
     auth_jwks_url: str | None = None
     auth_jwt_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("auth_jwt_secret", "better_auth_secret")
     )
     auth_jwt_issuer: str | None = None
-    auth_jwt_audience: str | None = None
+    auth_jwt_audience: CommaList = Field(default_factory=list)
     auth_trust_user_headers: bool = False
     auth_proxy_secret: SecretStr | None = None
     auth_jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -167,10 +160,9 @@ class Settings(BaseSettings):
     auth_jwks_min_refetch_seconds: float = Field(default=1.0, ge=0, le=30)
     auth_jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
-    # Edge
+    # Edge: CORS, domain keys and limits
     cors_allow_origins: CommaList = Field(default_factory=lambda: list(DEV_CORS_ORIGINS))
     chatkit_domain_keys: CommaList = Field(default_factory=list)
-    public_base_url: str | None = None
     chatkit_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit_requests_per_minute: int = Field(default=120, ge=0)
     rate_limit_daily_messages: TierLimits = Field(
@@ -180,7 +172,7 @@ class Settings(BaseSettings):
 
     # Attachments (see docs/attachments.md)
     attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
-    attachment_allowed_mime_types: CommaList = Field(
+    attachment_allowed_mime_types: MimeTypeList = Field(
         default_factory=lambda: ["image/*", "application/pdf", "text/*"]
     )
     attachment_max_per_message: int = Field(default=10, ge=0)
@@ -208,45 +200,11 @@ class Settings(BaseSettings):
     )
     attachment_s3_prefix: str = "attachments/"
 
-    # The playground page (GET /playground, see README "See it work")
+    # The playground page (GET /playground, see README "The playground")
     playground_enabled: bool | None = None
     """None: served in development only."""
     playground_token_url: str | None = None
     playground_domain_key: str = "local-dev"
-
-    @field_validator("attachment_allowed_mime_types", mode="before")
-    @classmethod
-    def _split_mime_types(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip().lower() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator(
-        "openai_api_key",
-        "openai_base_url",
-        "azure_openai_endpoint",
-        "azure_openai_api_key",
-        "openai_api_version",
-        "auth_jwks_url",
-        "auth_jwt_secret",
-        "auth_jwt_issuer",
-        "auth_jwt_audience",
-        "auth_proxy_secret",
-        "public_base_url",
-        "attachment_signing_secret",
-        "attachment_s3_bucket",
-        "attachment_s3_endpoint_url",
-        "attachment_s3_access_key_id",
-        "attachment_s3_secret_access_key",
-        "attachment_s3_session_token",
-        "playground_enabled",
-        "playground_token_url",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        """`AUTH_JWT_SECRET=` (as copied from .env.example) means unset, not an empty secret."""
-        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _require_s3_settings(self) -> Self:
@@ -264,20 +222,40 @@ class Settings(BaseSettings):
                 raise ValueError(f"ATTACHMENT_STORAGE=s3 needs {', '.join(missing)}")
         return self
 
-    # Streaming: seconds of silence after which an SSE comment keeps proxies from cutting the stream
-    sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
+    @field_validator("model_provider", "model_api", mode="before")
+    @classmethod
+    def _lower_choice(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _require_azure_settings(self) -> Self:
+        if self.model_provider != "azure":
+            return self
+        missing = [
+            name.upper()
+            for name in ("azure_openai_endpoint", "openai_api_version")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"MODEL_PROVIDER=azure needs {', '.join(missing)}")
+        if self.openai_base_url:
+            raise ValueError(
+                "MODEL_PROVIDER=azure reaches AZURE_OPENAI_ENDPOINT: unset OPENAI_BASE_URL "
+                "(or use MODEL_PROVIDER=openai for Azure's /openai/v1 endpoint)"
+            )
+        return self
+
+    @field_validator("agent_factory")
+    @classmethod
+    def _check_factory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must look like package.module:function, e.g. my_agent.agent:build")
+        return value
 
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
         return normalize_database_url(value)
-
-    @field_validator("cors_allow_origins", "chatkit_domain_keys", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @field_validator("auth_jwks_url")
     @classmethod
@@ -300,7 +278,7 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         limits: dict[str, int | None] = {}
-        for part in filter(None, (p.strip() for p in value.split(","))):
+        for part in comma_items(value):
             tier, sep, raw = (x.strip() for x in part.partition("="))
             if not sep or not tier:
                 raise ValueError(f"expected tier=count pairs like free=200,pro=5000, got {part!r}")
@@ -317,11 +295,13 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("public_base_url")
+    @field_validator(*BASE_URL_EXAMPLES)
     @classmethod
-    def _check_base_url(cls, value: str | None) -> str | None:
+    def _check_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A base URL: absolute http(s), kept without its trailing slash."""
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an absolute http(s) URL, e.g. https://chat-api.example.com")
+            example = BASE_URL_EXAMPLES[str(info.field_name)]
+            raise ValueError(f"must be an absolute http(s) URL, e.g. {example}")
         return value.rstrip("/") if value else value
 
     @field_validator("cors_allow_origins")
@@ -348,9 +328,21 @@ class Settings(BaseSettings):
             raise ValueError("ENVIRONMENT=production refuses: " + "; ".join(problems))
         return self
 
+    @property
+    def auth_method_names(self) -> list[str]:
+        """`AUTH_METHODS`, else jwks, hs256 and headers, each if its settings are present."""
+        if self.auth_methods:
+            return self.auth_methods
+        present = {
+            "jwks": self.auth_jwks_url,
+            "hs256": self.auth_jwt_secret,
+            "headers": self.auth_trust_user_headers,
+        }
+        return [name for name, setting in present.items() if setting]
+
     def production_problems(self) -> list[str]:
         problems = []
-        if not (self.auth_jwks_url or self.auth_jwt_secret or self.auth_trust_user_headers):
+        if not self.auth_method_names:
             problems.append(
                 "no auth method: set AUTH_JWKS_URL, AUTH_JWT_SECRET (or BETTER_AUTH_SECRET) "
                 "or AUTH_TRUST_USER_HEADERS"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-AuthMethod = Literal["jwt", "headers", "development"]
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +11,9 @@ class RequestContext:
     """Who is calling. Every store query is scoped by `user_id`."""
 
     user_id: str
-    auth_method: AuthMethod
+    auth_method: str
+    """How the caller was authenticated: `jwt`, `headers` (a proxy secret checked), `development`
+    (headers without one), or the label of a method of your own."""
     email: str | None = None
     name: str | None = None
     tier: str = "free"

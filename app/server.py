@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
 from typing import Any, cast
 
 import anyio
@@ -18,15 +18,14 @@ from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
+    AudioInput,
     ChatKitReq,
     FeedbackKind,
-    HiddenContextItem,
     ItemsFeedbackReq,
     ItemsListReq,
     ProgressUpdateEvent,
+    SyncCustomActionResponse,
     ThreadItem,
-    ThreadItemDoneEvent,
-    ThreadItemReplacedEvent,
     ThreadMetadata,
     ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
@@ -34,6 +33,7 @@ from chatkit.types import (
     ThreadsListReq,
     ThreadsRetryAfterItemReq,
     ThreadStreamEvent,
+    TranscriptionResult,
     UserMessageInput,
     UserMessageItem,
     WidgetItem,
@@ -47,15 +47,10 @@ from app.agent.converter import HistoryConverter
 from app.agent.errors import stream_error_for
 from app.agent.streaming import EndOnError, ItemIds
 from app.agent.title import first_user_text
-from app.agent.widgets import (
-    COMPLETE_ACTION,
-    REOPEN_ACTION,
-    TaskActionPayload,
-    task_list_text,
-    task_list_widget,
-)
+from app.agent.widgets import WIDGET_ACTIONS
 from app.context import RequestContext
-from app.store.attachments import DatabaseAttachmentStore
+from app.errors import AppError, BadRequest
+from app.store.attachments import Attachments
 from app.store.db import has_id_shape
 from app.store.errors import is_outage
 from app.store.feedback import FeedbackStore
@@ -65,7 +60,7 @@ from app.store.store import (
     THREAD_PREFIXES,
     SQLAlchemyStore,
 )
-from app.store.tasks import TASK_ID_PREFIX, TaskNotFoundError, TaskStore
+from app.store.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
 MAX_LIST_ITEMS = 100
@@ -78,8 +73,10 @@ OPEN_TURNS: ContextVar[list[AsyncGenerator[ThreadStreamEvent, None]] | None] = C
 REQUEST_ADAPTER: TypeAdapter[ChatKitReq] = TypeAdapter(ChatKitReq)
 
 
-class BadRequestError(ValueError):
-    """A request the SDK would accept but that cannot succeed; becomes a 400."""
+class NotSupported(AppError):
+    """A request type this server does not implement."""
+
+    status, code = 501, "not_implemented"
 
 
 class ChatKitBackend(ChatKitServer[RequestContext]):
@@ -88,20 +85,18 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
     def __init__(
         self,
         store: SQLAlchemyStore,
-        attachment_store: DatabaseAttachmentStore,
+        attachments: Attachments,
         assistant: Assistant,
+        *,
+        tasks: TaskStore,
+        feedback: FeedbackStore,
     ) -> None:
-        super().__init__(store, attachment_store)
+        super().__init__(store, attachments)
         self.store: SQLAlchemyStore = store
-        self.attachments = attachment_store
-
+        self.attachments = attachments
         self.assistant = assistant
-        self.tasks = TaskStore(store.engine)
-        self.feedback = FeedbackStore(store.engine)
-
-    def tool_servers(self) -> dict[str, str]:
-        """The agent's MCP servers and their states (`connected`, `connecting`, `down`)."""
-        return self.assistant.tool_servers()
+        self.tasks = tasks
+        self.feedback = feedback
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -116,15 +111,17 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         await self._check(parsed, context)
         if is_streaming_req(parsed):
             return StreamingResult(self._closing_turns(self._process_streaming(parsed, context)))
-        return NonStreamingResult(await self._process_non_streaming(parsed, context))
+        with sdk_refusals():
+            return NonStreamingResult(await self._process_non_streaming(parsed, context))
 
     async def _closing_turns(self, events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         """Relay a request's stream; then close the turns `respond` opened for it."""
         turns: list[AsyncGenerator[ThreadStreamEvent, None]] = []
         OPEN_TURNS.set(turns)  # read by `respond`, in this task or the ones it starts
         try:
-            async for event in events:
-                yield event
+            with sdk_refusals():
+                async for event in events:
+                    yield event
         finally:
             for turn in turns:
                 await turn.aclose()
@@ -132,7 +129,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
     async def _check(self, request: ChatKitReq, context: RequestContext) -> None:
         for where, size in list_sizes(request):
             if size > MAX_LIST_ITEMS:
-                raise BadRequestError(f"{where} may hold at most {MAX_LIST_ITEMS} entries")
+                raise BadRequest(f"{where} may hold at most {MAX_LIST_ITEMS} entries")
         for value, prefixes, what in named_ids(request):
             if not has_id_shape(value, prefixes):
                 # Like an unknown id (the value is not echoed: it can be anything).
@@ -152,10 +149,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                     request.params.thread_id, request.params.item_id, context
                 )
                 if not isinstance(item, UserMessageItem):
-                    raise BadRequestError(f"Item {item.id} is not a user message")
+                    raise BadRequest(f"Item {item.id} is not a user message")
             case ThreadsListReq() | ItemsListReq():
                 if request.params.limit is not None and request.params.limit < 1:
-                    raise BadRequestError("params.limit must be at least 1")
+                    raise BadRequest("params.limit must be at least 1")
             case _:
                 pass
 
@@ -186,9 +183,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         complete items and `threads.retry_after_item` starts clean. Titles the thread after its
         first successful exchange (the title is written while the answer streams).
         """
-        agent_context = AssistantContext(
-            thread=thread, store=self.store, request_context=context, tasks=self.tasks
-        )
+        agent_context = self._agent_context(thread, context)
         ids = ItemIds(lambda kind: self.store.generate_item_id(kind, thread, context))
         history = await self._history(thread, context)
         # The title needs only the first message: write it while the answer streams.
@@ -246,37 +241,26 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         sender: WidgetItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        """Handle the task widget's buttons: update the task, re-render the widget in place."""
-        if action.type not in (COMPLETE_ACTION, REOPEN_ACTION):
+        """A widget's button: the handler `WIDGET_ACTIONS` names for the action's type."""
+        handler = WIDGET_ACTIONS.get(action.type)
+        if handler is None:
             raise CustomStreamError(f"Unknown action {action.type!r}.", allow_retry=False)
-        try:
-            payload = TaskActionPayload.model_validate(action.payload)
-            if not has_id_shape(payload.task_id, {TASK_ID_PREFIX}):
-                raise TaskNotFoundError(payload.task_id)
-            done = action.type == COMPLETE_ACTION
-            task = await self.tasks.update(context.user_id, payload.task_id, done=done)
-        except ValidationError as exc:
-            raise CustomStreamError("The action needs a payload with a task_id.") from exc
-        except TaskNotFoundError as exc:
-            raise CustomStreamError("That task no longer exists.") from exc
-        tasks = await self.tasks.list(context.user_id)
-        if sender is not None:
-            widget = task_list_widget(tasks, highlight=task.id)
-            yield ThreadItemReplacedEvent(
-                item=sender.model_copy(
-                    update={"widget": widget, "copy_text": task_list_text(tasks)}
-                )
-            )
-        # Tell the model, on its next turn, what the user did.
-        yield ThreadItemDoneEvent(
-            item=HiddenContextItem(
-                id=self.store.generate_item_id("message", thread, context),
-                thread_id=thread.id,
-                created_at=datetime.now(),
-                content=f"The user marked the task {task.title!r} (id {task.id}) as "
-                f"{'done' if done else 'not done'} in the task list.",
-            )
-        )
+        async for event in handler(action, sender, self._agent_context(thread, context)):
+            yield event
+
+    async def transcribe(
+        self, audio_input: AudioInput, context: RequestContext
+    ) -> TranscriptionResult:
+        raise NotSupported("This server does not transcribe audio (input.transcribe)")
+
+    async def sync_action(
+        self,
+        thread: ThreadMetadata,
+        action: Action[str, Any],
+        sender: WidgetItem | None,
+        context: RequestContext,
+    ) -> SyncCustomActionResponse:
+        raise NotSupported("This server has no synchronous actions (threads.sync_custom_action)")
 
     async def add_feedback(
         self,
@@ -303,6 +287,12 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         with anyio.CancelScope(shield=True):
             await super().handle_stream_cancelled(thread, pending_items, context)
 
+    def _agent_context(self, thread: ThreadMetadata, context: RequestContext) -> AssistantContext:
+        """What the tools (and the widget actions) see: the thread, the store, the caller."""
+        return AssistantContext(
+            thread=thread, store=self.store, request_context=context, tasks=self.tasks
+        )
+
     async def _history(self, thread: ThreadMetadata, context: RequestContext) -> list[ThreadItem]:
         """The newest `HISTORY_WINDOW` items, oldest first."""
         window = self.assistant.history_window
@@ -317,6 +307,18 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 break
             after = page.after
         return items[::-1]
+
+
+@contextmanager
+def sdk_refusals() -> Iterator[None]:
+    """The SDK refuses a request that cannot apply (tool output with no pending client tool
+    call, structured input for an item that is not pending) with a bare `ValueError`."""
+    try:
+        yield
+    except ValidationError:
+        raise
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 def list_sizes(request: ChatKitReq) -> Iterator[tuple[str, int]]:
@@ -351,6 +353,3 @@ def named_ids(request: ChatKitReq) -> Iterator[tuple[str, frozenset[str], str]]:
         yield request.params.after, THREAD_PREFIXES, "Thread"
     if isinstance(request, ItemsListReq) and request.params.after is not None:
         yield request.params.after, ITEM_PREFIXES, "Item"
-
-
-__all__ = ["BadRequestError", "ChatKitBackend", "NotFoundError"]

@@ -12,7 +12,10 @@ import tempfile
 import time
 from uuid import uuid4
 
-from app.http.tokens import TokenVerifier
+from starlette.datastructures import Headers
+
+from app.http.auth.base import AuthRequest
+from app.http.auth.jwks import JwksAuthenticator
 from tests.conftest import make_settings
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, post
@@ -27,16 +30,16 @@ async def verification(rounds: int = 2000) -> None:
     server = await JwksServer().start()
     keys = {alg: generate_key(alg) for alg in ALGORITHMS}
     server.keys = [key.jwk for key in keys.values()]
-    verifier = TokenVerifier.from_settings(
+    method = JwksAuthenticator(
         make_settings("sqlite+aiosqlite:///unused.db", auth_jwks_url=server.url)
     )
     try:
         for alg, key in keys.items():
-            token = key.sign(better_auth_claims())
-            await verifier.verify(token)  # fetch the key set once
+            headers = Headers({"authorization": f"Bearer {key.sign(better_auth_claims())}"})
+            await method.authenticate(AuthRequest(headers, "http://bench"))  # fetch the keys once
             start = time.perf_counter()
             for _ in range(rounds):
-                await verifier.verify(token)
+                await method.authenticate(AuthRequest(headers, "http://bench"))
             micros = (time.perf_counter() - start) / rounds * 1e6
             out(f"verify {alg:6} {micros:8.1f} us/token")
     finally:
@@ -55,7 +58,8 @@ async def per_request(url: str, rounds: int = 200) -> None:
             },
         ),
     ]:
-        async with running_app(make_settings(url, **overrides)) as (_, client):
+        async with running_app(make_settings(url, **overrides)) as running:
+            client = running.client
             for request, name in [
                 (LIST_THREADS, "threads.list"),
                 (create_thread_req(), "threads.create"),

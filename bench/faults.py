@@ -21,11 +21,12 @@ import asyncpg
 import httpx
 
 from bench.load import run_load, stream_turn, user_input
-from bench.processes import Process, free_port, start
+from bench.processes import start, start_model_endpoint
 from bench.run import RESULTS, bearer, server_env, token_headers
 from bench.verify import lost, stored_counts
 from tests.helpers.database import fresh_postgres_database, migrate
 from tests.helpers.postgres_cluster import PostgresCluster, postgres_bin_dir
+from tests.helpers.server import ServerProcess, free_port
 
 PHASE_SECONDS = 1.5
 
@@ -36,7 +37,7 @@ class Bench:
     def __init__(self) -> None:
         self.db = fresh_postgres_database("chatkit_faults")
         migrate(self.db)
-        self.processes: list[Process] = []
+        self.processes: list[ServerProcess] = []
 
     def serve(
         self,
@@ -46,33 +47,17 @@ class Bench:
         database_url: str | None = None,
     ) -> str:
         self.stop()
-        model_port, port = free_port(), free_port()
+        port = free_port()
         flags = ["--failure", failure] if failure else []
-        model = start(
-            [
-                "-m",
-                "bench.model_endpoint",
-                "--port",
-                str(model_port),
-                "--tokens",
-                str(tokens),
-                "--delay-ms",
-                str(delay_ms),
-                *flags,
-            ],
-            {},
-            model_port,
-            RESULTS / "faults-model.log",
-            ready_path="/health",
-        )
+        model = start_model_endpoint(RESULTS / "faults-model.log", tokens, delay_ms, *flags)
         server = start(
             ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
-            server_env(database_url or self.db, f"{model.url}/v1", port),
+            server_env(database_url or self.db, f"{model.base_url}/v1", port),
             port,
             RESULTS / "faults-server.log",
         )
         self.processes = [model, server]
-        return server.url
+        return server.base_url
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -152,24 +137,33 @@ async def restart_under_load(
     }
 
 
+async def new_thread(
+    client: httpx.AsyncClient, headers: dict[str, str], text: str
+) -> tuple[list[dict[str, Any]], str]:
+    """A `threads.create` turn: its events, and the new thread's id."""
+    payload = {"type": "threads.create", "params": {"input": user_input(text)}}
+    _, events = await stream_turn(client, "/chatkit", headers, payload)
+    thread_id = next(e["thread"]["id"] for e in events if e["type"] == "thread.created")
+    return events, thread_id
+
+
+async def stored_items(
+    client: httpx.AsyncClient, headers: dict[str, str], thread_id: str
+) -> list[dict[str, Any]]:
+    """The thread's items, as `items.list` returns them."""
+    payload = {"type": "items.list", "params": {"thread_id": thread_id, "order": "asc"}}
+    items: list[dict[str, Any]] = (
+        await client.post("/chatkit", json=payload, headers=headers)
+    ).json()["data"]
+    return items
+
+
 async def model_failure(bench: Bench, failure: str) -> dict[str, Any]:
     url = bench.serve(failure=failure)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         headers = bearer(f"model-{failure}")
-        turn, events = await stream_turn(
-            client,
-            "/chatkit",
-            headers,
-            {"type": "threads.create", "params": {"input": user_input("hello")}},
-        )
-        thread_id = next(e["thread"]["id"] for e in events if e["type"] == "thread.created")
-        items = (
-            await client.post(
-                "/chatkit",
-                json={"type": "items.list", "params": {"thread_id": thread_id, "order": "asc"}},
-                headers=headers,
-            )
-        ).json()["data"]
+        events, thread_id = await new_thread(client, headers, "hello")
+        items = await stored_items(client, headers, thread_id)
     error = next((e for e in events if e["type"] == "error"), None)
     return {
         "error_event": error and (error.get("message") or error.get("code")),
@@ -192,13 +186,7 @@ async def disconnects(bench: Bench) -> dict[str, Any]:
                 if "assistant_message.content_part.text_delta" in line:
                     break  # hang up mid-answer
         await asyncio.sleep(1.0)
-        items = (
-            await client.post(
-                "/chatkit",
-                json={"type": "items.list", "params": {"thread_id": thread_id, "order": "asc"}},
-                headers=headers,
-            )
-        ).json()["data"]
+        items = await stored_items(client, headers, thread_id)
         follow_up, _ = await stream_turn(
             client,
             "/chatkit",
@@ -219,13 +207,7 @@ async def concurrent_writers(bench: Bench) -> dict[str, Any]:
     load = await run_load(url, 50, 4, lambda n: bearer(f"writer-{n}"))
     headers = bearer("racer")
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        _, events = await stream_turn(
-            client,
-            "/chatkit",
-            headers,
-            {"type": "threads.create", "params": {"input": user_input("race")}},
-        )
-        thread_id = next(e["thread"]["id"] for e in events if e["type"] == "thread.created")
+        _, thread_id = await new_thread(client, headers, "race")
         racers = [
             stream_turn(
                 client,

@@ -36,10 +36,10 @@ from tests.helpers.database import migrate
 from tests.helpers.mcp import (
     SERVER_MODULE,
     HttpMcpServer,
-    free_port,
     http_server_toml,
     stdio_server_toml,
 )
+from tests.helpers.server import free_port
 
 BUILT_IN = ("built-in tool (get_current_user)", "/get_current_user")
 VARIANTS = [
@@ -73,9 +73,9 @@ async def app_for(variant: str, url: str, work: Path) -> AsyncIterator[httpx.Asy
         max_concurrent_streams_per_user=0,
     )
     try:
-        async with running_app(settings) as (app, client):
-            app.state.server.assistant.title_model = None  # no title call in the figure
-            yield client
+        async with running_app(settings) as running:
+            running.services.assistant.title_model = None  # no title call in the figure
+            yield running.client
     finally:
         if http is not None:
             await http.kill()

@@ -25,10 +25,11 @@ import jwt
 from sqlalchemy.engine import make_url
 
 from bench.load import LoadResult, run_load
-from bench.processes import ROOT, Process, free_port, start
+from bench.processes import ROOT, start, start_model_endpoint
 from bench.scaling import scaling_figures
 from bench.verify import lost
 from tests.helpers.database import fresh_postgres_database, migrate
+from tests.helpers.server import ServerProcess, free_port
 
 JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
 RESULTS = ROOT / "bench" / "results"
@@ -85,19 +86,19 @@ async def transactions(database_url: str) -> int:
     return int(value)
 
 
-async def warm_up(server: Process, auth: bool) -> None:
+async def warm_up(server: ServerProcess, auth: bool) -> None:
     """Both servers pay one-time costs (lazy imports, pydantic schemas of the OpenAI types,
     database connections) that must not land in the figures."""
-    await run_load(server.url, 10, 2, lambda n: bearer(f"warm-up-{n}") if auth else {})
+    await run_load(server.base_url, 10, 2, lambda n: bearer(f"warm-up-{n}") if auth else {})
 
 
 async def measure(
-    name: str, server: Process, users: int, messages: int, auth: bool, db: str | None
+    name: str, server: ServerProcess, users: int, messages: int, auth: bool, db: str | None
 ) -> dict[str, Any]:
     headers = token_headers if auth else (lambda n: {})
     cpu_before = server.cpu_seconds()
     xact_before = await transactions(db) if db else 0
-    result: LoadResult = await run_load(server.url, users, messages, headers)
+    result: LoadResult = await run_load(server.base_url, users, messages, headers)
     cpu = server.cpu_seconds() - cpu_before
     figures: dict[str, Any] = {"server": name, **result.summary()}
     figures["cpu_ms_per_turn"] = 1000 * cpu / max(1, len(result.ok))
@@ -111,7 +112,7 @@ async def measure(
     return figures
 
 
-def profile(py_spy: str, server: Process) -> subprocess.Popen[bytes]:
+def profile(py_spy: str, server: ServerProcess) -> subprocess.Popen[bytes]:
     """Sample the server's stacks (collapsed format, one stack a line) until interrupted."""
     output = RESULTS / "server-profile.txt"
     return subprocess.Popen(
@@ -125,7 +126,7 @@ def profile(py_spy: str, server: Process) -> subprocess.Popen[bytes]:
             "--output",
             str(output),
             "--pid",
-            str(server.popen.pid),
+            str(server.process.pid),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -191,24 +192,9 @@ def main() -> None:
 
 
 async def run(args: argparse.Namespace, db: str) -> None:
-    model_port, ref_port, our_port = free_port(), free_port(), free_port()
-    model = start(
-        [
-            "-m",
-            "bench.model_endpoint",
-            "--port",
-            str(model_port),
-            "--tokens",
-            str(args.tokens),
-            "--delay-ms",
-            str(args.delay_ms),
-        ],
-        {},
-        model_port,
-        RESULTS / "model.log",
-        ready_path="/health",
-    )
-    model_url = f"{model.url}/v1"
+    ref_port, our_port = free_port(), free_port()
+    model = start_model_endpoint(RESULTS / "model.log", args.tokens, args.delay_ms)
+    model_url = f"{model.base_url}/v1"
     processes = [model]
     try:
         reference = start(
@@ -258,11 +244,11 @@ async def run(args: argparse.Namespace, db: str) -> None:
             spy.wait()
         print_table([ref_figures, our_figures])
         async with httpx.AsyncClient() as client:
-            model_requests = (await client.get(f"{model.url}/requests")).json()
+            model_requests = (await client.get(f"{model.base_url}/requests")).json()
         print(f"model endpoint requests by path: {model_requests}")
         scaling: dict[str, Any] = {}
         if not args.skip_scaling:
-            scaling = await scaling_figures(ours.url, db, bearer)
+            scaling = await scaling_figures(ours.base_url, db, bearer)
         (RESULTS / "latest.json").write_text(
             json.dumps(
                 {

@@ -127,40 +127,29 @@ async def scaling_figures(
 
 async def round_trips_per_turn(database_url: str, seeded: dict[str, Any]) -> dict[int, int]:
     """Statements one turn sends to the database, for threads of each size (in-process app)."""
-    from app.main import create_app
     from tests.conftest import make_settings
+    from tests.helpers.apps import running_app
+    from tests.helpers.chatkit import add_message_req
 
-    app = create_app(make_settings(database_url, model_provider="fake", log_level="WARNING"))
+    settings = make_settings(database_url, model_provider="fake", log_level="WARNING")
     counts: dict[int, int] = {}
-    async with app.router.lifespan_context(app):
+    async with running_app(settings) as running:
         executed = 0
 
         def count(*_: object) -> None:
             nonlocal executed
             executed += 1
 
-        event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            for size in SIZES:
-                owner, thread_id = seeded["item_threads"][size]
-                executed = 0
-                response = await client.post(
-                    "/chatkit",
-                    json={
-                        "type": "threads.add_user_message",
-                        "params": {
-                            "thread_id": thread_id,
-                            "input": {
-                                "content": [{"type": "input_text", "text": "one more"}],
-                                "attachments": [],
-                                "inference_options": {},
-                            },
-                        },
-                    },
-                    headers={"X-User-Id": owner},
-                )
-                response.raise_for_status()
-                counts[size] = executed
+        event.listen(running.services.engine.sync_engine, "before_cursor_execute", count)
+        for size in SIZES:
+            owner, thread_id = seeded["item_threads"][size]
+            executed = 0
+            response = await running.client.post(
+                "/chatkit",
+                json=add_message_req(thread_id, "one more"),
+                headers={"X-User-Id": owner},
+            )
+            response.raise_for_status()
+            counts[size] = executed
     print("database statements for one turn, by thread length:", counts)
     return counts

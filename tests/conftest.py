@@ -1,4 +1,9 @@
-"""Shared fixtures: migrated databases, settings, the app with its lifespan, an HTTP client."""
+"""Shared fixtures: migrated databases, settings, the app with its lifespan, an HTTP client.
+
+`running` is the app built from the test settings (one per module and database; a module may
+add its own `APP_SETTINGS`); `services` is what it serves with, and `client` talks to it. A test
+that needs an app of its own uses `tests.helpers.apps.running_app` itself.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,15 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.agent.fake_model import FakeModel
 from app.config import Settings
 from app.context import RequestContext
-from app.main import create_app
+from app.services import Services
 from app.store.db import PROJECT_ROOT, create_engine
 from app.store.store import SQLAlchemyStore
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.database import drop_postgres_database, fresh_postgres_database, migrate
 from tests.helpers.postgres_cluster import PostgresCluster, postgres_bin_dir
 
@@ -113,15 +119,28 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
-@pytest.fixture(scope="session")
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
+@pytest.fixture(scope="module")
+async def running(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[RunningApp]:
+    """The app a module's tests talk to: the test settings, plus the module's `APP_SETTINGS`."""
+    overrides: dict[str, Any] = getattr(request.module, "APP_SETTINGS", {})
+    async with running_app(make_settings(database_url, **overrides)) as running:
+        yield running
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
+def services(running: RunningApp) -> Services:
+    return running.services
+
+
+@pytest.fixture
+def client(running: RunningApp) -> httpx.AsyncClient:
+    return running.client
+
+
+@pytest.fixture
+def fake_model(running: RunningApp) -> Iterator[FakeModel]:
+    """The app's scripted model; no scripted turn leaks from one test into the next."""
+    model = running.fake_model
+    model.script.reset()
+    yield model
+    model.script.reset()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+from typing import Any
 
-from agents import Agent, Model, RunConfig, Runner, TResponseInputItem
+from agents import Agent, Model, RunConfig, RunContextWrapper, Runner, TResponseInputItem
 from agents.agent import MCPConfig
 from agents.result import RunResultStreaming
 from chatkit.errors import CustomStreamError
@@ -31,39 +32,68 @@ MAX_TURNS = 10
 
 
 class Assistant:
-    """Runs the agent for one turn, with the MCP servers connected now, and writes titles."""
+    """Runs the agent for one turn, with the MCP servers connected now, and writes titles.
 
-    def __init__(
-        self,
-        agent: Agent[AssistantContext],
-        setup: AgentSetup,
-        mcp: McpServers | None = None,
-        *,
-        tier_models: bool = True,
-    ) -> None:
+    Built with the configured agent; `start()`, once before the first turn (the app's lifespan),
+    puts `AGENT_FACTORY`'s agent in its place if one is set and connects the MCP servers (the
+    configured ones and the agent's own); `aclose()` closes them.
+    """
+
+    def __init__(self, setup: AgentSetup) -> None:
         config = setup.config
-        self.mcp = mcp or McpServers([], config.mcp)
-        mcp_config: MCPConfig = {
-            "failure_error_function": self.mcp.tool_failed,
-            "include_server_in_tool_names": config.mcp.prefix_tool_names,
-        }
-        self.agent = agent.clone(mcp_servers=[], mcp_config={**mcp_config, **agent.mcp_config})
+        self.setup = setup
+        self.mcp = McpServers([], config.mcp)
         self.api: ModelApi = setup.model_client.api if setup.model_client else "responses"
         """What the model input must fit: the fake model reads Responses API items."""
         self.not_configured = not_configured(setup.settings.model_provider)
         self.history_window = config.history_window
-        self.tier_models: dict[str, Model | None] = (
-            {tier: setup.model_named(name) for tier, name in config.tier_models.items()}
-            if tier_models
-            else {}
-        )
+        self.tier_models: dict[str, Model | None] = {
+            tier: setup.model_named(name) for tier, name in config.tier_models.items()
+        }
         self.titles = config.titles.enabled
-        title_model = setup.model_named(config.titles.model) if config.titles.model else None
+        self.run_config = RunConfig(tracing_disabled=True, trace_include_sensitive_data=False)
+        self.hooks = McpProgress()
+        self._serve(setup.default_agent())
+
+    def _serve(self, agent: Agent[AssistantContext]) -> None:
+        """Run turns with `agent` (its MCP servers are in `self.mcp`), and titles with its model
+        unless the configuration names one."""
+        mcp_config: MCPConfig = {
+            "failure_error_function": self._tool_failed,
+            "include_server_in_tool_names": self.setup.config.mcp.prefix_tool_names,
+        }
+        self.agent = agent.clone(mcp_servers=[], mcp_config={**mcp_config, **agent.mcp_config})
+        titles = self.setup.config.titles
+        title_model = self.setup.model_named(titles.model) if titles.model else None
         title_model = title_model or (agent.model if isinstance(agent.model, Model) else None)
         # Titles cost a model call; the fake model's would be noise, so it gets the fallback.
         self.title_model = None if isinstance(title_model, FakeModel) else title_model
-        self.run_config = RunConfig(tracing_disabled=True, trace_include_sensitive_data=False)
-        self.hooks = McpProgress()
+
+    async def start(self) -> None:
+        """Build `AGENT_FACTORY`'s agent, if set, and connect the MCP servers.
+
+        Logs the resolved configuration once (`${NAME}` references unexpanded: no secrets).
+        """
+        config, factory = self.setup.config, self.setup.settings.agent_factory
+        agent = self.agent
+        if factory:
+            agent = await agent_from_factory(factory, self.setup)
+            self.tier_models = {}  # the factory's agent has the model it chose
+        summary = {**config.summary, "agent_factory": factory}
+        logger.info("Agent configuration: %s", json.dumps(summary, default=str))
+        servers = [
+            build_server(name, server, connect_timeout_seconds=config.mcp.connect_timeout_seconds)
+            for name, server in config.mcp_servers.items()
+        ]
+        reserved = [tool.name for tool in agent.tools if hasattr(tool, "name")]
+        self.mcp = McpServers(
+            [*servers, *agent.mcp_servers], config.mcp, reserved_tool_names=reserved
+        )
+        self._serve(agent)
+        await self.mcp.start()
+
+    async def _tool_failed(self, ctx: RunContextWrapper[Any], error: Exception) -> str:
+        return await self.mcp.tool_failed(ctx, error)
 
     def agent_for(self, caller: RequestContext) -> Agent[AssistantContext]:
         """The agent for one turn: the caller's tier's model, the MCP servers connected now."""
@@ -102,22 +132,3 @@ class Assistant:
 
     async def aclose(self) -> None:
         await self.mcp.aclose()
-
-
-async def start_assistant(setup: AgentSetup) -> Assistant:
-    """Build the agent (`AGENT_FACTORY`'s, else the configured one) and connect its MCP servers.
-
-    Logs the resolved configuration once (`${NAME}` references unexpanded: no secrets).
-    """
-    config, factory = setup.config, setup.settings.agent_factory
-    agent = await agent_from_factory(factory, setup) if factory else setup.default_agent()
-    summary = {**config.summary, "agent_factory": factory}
-    logger.info("Agent configuration: %s", json.dumps(summary, default=str))
-    servers = [
-        build_server(name, server, connect_timeout_seconds=config.mcp.connect_timeout_seconds)
-        for name, server in config.mcp_servers.items()
-    ]
-    reserved = [tool.name for tool in agent.tools if hasattr(tool, "name")]
-    mcp = McpServers([*servers, *agent.mcp_servers], config.mcp, reserved_tool_names=reserved)
-    await mcp.start()
-    return Assistant(agent, setup, mcp, tier_models=factory is None)

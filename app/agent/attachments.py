@@ -28,7 +28,7 @@ from openai.types.responses import (
 
 from app.config import ModelApi
 from app.context import RequestContext
-from app.store.attachments import DatabaseAttachmentStore
+from app.store.attachments import Attachments
 from app.store.files import FileStorageError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def is_text_type(mime_type: str) -> bool:
 
 async def attachment_to_model_input(
     attachment: Attachment,
-    attachments: DatabaseAttachmentStore,
+    attachments: Attachments,
     context: RequestContext,
     *,
     api: ModelApi = "responses",

@@ -46,7 +46,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "history_window": "history_window",
     "mcp_servers_file": "mcp_config",
 }
-"""Keys the environment fills when the file leaves them out: key → `Settings` field."""
+"""Keys the environment fills when the file leaves them out: key → `Settings` field (the
+settings' Agent group, in `app/config.py`)."""
 
 REFERENCE = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
 """`${NAME}`, or `${env:NAME}` as Cursor and VS Code write it."""

@@ -22,7 +22,7 @@ from openai.types.responses import (
 from app.agent.attachments import attachment_to_model_input
 from app.config import ModelApi
 from app.context import RequestContext
-from app.store.attachments import DatabaseAttachmentStore
+from app.store.attachments import Attachments
 
 
 def assistant_text_message(item: AssistantMessageItem) -> EasyInputMessageParam:
@@ -40,7 +40,7 @@ class HistoryConverter(ThreadItemConverter):
 
     def __init__(
         self,
-        attachments: DatabaseAttachmentStore,
+        attachments: Attachments,
         context: RequestContext,
         api: ModelApi = "responses",
     ) -> None:

@@ -82,18 +82,29 @@ class FakeTurn:
     """Raised before anything is streamed, or after `drop_after` tokens when that is set."""
     drop_after: int | None = None
     """Stop after this many text tokens without `response.completed`, as a dropped stream does."""
+    hold: asyncio.Event | None = None
+    """Awaited before failing or dropping the stream: a test reads the tokens that came first."""
 
     @classmethod
-    def say(cls, text: str, *, drop_after: int | None = None) -> FakeTurn:
-        return cls(text=text, drop_after=drop_after)
+    def say(
+        cls, text: str, *, drop_after: int | None = None, hold: asyncio.Event | None = None
+    ) -> FakeTurn:
+        return cls(text=text, drop_after=drop_after, hold=hold)
 
     @classmethod
     def call(cls, name: str, /, **arguments: Any) -> FakeTurn:
         return cls(tool_calls=[FakeToolCall(name, arguments)])
 
     @classmethod
-    def fail(cls, error: BaseException, *, after_tokens: int | None = None) -> FakeTurn:
-        return cls(text="partial " * (after_tokens or 0), error=error, drop_after=after_tokens)
+    def fail(
+        cls,
+        error: BaseException,
+        *,
+        after_tokens: int | None = None,
+        hold: asyncio.Event | None = None,
+    ) -> FakeTurn:
+        text = "partial " * (after_tokens or 0)
+        return cls(text=text, error=error, drop_after=after_tokens, hold=hold)
 
 
 @dataclass(slots=True)
@@ -254,16 +265,18 @@ class FakeModel(Model):
             for event in events.message_added(message_id, len(output)):
                 yield event
             streamed = ""
-            for count, token in enumerate(split_tokens(turn.text)):
-                if turn.drop_after is not None and count >= turn.drop_after:
-                    if turn.error is not None:
-                        raise turn.error
-                    return
+            tokens = split_tokens(turn.text)
+            for token in tokens[: turn.drop_after]:
                 await asyncio.sleep(self.delay)
                 streamed += token
                 yield events.text_delta(message_id, len(output), token)
-            if turn.drop_after is not None and turn.error is not None:
-                raise turn.error
+            dropped = turn.drop_after is not None and turn.drop_after < len(tokens)
+            if dropped or (turn.drop_after is not None and turn.error is not None):
+                if turn.hold is not None:
+                    await turn.hold.wait()
+                if turn.error is not None:
+                    raise turn.error
+                return
             message = ResponseOutputMessage(
                 id=message_id,
                 type="message",

@@ -1,39 +1,25 @@
 """The agent's tools: one typed function each, listed in `TOOLS`.
 
 A tool's name, description and argument schema come from its signature and docstring. The first
-argument, `RunContextWrapper[AssistantContext]`, is not shown to the model: it carries the
+argument, `Ctx` (`RunContextWrapper[AssistantContext]`), is not shown to the model: it carries the
 caller's `RequestContext`, the thread, the store and the task list. A tool returns text (JSON for
 data). An exception becomes a message to the model: `explain_error` decides how much it says.
 
-To add a tool: write an `async def` here decorated with `@function_tool`, and add it to `TOOLS`.
+To add a tool: write an `async def` decorated with `@function_tool`, here or in a module of its
+own (its helpers, `Ctx`, `progress`, `to_json` and `explain_error`, are in `app/agent/context.py`),
+and add it to `TOOLS`.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
-from agents import FunctionTool, RunContextWrapper, default_tool_error_function, function_tool
+from agents import FunctionTool, function_tool
 from chatkit.agents import ClientToolCall
-from chatkit.types import ProgressUpdateEvent
 
-from app.agent.context import AssistantContext
+from app.agent.context import Ctx, explain_error, progress, to_json
 from app.agent.widgets import task_list_text, task_list_widget
-from app.store.tasks import Task, TaskNotFoundError
-
-Ctx = RunContextWrapper[AssistantContext]
-
-
-def explain_error(ctx: RunContextWrapper[Any], error: Exception) -> str:
-    """Tell the model about mistakes it can fix (an unknown task id); keep other errors vague."""
-    if isinstance(error, TaskNotFoundError):
-        return f"Error: {error}"
-    return default_tool_error_function(ctx, error)
-
-
-async def progress(ctx: Ctx, text: str) -> None:
-    """Tell the UI what the tool is doing while it runs."""
-    await ctx.context.stream(ProgressUpdateEvent(text=text, icon="check-circle"))
+from app.store.tasks import Task
 
 
 async def _show_tasks(ctx: Ctx, highlight: str | None = None) -> list[Task]:
@@ -43,11 +29,6 @@ async def _show_tasks(ctx: Ctx, highlight: str | None = None) -> list[Task]:
         task_list_widget(tasks, highlight=highlight), copy_text=task_list_text(tasks)
     )
     return tasks
-
-
-def to_json(value: Any) -> str:
-    """Tool results reach the model as text: JSON, not Python's repr."""
-    return json.dumps(value, default=str)
 
 
 def _summary(task: Task) -> dict[str, Any]:

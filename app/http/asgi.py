@@ -1,16 +1,8 @@
-"""Small pure-ASGI helpers for the edge middleware: which paths are guarded, JSON errors, bodies.
-
-The middleware answers refusals itself, before the application runs, so these helpers write the
-same `{"error": code, "message": reason}` body as `app.http.errors` does for route errors.
-"""
+"""Small pure-ASGI helpers for the edge middleware: which paths are guarded, request bodies."""
 
 from __future__ import annotations
 
-import json
-
-from starlette.types import Message, Receive, Scope, Send
-
-from app.http.errors import error_body
+from starlette.types import Message, Receive, Scope
 
 CHATKIT_PATH = "/chatkit"
 DIRECT_UPLOAD_PATH = "/chatkit/attachments"
@@ -40,26 +32,6 @@ def is_under_chatkit(scope: Scope) -> bool:
 def is_protocol_request(scope: Scope) -> bool:
     """A `POST /chatkit`, whose JSON body names the ChatKit request type."""
     return is_guarded(scope) and scope["path"].rstrip("/") == CHATKIT_PATH
-
-
-async def send_error(
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-) -> None:
-    """Answer with a JSON error without involving the application."""
-    body = json.dumps(error_body(code, message), separators=(",", ":")).encode()
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    raw_headers += [
-        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class BodyTooLarge(Exception):

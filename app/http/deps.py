@@ -1,49 +1,34 @@
-"""FastAPI dependencies: the objects the lifespan put on `app.state`, and the caller's identity."""
+"""FastAPI dependencies: the application's `Services`, and the caller's identity."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings
 from app.context import RequestContext
-from app.http.errors import Unauthorized
-from app.http.sse import OpenStreams
-from app.server import ChatKitBackend
+from app.http.auth.base import Unauthenticated
+from app.services import Services
 
 
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
-def get_engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.engine
-    return engine
-
-
-def get_server(request: Request) -> ChatKitBackend:
-    server: ChatKitBackend = request.app.state.server
-    return server
-
-
-def get_streams(request: Request) -> OpenStreams:
-    streams: OpenStreams = request.app.state.streams
-    return streams
-
-
-def get_context(request: Request) -> RequestContext:
-    """The identity the middleware resolved for this request."""
-    context: RequestContext | None = getattr(request.state, "context", None)
-    if context is None:
-        raise Unauthorized("Authentication required", headers={"WWW-Authenticate": "Bearer"})
+def get_caller(request: Request) -> RequestContext | None:
+    """The identity the edge resolved for this request, if the request carried one."""
+    context: RequestContext | None = request.scope.get("state", {}).get("context")
     return context
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-ServerDep = Annotated[ChatKitBackend, Depends(get_server)]
+def get_context(caller: Annotated[RequestContext | None, Depends(get_caller)]) -> RequestContext:
+    """The caller, who must be known."""
+    if caller is None:
+        raise Unauthenticated("Authentication required")
+    return caller
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+CallerDep = Annotated[RequestContext | None, Depends(get_caller)]
 ContextDep = Annotated[RequestContext, Depends(get_context)]
-StreamsDep = Annotated[OpenStreams, Depends(get_streams)]

@@ -9,10 +9,9 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app.config import Settings
-from app.http.identity import IdentityMiddleware, IdentityResolver
+from app.http.auth.identity import Identity, IdentityMiddleware
 from app.http.middleware import BodyLimitMiddleware, DomainKeyMiddleware, HeaderLimitMiddleware
 from app.http.ratelimit import RateLimiter, RateLimitMiddleware
-from app.http.tokens import TokenVerifier
 
 CORS_ALLOW_HEADERS = [
     "Accept",
@@ -30,15 +29,12 @@ CORS_ALLOW_HEADERS = [
 CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate", "X-Request-Id"]
 
 
-def add_edge_middleware(app: FastAPI, settings: Settings) -> None:
-    """Install the edge; `add_middleware` wraps outward, so the last one added runs first.
-
-    The token verifier (with its JWKS cache) and the rate limiter are kept on `app.state`.
-    """
-    app.state.token_verifier = verifier = TokenVerifier.from_settings(settings)
-    app.state.rate_limiter = limiter = RateLimiter(settings)
+def add_edge_middleware(
+    app: FastAPI, settings: Settings, identity: Identity, limiter: RateLimiter
+) -> None:
+    """Install the edge; `add_middleware` wraps outward, so the last one added runs first."""
     app.add_middleware(RateLimitMiddleware, limiter=limiter)
-    app.add_middleware(IdentityMiddleware, resolver=IdentityResolver(settings, verifier))
+    app.add_middleware(IdentityMiddleware, identity=identity)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.chatkit_max_body_bytes)
     app.add_middleware(DomainKeyMiddleware, keys=settings.chatkit_domain_keys)
     app.add_middleware(HeaderLimitMiddleware)

@@ -1,4 +1,12 @@
-"""One JSON error shape for every failure: `{"error": code, "message": reason}`."""
+"""The one place failures become responses: `{"error": code, "message": reason}`.
+
+`AppError`s (`app.errors`) carry their own status and code. The few exceptions that are not
+ours are translated once, in `as_app_error`: the SDK's `NotFoundError` (404), pydantic's and
+FastAPI's validation errors (400), Starlette's HTTP errors, a database outage (503, only when
+`is_outage` says so), and anything else (500, logged with its traceback). Route errors reach
+`handle_error` through FastAPI's exception handlers; the edge middleware answers its refusals
+with `refuse`, which renders the same body.
+"""
 
 from __future__ import annotations
 
@@ -10,59 +18,87 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
-from app.store.attachments import AttachmentRejected
-from app.store.errors import OUTAGE_MESSAGE, is_outage
+from app.errors import AppError, BadRequest, NotFound
+from app.store.errors import DatabaseUnavailable, is_outage
 
 logger = logging.getLogger(__name__)
 
-RETRY_AFTER_OUTAGE_SECONDS = 5
+HANDLED = (
+    AppError,
+    ValidationError,
+    RequestValidationError,
+    NotFoundError,
+    HTTPException,
+    SQLAlchemyError,
+    OSError,
+    Exception,
+)
+"""Registered one by one: FastAPI has defaults for some, and a handler for `Exception` alone
+runs outside the exception middleware (Starlette re-raises the error after answering)."""
 
 
-class ApiError(Exception):
-    """An error a client can act on, with its HTTP status and a stable code."""
+class InvalidRequest(BadRequest):
+    """The body does not match the protocol (malformed JSON, a missing or wrong-typed field)."""
 
-    status_code = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.headers = headers
+    code = "invalid_request"
 
 
-class BadRequest(ApiError):
-    status_code, code = 400, "bad_request"
+class HttpError(AppError):
+    """Starlette's own errors (404 for an unknown path, 405, ...), kept as they are."""
+
+    code = "http_error"
+
+    def __init__(self, exc: HTTPException) -> None:
+        super().__init__(str(exc.detail), headers=exc.headers)
+        self.status = exc.status_code
 
 
-class Unauthorized(ApiError):
-    status_code, code = 401, "unauthorized"
+def as_app_error(exc: Exception) -> AppError:
+    """What the client is told about `exc`."""
+    match exc:
+        case AppError():
+            return exc
+        case ValidationError():
+            return InvalidRequest(describe_validation_error(exc))
+        case RequestValidationError():
+            first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "Invalid request"}
+            location = ".".join(str(part) for part in first["loc"])
+            return InvalidRequest(f"{location}: {first['msg']}")
+        case NotFoundError():
+            return NotFound(str(exc) or "Not found")
+        case HTTPException():
+            return HttpError(exc)
+        case _ if is_outage(exc):
+            # A restart or a failover is transient: say so, and when to retry. Any other
+            # database error is a bug.
+            logger.warning("Database unavailable: %s", type(exc).__name__)
+            return DatabaseUnavailable()
+        case _:
+            logger.exception("Unhandled error", exc_info=exc)
+            return AppError("Something went wrong on our side.")
 
 
-class Forbidden(ApiError):
-    status_code, code = 403, "forbidden"
+def error_response(error: AppError) -> JSONResponse:
+    return JSONResponse(
+        {"error": error.code, "message": error.message},
+        status_code=error.status,
+        headers=error.headers,
+    )
 
 
-class NotFound(ApiError):
-    status_code, code = 404, "not_found"
+async def handle_error(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, AppError) and exc.status >= 500:
+        logger.warning("%s: %s", exc.code, exc)  # e.g. what the file storage answered
+    return error_response(as_app_error(exc))
 
 
-class AttachmentApiError(ApiError):
-    """An `AttachmentRejected` with its own status (400, 409, 413 or 415)."""
-
-    def __init__(self, exc: AttachmentRejected) -> None:
-        super().__init__(str(exc))
-        self.status_code = exc.status_code
-        self.code = exc.code
-
-
-class NotImplementedApiError(ApiError):
-    status_code, code = 501, "not_implemented"
-
-
-def error_body(code: str, message: str) -> dict[str, str]:
-    return {"error": code, "message": message}
+async def refuse(error: AppError, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer from pure ASGI middleware, before the application runs, as a route would."""
+    logger.info("Refused %s %s: %s", scope["method"], scope["path"], error.code)
+    await error_response(error)(scope, receive, send)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -79,55 +115,5 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 def register_exception_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message), status_code=exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(ValidationError)
-    async def _validation_error(_: Request, exc: ValidationError) -> JSONResponse:
-        return JSONResponse(
-            error_body("invalid_request", describe_validation_error(exc)), status_code=400
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _request_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "Invalid request"}
-        location = ".".join(str(part) for part in first["loc"])
-        return JSONResponse(
-            error_body("invalid_request", f"{location}: {first['msg']}"), status_code=400
-        )
-
-    @app.exception_handler(NotFoundError)
-    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse(error_body("not_found", str(exc) or "Not found"), status_code=404)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body("http_error", str(exc.detail)),
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("Unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body("internal_error", "Something went wrong on our side."), status_code=500
-        )
-
-    @app.exception_handler(OSError)
-    @app.exception_handler(SQLAlchemyError)
-    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-        # An outage (a restart, a failover) is transient: say so, and when to retry. Any other
-        # database error is a bug.
-        if not is_outage(exc):
-            return await _unexpected(request, exc)
-        logger.warning("Database unavailable: %s", type(exc).__name__)
-        return JSONResponse(
-            error_body("database_unavailable", OUTAGE_MESSAGE),
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_OUTAGE_SECONDS)},
-        )
+    for kind in HANDLED:
+        app.add_exception_handler(kind, handle_error)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.http.asgi import (
-    BodyTooLarge,
-    is_guarded,
-    is_protocol_request,
-    read_body,
-    replay,
-    send_error,
-)
+from app.errors import AppError, PayloadTooLarge
+from app.http.asgi import BodyTooLarge, is_guarded, is_protocol_request, read_body, replay
+from app.http.errors import refuse
 
 MAX_HEADER_BYTES = 8 * 1024
 """The largest single header (name and value), as nginx's default buffers allow."""
@@ -23,6 +19,27 @@ MAX_HEADERS_BYTES = 32 * 1024
 """The largest set of request headers in all."""
 
 
+class HeadersTooLarge(AppError):
+    status, code = 431, "headers_too_large"
+
+
+class DomainKeyRequired(AppError):
+    status, code = 403, "domain_key_required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This server needs a registered domain key: send it in X-ChatKit-Domain-Key."
+        )
+
+
+class RequestBodyTooLarge(PayloadTooLarge):
+    code = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than {limit} bytes (CHATKIT_MAX_BODY_BYTES).")
+
+
+@dataclass(frozen=True, slots=True)
 class HeaderLimitMiddleware:
     """Refuses requests whose headers are too large with a 431, before anything reads them.
 
@@ -30,12 +47,11 @@ class HeaderLimitMiddleware:
     every later step (token verification, logs) would work on whatever arrived.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    app: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (problem := _header_problem(scope["headers"])):
-            await send_error(send, 431, "headers_too_large", problem)
+            await refuse(HeadersTooLarge(problem), scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -62,12 +78,7 @@ class DomainKeyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.keys and is_guarded(scope) and not self._allowed(scope):
-            await send_error(
-                send,
-                403,
-                "domain_key_required",
-                "This server needs a registered domain key: send it in X-ChatKit-Domain-Key.",
-            )
+            await refuse(DomainKeyRequired(), scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -83,6 +94,7 @@ class DomainKeyMiddleware:
         return sum(hmac.compare_digest(candidate, key) for key in self.keys) > 0
 
 
+@dataclass(frozen=True, slots=True)
 class BodyLimitMiddleware:
     """Caps `POST /chatkit` bodies at `CHATKIT_MAX_BODY_BYTES` with a 413.
 
@@ -91,29 +103,19 @@ class BodyLimitMiddleware:
     reading it here first costs nothing and lets the refusal happen before anything else runs.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+    app: ASGIApp
+    max_bytes: int
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not is_protocol_request(scope):
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
-            return
         try:
+            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                raise BodyTooLarge
             body = await read_body(receive, self.max_bytes)
         except BodyTooLarge:
-            await self._refuse(send)
+            await refuse(RequestBodyTooLarge(self.max_bytes), scope, receive, send)
             return
         await self.app(scope, replay(body, receive), send)
-
-    async def _refuse(self, send: Send) -> None:
-        await send_error(
-            send,
-            413,
-            "body_too_large",
-            f"The request body is larger than {self.max_bytes} bytes (CHATKIT_MAX_BODY_BYTES).",
-        )

@@ -17,7 +17,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect
 
-from app.store.attachments import AttachmentTooLarge
+from app.errors import BadRequest, PayloadTooLarge
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -26,8 +26,8 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 """Room for boundaries, part headers and small extra fields on top of the file itself."""
 
 
-class MultipartError(ValueError):
-    """A body that is not the multipart form we expect; becomes a 400."""
+class MultipartError(BadRequest):
+    """A body that is not the multipart form we expect."""
 
 
 @dataclass(slots=True)
@@ -69,7 +69,6 @@ def clean_filename(raw: bytes) -> str:
 
 async def read_file_part(
     request: Request,
-    *,
     field_name: str,
     max_bytes: int,
     check: Callable[[FilePart], None] | None = None,
@@ -77,7 +76,7 @@ async def read_file_part(
     """The first `field_name` file of the body.
 
     `check` sees the part (name and type, no data yet) as soon as its headers are in and may
-    raise to refuse it. Raises `AttachmentTooLarge` past `max_bytes` and `MultipartError` for a
+    raise to refuse it. Raises `PayloadTooLarge` past `max_bytes` and `MultipartError` for a
     body that is not multipart or has no such field.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
@@ -87,7 +86,7 @@ async def read_file_part(
     body_limit = max_bytes + FORM_OVERHEAD_BYTES
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > body_limit:
-        raise AttachmentTooLarge(f"File is larger than the limit of {max_bytes} bytes")
+        raise PayloadTooLarge(f"File is larger than the limit of {max_bytes} bytes")
 
     state = _State()
     parser = MultipartParser(boundary, _callbacks(state, field_name, max_bytes))
@@ -96,14 +95,14 @@ async def read_file_part(
         async for chunk in request.stream():
             received += len(chunk)
             if received > body_limit:
-                raise AttachmentTooLarge(f"File is larger than the limit of {max_bytes} bytes")
+                raise PayloadTooLarge(f"File is larger than the limit of {max_bytes} bytes")
             parser.write(chunk)
             if state.file_started is not None and not state.checked:
                 state.checked = True
                 if check is not None:
                     check(state.file_started)
             if state.too_large:
-                raise AttachmentTooLarge(f"File is larger than the limit of {max_bytes} bytes")
+                raise PayloadTooLarge(f"File is larger than the limit of {max_bytes} bytes")
         parser.finalize()
     except MultipartParseError as exc:
         raise MultipartError(f"Malformed multipart body: {exc}") from exc

@@ -20,7 +20,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.context import RequestContext
-from app.http.asgi import is_guarded, is_protocol_request, read_body, replay, send_error
+from app.errors import AppError
+from app.http.asgi import is_guarded, is_protocol_request, read_body, replay
+from app.http.errors import refuse
 from app.store.db import utcnow
 from app.store.errors import is_outage
 from app.store.usage import UsageCounters, Window
@@ -46,13 +48,15 @@ STREAM_RETRY_AFTER_SECONDS = 5
 REQUESTS, MESSAGES, DOWNLOADS = "requests", "messages", "downloads"
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a request is over a limit, in words a person understands."""
+class Refusal(AppError):
+    """Why a request is over a limit, in words a person understands, and when to try again."""
 
-    code: str
-    message: str
-    retry_after: int
+    status = 429
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.code = code
+        self.retry_after = retry_after
 
 
 class StreamSlots:
@@ -79,15 +83,15 @@ class StreamSlots:
 class RateLimiter:
     """Counts a request against the caller's limits and says whether it may go on."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.streams = StreamSlots(settings.max_concurrent_streams_per_user)
-        self._counters: UsageCounters | None = None
+        self.counters = UsageCounters(engine)
 
-    async def check(
-        self, engine: AsyncEngine, context: RequestContext, request_type: str | None
-    ) -> Refusal | None:
+    async def check(self, context: RequestContext, request_type: str | None) -> Refusal | None:
         now = self.clock()
         windows: list[Window] = []
         per_minute = self.settings.rate_limit_requests_per_minute
@@ -97,7 +101,7 @@ class RateLimiter:
         if request_type in MESSAGE_REQUEST_TYPES and quota is not None:
             day = now.replace(hour=0, minute=0, second=0, microsecond=0)
             windows.append(Window(MESSAGES, day, quota))
-        over = await self._hit(engine, context.user_id, windows)
+        over = await self._hit(context.user_id, windows)
         if over is None:
             return None
         if over.bucket == REQUESTS:
@@ -110,7 +114,7 @@ class RateLimiter:
             wait,
         )
 
-    async def check_download(self, engine: AsyncEngine, owner: str) -> Refusal | None:
+    async def check_download(self, owner: str) -> Refusal | None:
         """Attachment downloads, counted against the file's owner, whoever holds the link.
 
         A bucket of their own with the per-minute limit, so that opening a thread full of
@@ -121,18 +125,16 @@ class RateLimiter:
             return None
         now = self.clock()
         window = Window(DOWNLOADS, now.replace(second=0, microsecond=0), per_minute)
-        over = await self._hit(engine, owner, [window])
+        over = await self._hit(owner, [window])
         return None if over is None else _per_minute_refusal(now, over, "downloads")
 
-    async def _hit(self, engine: AsyncEngine, user_id: str, windows: list[Window]) -> Window | None:
+    async def _hit(self, user_id: str, windows: list[Window]) -> Window | None:
         """The first window now over its limit; none when the database is down (the request
         then fails on its own, with a 503 or a retryable error event)."""
         if not windows:
             return None
-        if self._counters is None or self._counters.source is not engine:
-            self._counters = UsageCounters(engine)  # once per app: it prepares its statement
         try:
-            over = await self._counters.hit(user_id, windows)
+            over = await self.counters.hit(user_id, windows)
         except Exception as exc:
             if not is_outage(exc):
                 raise
@@ -150,12 +152,12 @@ def _per_minute_refusal(now: datetime, window: Window, what: str) -> Refusal:
     )
 
 
+@dataclass(frozen=True, slots=True)
 class RateLimitMiddleware:
     """Refuses over-limit `/chatkit` requests with a 429 and `Retry-After` before they run."""
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
-        self.app = app
-        self.limiter = limiter
+    app: ASGIApp
+    limiter: RateLimiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context: RequestContext | None = scope.get("state", {}).get("context")
@@ -170,12 +172,12 @@ class RateLimitMiddleware:
         streaming = request_type in STREAMING_REQUEST_TYPES
         if streaming and not self.limiter.streams.acquire(context.user_id):
             # Checked first, so that a refused stream does not use up a message.
-            await self._refuse(scope, send, self._too_many_streams())
+            await refuse(self._too_many_streams(), scope, receive, send)
             return
         try:
-            refusal = await self.limiter.check(scope["app"].state.engine, context, request_type)
+            refusal = await self.limiter.check(context, request_type)
             if refusal is not None:
-                await self._refuse(scope, send, refusal)
+                await refuse(refusal, scope, receive, send)
                 return
             await self.app(scope, receive, send)
         finally:
@@ -189,11 +191,6 @@ class RateLimitMiddleware:
             "Wait for one to finish, then try again.",
             STREAM_RETRY_AFTER_SECONDS,
         )
-
-    async def _refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
-        logger.info("Refused %s %s: %s", scope["method"], scope["path"], refusal.code)
-        headers = {"Retry-After": str(refusal.retry_after)}
-        await send_error(send, 429, refusal.code, refusal.message, headers)
 
 
 def _request_type(body: bytes) -> str | None:

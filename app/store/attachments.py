@@ -1,12 +1,16 @@
-"""The SDK's `AttachmentStore`, plus what the upload routes need: limits, content, cleanup.
+"""`Attachments`: the SDK's `AttachmentStore`, plus what the upload routes need.
 
-Metadata rows live in the `attachments` table (through `SQLAlchemyStore`), bytes in a
-`FileStorage` keyed by attachment id. Every operation is scoped to the attachment's owner.
+An attachment is a record (the `attachments` table, through `SQLAlchemyStore`, its only owner)
+and bytes in a `FileStorage` keyed by its id: the database by default, or an S3 bucket. This
+module checks the limits, signs the URLs and keeps the two in step. Every operation is scoped
+to the attachment's owner.
+
+A new storage backend is one class implementing `FileStorage` (see `app/store/files.py`) and one
+line in `app/services.py`.
 """
 
 from __future__ import annotations
 
-import logging
 import mimetypes
 import re
 from collections.abc import Sequence
@@ -23,22 +27,15 @@ from chatkit.types import (
     ImageAttachment,
 )
 from pydantic import AnyUrl
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.context import RequestContext
-from app.store.db import utcnow
-from app.store.files import DatabaseFileStorage, FileStorage
-from app.store.models import AttachmentRow
-from app.store.s3 import S3Config, S3FileStorage
-from app.store.store import ATTACHMENT_ADAPTER, SQLAlchemyStore, new_id
-from app.store.urls import AttachmentUrlSigner, signer_from_settings
-
-logger = logging.getLogger(__name__)
+from app.errors import AppError, BadRequest, PayloadTooLarge
+from app.store.files import FileStorage
+from app.store.store import SQLAlchemyStore, new_id
+from app.store.urls import AttachmentUrlSigner
 
 GENERIC_MIME_TYPE = "application/octet-stream"
-CLEANUP_BATCH_SIZE = 500
 MAX_NAME_LENGTH = 255
 DECLARED_SIZE = "declared_size"
 """The `metadata` key under which a two-phase attachment keeps the size it announced."""
@@ -47,31 +44,27 @@ _RESTRICTED_NAME = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
 MIME_TYPE = re.compile(f"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
 """RFC 6838 section 4.2, lowercased: `type-name "/" subtype-name`, 127 characters each at most."""
 
-PENDING = AttachmentRow.data["upload_descriptor"].as_string().is_not(None)
-"""A two-phase attachment whose bytes have not arrived yet (its JSON has an upload descriptor)."""
 
+class AttachmentRejected(BadRequest):
+    """An upload or message the attachment limits refuse."""
 
-class AttachmentRejected(ValueError):
-    """An upload or message the attachment limits refuse; the HTTP status a route answers with."""
-
-    status_code = 400
     code = "attachment_rejected"
 
 
-class UnsupportedAttachmentType(AttachmentRejected):
-    status_code, code = 415, "unsupported_media_type"
+class InvalidMimeType(BadRequest):
+    code = "invalid_mime_type"
 
 
-class AttachmentTooLarge(AttachmentRejected):
-    status_code, code = 413, "payload_too_large"
+class UnsupportedAttachmentType(AppError):
+    status, code = 415, "unsupported_media_type"
 
 
-class AttachmentAlreadyUploaded(AttachmentRejected):
-    status_code, code = 409, "already_uploaded"
+class AttachmentTooLarge(PayloadTooLarge):
+    pass
 
 
-class InvalidMimeType(AttachmentRejected):
-    status_code, code = 400, "invalid_mime_type"
+class AttachmentAlreadyUploaded(AppError):
+    status, code = 409, "already_uploaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +129,8 @@ def declared_size(attachment: Attachment) -> int | None:
     return size if isinstance(size, int) else None
 
 
-class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
-    """Attachment records owned by one user, their bytes in `files`, URLs signed by `urls`."""
+class Attachments(AttachmentStore[RequestContext]):
+    """Attachments owned by one user: records in `store`, bytes in `files`, URLs by `urls`."""
 
     def __init__(
         self,
@@ -204,14 +197,7 @@ class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
 
     async def find(self, attachment_id: str) -> tuple[Attachment, str] | None:
         """The attachment and its owner, whoever asks: for routes that check a signature."""
-        stmt = select(AttachmentRow.data, AttachmentRow.user_id).where(
-            AttachmentRow.id == attachment_id
-        )
-        async with self.store.engine.connect() as conn:
-            row = (await conn.execute(stmt)).one_or_none()
-        if row is None:
-            return None
-        return ATTACHMENT_ADAPTER.validate_python(row.data), row.user_id
+        return await self.store.find_attachment(attachment_id)
 
     async def complete_upload(self, attachment: Attachment, owner: str, data: bytes) -> Attachment:
         """Two-phase: claim the pending attachment, then store its bytes.
@@ -222,52 +208,23 @@ class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
         """
         self.limits.check_size(len(data))
         done = attachment.model_copy(update={"upload_descriptor": None})
-        if not await self._replace(attachment.id, owner, done, pending=True):
+        if not await self.store.replace_attachment(done, owner, pending=True):
             raise AttachmentAlreadyUploaded(f"Attachment {attachment.id} is already uploaded")
         try:
             await self.files.put(attachment.id, data)
         except BaseException:
-            await self._replace(attachment.id, owner, attachment, pending=False)
+            await self.store.replace_attachment(attachment, owner, pending=False)
             raise
         return done
 
-    async def _replace(
-        self, attachment_id: str, owner: str, attachment: Attachment, *, pending: bool
-    ) -> bool:
-        """Store `attachment` as the record, only if the record is (or is not) still pending."""
-        stmt = (
-            update(AttachmentRow)
-            .where(
-                AttachmentRow.id == attachment_id,
-                AttachmentRow.user_id == owner,
-                PENDING if pending else ~PENDING,
-            )
-            .values(data=attachment.model_dump(mode="json"))
-        )
-        async with self.store.engine.begin() as conn:
-            return (await conn.execute(stmt)).rowcount == 1
-
     async def discard(self, attachment_id: str, owner: str) -> None:
-        """Remove a pending attachment whose upload was refused, so nothing is left behind.
-
-        Only while it is pending: a refused upload must not remove what a concurrent one stored.
-        """
-        stmt = delete(AttachmentRow).where(
-            AttachmentRow.id == attachment_id, AttachmentRow.user_id == owner, PENDING
-        )
-        async with self.store.engine.begin() as conn:
-            deleted = (await conn.execute(stmt)).rowcount
-        if deleted:
-            await self.files.delete([attachment_id])
+        """Remove a pending attachment whose upload was refused, so nothing is left behind."""
+        await self.store.delete_pending_attachment(attachment_id, owner)
 
     async def read_content(self, attachment_id: str, owner: str) -> bytes | None:
         """The bytes of `owner`'s attachment; `None` if it is not theirs or was never uploaded."""
-        stmt = select(AttachmentRow.id).where(
-            AttachmentRow.id == attachment_id, AttachmentRow.user_id == owner
-        )
-        async with self.store.engine.connect() as conn:
-            if (await conn.execute(stmt)).scalar_one_or_none() is None:
-                return None
+        if not await self.store.owns_attachment(attachment_id, owner):
+            return None
         return await self.files.get(attachment_id)
 
     # messages and housekeeping
@@ -292,23 +249,7 @@ class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
 
     async def delete_orphans(self, older_than: timedelta) -> int:
         """Delete uploads never attached to a message (no thread) older than `older_than`."""
-        cutoff = utcnow() - older_than
-        deleted = 0
-        while True:
-            batch = (
-                select(AttachmentRow.id)
-                .where(AttachmentRow.thread_id.is_(None), AttachmentRow.created_at < cutoff)
-                .limit(CLEANUP_BATCH_SIZE)
-            )
-            stmt = (
-                delete(AttachmentRow).where(AttachmentRow.id.in_(batch)).returning(AttachmentRow.id)
-            )
-            async with self.store.engine.begin() as conn:
-                ids = list((await conn.execute(stmt)).scalars())
-            await self.files.delete(ids)
-            deleted += len(ids)
-            if len(ids) < CLEANUP_BATCH_SIZE:
-                return deleted
+        return await self.store.delete_orphan_attachments(older_than)
 
     def _build(
         self,
@@ -330,20 +271,3 @@ class DatabaseAttachmentStore(AttachmentStore[RequestContext]):
         return FileAttachment(
             id=attachment_id, name=name, mime_type=mime_type, upload_descriptor=descriptor
         )
-
-
-def create_stores(
-    settings: Settings, engine: AsyncEngine
-) -> tuple[SQLAlchemyStore, DatabaseAttachmentStore]:
-    """The thread store and the attachment store, sharing file storage and URL signer."""
-    files: FileStorage = (
-        S3FileStorage(S3Config.from_settings(settings))
-        if settings.attachment_storage == "s3"
-        else DatabaseFileStorage(engine)
-    )
-    urls = signer_from_settings(settings)
-    store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
-    attachments = DatabaseAttachmentStore(
-        store, files, urls, AttachmentLimits.from_settings(settings)
-    )
-    return store, attachments

@@ -17,9 +17,21 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.errors import Unavailable
+
 OUTAGE_MESSAGE = "The database is unavailable; try again shortly."
+RETRY_AFTER_OUTAGE_SECONDS = 5
 OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 """admin_shutdown, crash_shutdown, cannot_connect_now."""
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database is unreachable (an outage, by `is_outage`): retry in a few seconds."""
+
+    code = "database_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(OUTAGE_MESSAGE, headers={"Retry-After": str(RETRY_AFTER_OUTAGE_SECONDS)})
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-from chatkit.store import NotFoundError
 from chatkit.types import FeedbackKind
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import random_id, upsert_insert, utcnow
-from app.store.models import FeedbackRow, ItemRow
+from app.store.models import FeedbackRow
+from app.store.store import SQLAlchemyStore
 
 
 class FeedbackStore:
-    """Saves ratings after proving the items are in one of the caller's threads."""
+    """Saves ratings after the thread store proves the items are in one of the caller's threads."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._insert = upsert_insert(engine)
+    def __init__(self, store: SQLAlchemyStore) -> None:
+        self.store = store
+        self.engine = store.engine
+        self._insert = upsert_insert(store.engine)
 
     async def save(
         self, user_id: str, thread_id: str, item_ids: list[str], kind: FeedbackKind
     ) -> None:
         """Upsert one row per item; an item outside the caller's thread is a `NotFoundError`."""
-        wanted = set(item_ids)
-        found_stmt = select(ItemRow.id).where(
-            ItemRow.id.in_(wanted), ItemRow.thread_id == thread_id, ItemRow.user_id == user_id
-        )
+        await self.store.check_items(thread_id, item_ids, user_id)
         async with self.engine.begin() as conn:
-            found = set((await conn.execute(found_stmt)).scalars())
-            missing = sorted(wanted - found)
-            if missing:
-                raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
-            for item_id in sorted(wanted):
+            for item_id in sorted(set(item_ids)):
                 stmt = self._insert(FeedbackRow).values(
                     id=random_id("fb"),
                     user_id=user_id,

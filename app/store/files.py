@@ -14,12 +14,22 @@ from typing import Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import Unavailable
 from app.store.db import upsert_insert
 from app.store.models import AttachmentContentRow
 
 
-class FileStorageError(Exception):
-    """The file storage failed or is unreachable; a route answers 503."""
+class FileStorageError(Unavailable):
+    """The file storage failed or is unreachable: a 503. What failed is logged, not told."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("File storage is unavailable, try again later")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class FileStorage(Protocol):

@@ -38,44 +38,40 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSONType, datetime: DateTime(timezone=False)}
 
 
-class ThreadRow(Base):
-    """Thread metadata; `created_at` is the thread's own (naive UTC if it came aware)."""
-
-    __tablename__ = "threads"
+class StoredModel:
+    """An SDK model stored whole in `data`, with its id, its owner and its time beside it."""
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime]
     data: Mapped[dict[str, Any]]
 
+
+class ThreadRow(StoredModel, Base):
+    """Thread metadata; `created_at` is the thread's own (naive UTC if it came aware)."""
+
+    __tablename__ = "threads"
     __table_args__ = (Index("ix_threads_user_created", "user_id", "created_at", "id"),)
 
 
-class ItemRow(Base):
+class ItemRow(StoredModel, Base):
     """One thread item; ordered by the item's own `created_at`, then id."""
 
     __tablename__ = "thread_items"
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
     thread_id: Mapped[str] = mapped_column(ID, ForeignKey("threads.id", ondelete="CASCADE"))
-    user_id: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime]
-    data: Mapped[dict[str, Any]]
 
     __table_args__ = (Index("ix_thread_items_thread_created", "thread_id", "created_at", "id"),)
 
 
-class AttachmentRow(Base):
+class AttachmentRow(StoredModel, Base):
     """Attachment metadata; `thread_id` is set once a message that carries it is saved."""
 
     __tablename__ = "attachments"
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(255), index=True)
     thread_id: Mapped[str | None] = mapped_column(ID, index=True)
-    created_at: Mapped[datetime]
-    data: Mapped[dict[str, Any]]
 
 
 class AttachmentContentRow(Base):

@@ -7,13 +7,13 @@ missing one. Each method is one short transaction, because a stream outlives its
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata, UserMessageItem
 from pydantic import TypeAdapter
-from sqlalchemy import Select, bindparam, delete, select, tuple_
+from sqlalchemy import Select, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
@@ -24,6 +24,7 @@ from app.store.urls import AttachmentUrlSigner
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 100
+CLEANUP_BATCH_SIZE = 500
 ID_PREFIXES: dict[StoreItemType, str] = {
     "thread": "thr",
     "message": "msg",
@@ -41,6 +42,9 @@ ITEM_PREFIXES = frozenset(ID_PREFIXES.values()) - THREAD_PREFIXES - ATTACHMENT_P
 ITEM_ADAPTER: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 ATTACHMENT_ADAPTER: TypeAdapter[Attachment] = TypeAdapter(Attachment)
 
+PENDING = AttachmentRow.data["upload_descriptor"].as_string().is_not(None)
+"""A two-phase attachment whose bytes have not arrived yet (its JSON has an upload descriptor)."""
+
 
 def new_id(item_type: StoreItemType) -> str:
     """An id for the SDK's item type, keeping its prefix (`thr_`, `msg_`, ...)."""
@@ -55,7 +59,11 @@ def sort_key(moment: datetime) -> datetime:
 
 
 class SQLAlchemyStore(Store[RequestContext]):
-    """Threads, items and attachment metadata in the database, every row owned by one user."""
+    """Threads, items and attachment metadata in the database, every row owned by one user.
+
+    The only code that reads or writes the `threads`, `thread_items` and `attachments` tables.
+    Deleting an attachment's row deletes its bytes from `files` too.
+    """
 
     def __init__(
         self,
@@ -95,10 +103,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         stmt = select(ThreadRow.data).where(
             ThreadRow.id == thread_id, ThreadRow.user_id == context.user_id
         )
-        async with self._single.connect() as conn:
-            data = (await conn.execute(stmt)).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"Thread {thread_id} not found")
+        data = await self._owned(stmt, f"Thread {thread_id} not found")
         return ThreadMetadata.model_validate(data)
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
@@ -109,10 +114,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             "created_at": sort_key(thread.created_at),
             "data": thread.model_dump(mode="json", exclude={"items"}),
         }
-        async with self._single.connect() as conn:
-            result = await conn.execute(self._upsert_thread, row)
-        if result.rowcount == 0:
-            raise NotFoundError(f"Thread {thread.id} not found")
+        await self._upsert(self._upsert_thread, row, f"Thread {thread.id} not found")
 
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: RequestContext
@@ -188,11 +190,19 @@ class SQLAlchemyStore(Store[RequestContext]):
             ItemRow.thread_id == thread_id,
             ItemRow.user_id == context.user_id,
         )
-        async with self._single.connect() as conn:
-            data = (await conn.execute(stmt)).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"Item {item_id} not found in thread {thread_id}")
+        data = await self._owned(stmt, f"Item {item_id} not found in thread {thread_id}")
         return self._present_item(ITEM_ADAPTER.validate_python(data), context)
+
+    async def check_items(self, thread_id: str, item_ids: list[str], user_id: str) -> None:
+        """Raise `NotFoundError` unless every item is in the caller's thread."""
+        wanted = set(item_ids)
+        stmt = select(ItemRow.id).where(
+            ItemRow.id.in_(wanted), ItemRow.thread_id == thread_id, ItemRow.user_id == user_id
+        )
+        async with self._single.connect() as conn:
+            found = set((await conn.execute(stmt)).scalars())
+        if missing := sorted(wanted - found):
+            raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
 
     async def delete_thread_item(
         self, thread_id: str, item_id: str, context: RequestContext
@@ -215,19 +225,13 @@ class SQLAlchemyStore(Store[RequestContext]):
             "created_at": utcnow(),
             "data": attachment.model_dump(mode="json"),
         }
-        async with self._single.connect() as conn:
-            result = await conn.execute(self._upsert_attachment, row)
-        if result.rowcount == 0:
-            raise NotFoundError(f"Attachment {attachment.id} not found")
+        await self._upsert(self._upsert_attachment, row, f"Attachment {attachment.id} not found")
 
     async def load_attachment(self, attachment_id: str, context: RequestContext) -> Attachment:
         stmt = select(AttachmentRow.data).where(
             AttachmentRow.id == attachment_id, AttachmentRow.user_id == context.user_id
         )
-        async with self._single.connect() as conn:
-            data = (await conn.execute(stmt)).scalar_one_or_none()
-        if data is None:
-            raise NotFoundError(f"Attachment {attachment_id} not found")
+        data = await self._owned(stmt, f"Attachment {attachment_id} not found")
         return self._present_attachment(ATTACHMENT_ADAPTER.validate_python(data), context)
 
     async def delete_attachment(self, attachment_id: str, context: RequestContext) -> None:
@@ -239,6 +243,77 @@ class SQLAlchemyStore(Store[RequestContext]):
             result = await conn.execute(stmt)
         if self.files is not None and result.rowcount:
             await self.files.delete([attachment_id])
+
+    # attachments, beyond the SDK's hooks: uploads, signed links, cleanup
+
+    async def find_attachment(self, attachment_id: str) -> tuple[Attachment, str] | None:
+        """The attachment and its owner, whoever asks: for routes that check a signature."""
+        stmt = select(AttachmentRow.data, AttachmentRow.user_id).where(
+            AttachmentRow.id == attachment_id
+        )
+        async with self._single.connect() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            return None
+        return ATTACHMENT_ADAPTER.validate_python(row.data), row.user_id
+
+    async def owns_attachment(self, attachment_id: str, owner: str) -> bool:
+        stmt = select(AttachmentRow.id).where(
+            AttachmentRow.id == attachment_id, AttachmentRow.user_id == owner
+        )
+        async with self._single.connect() as conn:
+            return (await conn.execute(stmt)).scalar_one_or_none() is not None
+
+    async def replace_attachment(
+        self, attachment: Attachment, owner: str, *, pending: bool
+    ) -> bool:
+        """Store `attachment` as its record, only if the record is (or is not) still pending.
+
+        One conditional UPDATE: of two uploads claiming the same pending record, one wins.
+        """
+        stmt = (
+            update(AttachmentRow)
+            .where(
+                AttachmentRow.id == attachment.id,
+                AttachmentRow.user_id == owner,
+                PENDING if pending else ~PENDING,
+            )
+            .values(data=attachment.model_dump(mode="json"))
+        )
+        async with self._single.connect() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def delete_pending_attachment(self, attachment_id: str, owner: str) -> None:
+        """Delete the record (and bytes) only while it is pending: a refused upload must not
+        remove what a concurrent one stored."""
+        stmt = delete(AttachmentRow).where(
+            AttachmentRow.id == attachment_id, AttachmentRow.user_id == owner, PENDING
+        )
+        async with self._single.connect() as conn:
+            deleted = (await conn.execute(stmt)).rowcount
+        if self.files is not None and deleted:
+            await self.files.delete([attachment_id])
+
+    async def delete_orphan_attachments(self, older_than: timedelta) -> int:
+        """Delete uploads never attached to a message (no thread) older than `older_than`."""
+        cutoff = utcnow() - older_than
+        deleted = 0
+        while True:
+            batch = (
+                select(AttachmentRow.id)
+                .where(AttachmentRow.thread_id.is_(None), AttachmentRow.created_at < cutoff)
+                .limit(CLEANUP_BATCH_SIZE)
+            )
+            stmt = (
+                delete(AttachmentRow).where(AttachmentRow.id.in_(batch)).returning(AttachmentRow.id)
+            )
+            async with self.engine.begin() as conn:
+                ids = list((await conn.execute(stmt)).scalars())
+            if self.files is not None:
+                await self.files.delete(ids)
+            deleted += len(ids)
+            if len(ids) < CLEANUP_BATCH_SIZE:
+                return deleted
 
     # helpers
 
@@ -266,10 +341,22 @@ class SQLAlchemyStore(Store[RequestContext]):
             "p_thread_id": thread_id,
             "p_user_id": context.user_id,
         }
+        await self._upsert(self._upsert_item_stmt, params, f"Thread {thread_id} not found")
+
+    async def _owned(self, stmt: Select[Any], missing: str) -> Any:
+        """The one value the statement selects from the caller's rows, else `NotFoundError`."""
         async with self._single.connect() as conn:
-            result = await conn.execute(self._upsert_item_stmt, params)
+            data = (await conn.execute(stmt)).scalar_one_or_none()
+        if data is None:
+            raise NotFoundError(missing)
+        return data
+
+    async def _upsert(self, stmt: Any, row: dict[str, Any], missing: str) -> None:
+        """Run an upsert that proves ownership in its statement: no row written is `missing`."""
+        async with self._single.connect() as conn:
+            result = await conn.execute(stmt, row)
         if result.rowcount == 0:
-            raise NotFoundError(f"Thread {thread_id} not found")
+            raise NotFoundError(missing)
 
     async def _page(self, stmt: Select[Any], limit: int, parse: Callable[[Any], T]) -> Page[T]:
         """Fetch one row more than the page to learn `has_more` without counting."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict, Unpack
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,6 +29,14 @@ class Task:
     notes: str | None
     done: bool
     created_at: datetime
+
+
+class TaskChanges(TypedDict, total=False):
+    """What `TaskStore.update` may change."""
+
+    title: str | None
+    notes: str | None
+    done: bool | None
 
 
 TASK_ID_PREFIX = "todo"
@@ -74,23 +83,10 @@ class TaskStore:
             raise TaskNotFoundError(task_id)
         return Task(row.id, row.title, row.notes, row.done, row.created_at)
 
-    async def update(
-        self,
-        user_id: str,
-        task_id: str,
-        *,
-        title: str | None = None,
-        notes: str | None = None,
-        done: bool | None = None,
-    ) -> Task:
+    async def update(self, user_id: str, task_id: str, **changes: Unpack[TaskChanges]) -> Task:
         """Change the given fields; `None` leaves a field as it is."""
         values: dict[str, object] = {"updated_at": utcnow()}
-        if title is not None:
-            values["title"] = title
-        if notes is not None:
-            values["notes"] = notes
-        if done is not None:
-            values["done"] = done
+        values.update({name: value for name, value in changes.items() if value is not None})
         stmt = (
             update(TaskRow)
             .where(TaskRow.id == task_id, TaskRow.user_id == user_id)

@@ -27,7 +27,6 @@ class UsageCounters:
     """Fixed-window counters, one row per user and bucket."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.source = engine
         self.engine = autocommit(engine)
         insert = upsert_insert(engine)
         self._increment_stmt = increment_statement(insert)

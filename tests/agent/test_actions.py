@@ -9,7 +9,6 @@ from sqlalchemy import select
 from app.agent.fake_model import FakeTurn
 from app.agent.widgets import COMPLETE_ACTION, REOPEN_ACTION
 from app.store.models import FeedbackRow
-from app.store.tasks import TaskStore
 from tests.helpers.agent import stored_items, widget_rows
 from tests.helpers.chatkit import (
     create_thread_req,
@@ -32,7 +31,7 @@ async def thread_with_task_widget(client, fake_model, user_id: str):
 
 
 async def test_complete_action_updates_the_task_and_the_widget_in_place(
-    client, app, fake_model, user
+    client, services, fake_model, user
 ):
     thread_id, widget_id, widget = await thread_with_task_widget(client, fake_model, user.user_id)
     button = widget["widget"]["children"][2]["children"][0]["children"][3]
@@ -43,14 +42,14 @@ async def test_complete_action_updates_the_task_and_the_widget_in_place(
         client, user.user_id, custom_action_req(thread_id, widget_id, COMPLETE_ACTION, payload)
     )
 
-    tasks = TaskStore(app.state.engine)
+    tasks = services.tasks
     assert (await tasks.get(user.user_id, payload["task_id"])).done is True
     [replaced] = [e for e in events if e["type"] == "thread.item.replaced"]
     assert replaced["item"]["id"] == widget_id
     assert widget_rows(replaced["item"]["widget"]) == [("Call mom", True)]
     assert error_events(events) == []
     # Stored in place, same id and position, plus a note for the model's next turn.
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(services, user.user_id, thread_id)
     [stored_widget] = [item for item in items if isinstance(item, WidgetItem)]
     assert stored_widget.id == widget_id
     assert widget_rows(stored_widget.widget.model_dump()) == [("Call mom", True)]
@@ -67,9 +66,9 @@ async def test_complete_action_updates_the_task_and_the_widget_in_place(
 
 @pytest.mark.parametrize("which", ["theirs", "malformed"])
 async def test_action_on_another_users_task_changes_nothing(
-    client, app, fake_model, user, other_user, which
+    client, services, fake_model, user, other_user, which
 ):
-    theirs = await TaskStore(app.state.engine).add(other_user.user_id, "Private")
+    theirs = await services.tasks.add(other_user.user_id, "Private")
     thread_id, widget_id, _ = await thread_with_task_widget(client, fake_model, user.user_id)
     task_id = theirs.id if which == "theirs" else "todo_" + "0" * 500
 
@@ -81,7 +80,7 @@ async def test_action_on_another_users_task_changes_nothing(
 
     [error] = error_events(events)
     assert error["message"] == "That task no longer exists."
-    assert (await TaskStore(app.state.engine).get(other_user.user_id, theirs.id)).done is False
+    assert (await services.tasks.get(other_user.user_id, theirs.id)).done is False
 
 
 async def test_unknown_action_and_bad_payload_are_readable_errors(client, fake_model, user):
@@ -98,7 +97,7 @@ async def test_unknown_action_and_bad_payload_are_readable_errors(client, fake_m
     ]
 
 
-async def test_feedback_is_stored_per_user_and_item(client, app, user):
+async def test_feedback_is_stored_per_user_and_item(client, services, user):
     events = await stream(client, user.user_id, create_thread_req("Hi"))
     thread_id = created_thread_id(events)
     [answer] = done_items(events, "assistant_message")
@@ -107,7 +106,7 @@ async def test_feedback_is_stored_per_user_and_item(client, app, user):
     again = await post(client, user.user_id, feedback_req(thread_id, [answer["id"]], "positive"))
 
     assert (first.status_code, again.status_code) == (200, 200)
-    async with app.state.engine.connect() as conn:
+    async with services.engine.connect() as conn:
         rows = (
             await conn.execute(select(FeedbackRow).where(FeedbackRow.item_id == answer["id"]))
         ).all()
@@ -116,7 +115,7 @@ async def test_feedback_is_stored_per_user_and_item(client, app, user):
     ]
 
 
-async def test_feedback_on_another_users_thread_is_404(client, app, user, other_user):
+async def test_feedback_on_another_users_thread_is_404(client, services, user, other_user):
     events = await stream(client, user.user_id, create_thread_req("Hi"))
     thread_id = created_thread_id(events)
     [answer] = done_items(events, "assistant_message")
@@ -130,7 +129,7 @@ async def test_feedback_on_another_users_thread_is_404(client, app, user, other_
 
     assert stolen.status_code == 404 and stolen.json()["error"] == "not_found"
     assert unknown_item.status_code == 404
-    async with app.state.engine.connect() as conn:
+    async with services.engine.connect() as conn:
         rows = (
             await conn.execute(select(FeedbackRow).where(FeedbackRow.thread_id == thread_id))
         ).all()

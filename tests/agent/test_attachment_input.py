@@ -8,14 +8,12 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from chatkit.types import AssistantMessageItem, UserMessageItem
-from fastapi import FastAPI
 
 from app.agent.fake_model import FakeTurn
 from tests.conftest import make_settings
 from tests.helpers.agent import stored_items
-from tests.helpers.apps import running_app
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import (
     add_message_req,
     created_thread_id,
@@ -81,9 +79,7 @@ async def test_another_users_attachment_never_reaches_the_model(
 
 
 @asynccontextmanager
-async def chat_completions_app(
-    database_url: str, fake: FakeOpenAI
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def chat_completions_app(database_url: str, fake: FakeOpenAI) -> AsyncIterator[RunningApp]:
     settings = make_settings(
         database_url,
         model_provider="openai",
@@ -98,7 +94,8 @@ async def chat_completions_app(
 async def test_over_chat_completions_images_and_text_files_go_as_their_parts(
     database_url, user
 ) -> None:
-    async with FakeOpenAI() as fake, chat_completions_app(database_url, fake) as (_, client):
+    async with FakeOpenAI() as fake, chat_completions_app(database_url, fake) as running:
+        client = running.client
         image_id = await upload(client, user.user_id, "dot.png", "image/png", PNG)
         notes_id = await upload(client, user.user_id, "notes.txt", "text/plain", b"buy milk")
         await stream(
@@ -128,7 +125,8 @@ async def test_over_chat_completions_images_and_text_files_go_as_their_parts(
 
 
 async def test_over_chat_completions_a_pdf_is_refused_by_name(database_url, user) -> None:
-    async with FakeOpenAI() as fake, chat_completions_app(database_url, fake) as (app, client):
+    async with FakeOpenAI() as fake, chat_completions_app(database_url, fake) as running:
+        client = running.client
         pdf_id = await upload(client, user.user_id, "report.pdf", "application/pdf", b"%PDF-1.4")
         events = await stream(
             client,
@@ -147,7 +145,7 @@ async def test_over_chat_completions_a_pdf_is_refused_by_name(database_url, user
     sent = json.dumps(answer.body["messages"])
     assert "report.pdf' (application/pdf), unreadable here." in sent
     assert "JVBERi0" not in sent  # the file's bytes (base64 of %PDF) never left
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(running.services, user.user_id, thread_id)
     assert [type(item) for item in items] == [
         UserMessageItem,
         UserMessageItem,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
@@ -13,11 +14,11 @@ from chatkit.types import (
     UserMessageItem,
     UserMessageTextContent,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agent.attachments import attachment_to_model_input
 from app.agent.converter import HistoryConverter
-from app.store.attachments import DatabaseAttachmentStore, create_stores
+from app.services import Services
+from app.store.attachments import Attachments
 from tests.conftest import make_settings
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x01binary\xff"
@@ -28,13 +29,14 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-@pytest.fixture
-def attachments(engine: AsyncEngine, database_url: str) -> DatabaseAttachmentStore:
+@pytest.fixture(scope="module")
+async def attachments(database_url: str) -> AsyncIterator[Attachments]:
     settings = make_settings(
         database_url, attachment_signing_secret="s", attachment_allowed_mime_types="*/*"
     )
-    _, attachment_store = create_stores(settings, engine)
-    return attachment_store
+    services = Services.build(settings)
+    async with services.lifespan():
+        yield services.attachments
 
 
 async def test_images_become_input_image_data_urls(attachments, user) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from chatkit.types import AssistantMessageItem, UserMessageItem, WidgetItem
 
-from app.store.tasks import TaskStore
 from tests.conftest import make_settings
 from tests.helpers.agent import assistant_texts, stored_items, stored_thread
 from tests.helpers.apps import running_app
@@ -36,18 +35,20 @@ async def test_a_turn_with_a_tool_on_azure(database_url, user, model_api):
             openai_max_retries=0,
         )
         fake.script.extend([FakeReply.call("add_task", title="Buy milk"), FakeReply("Added.")])
-        async with running_app(settings) as (application, client):
-            events = await stream(client, user.user_id, create_thread_req("Remind me: milk"))
+        async with running_app(settings) as running:
+            events = await stream(
+                running.client, user.user_id, create_thread_req("Remind me: milk")
+            )
 
     assert error_events(events) == []
     thread_id = created_thread_id(events)
-    items = await stored_items(application, user.user_id, thread_id)
+    items = await stored_items(running.services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem, WidgetItem, AssistantMessageItem]
     assert assistant_texts(items) == ["Added."]
-    assert [t.title for t in await TaskStore(application.state.engine).list(user.user_id)] == [
-        "Buy milk"
-    ]
-    assert (await stored_thread(application, user.user_id, thread_id)).title == "Milk on the list"
+    assert [t.title for t in await running.services.tasks.list(user.user_id)] == ["Buy milk"]
+    assert (
+        await stored_thread(running.services, user.user_id, thread_id)
+    ).title == "Milk on the list"
     # Two streamed calls around the tool, and the title: all shaped as Azure's client sends them.
     assert len(fake.streamed()) == 2 and len(fake.received) == 3
     for request in fake.received:

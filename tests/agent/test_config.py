@@ -12,17 +12,12 @@ from typing import Any
 import pytest
 from openai.types.shared import Reasoning
 
-from app.agent.config import AgentConfig, load_agent_config, secret_like
+from app.agent.config import ENV_OVERRIDES, AgentConfig, load_agent_config, secret_like
 from app.agent.tools import TOOL_GROUPS, TOOLS
 from app.config import ConfigurationError, Settings
 from app.main import create_app
 from app.store.db import PROJECT_ROOT
 from tests.conftest import make_settings
-
-
-@pytest.fixture
-def _fresh_script() -> None:
-    """No app is needed here (overrides the agent tests' fixture that starts one)."""
 
 
 def settings_for(path: Path | None = None, **values: Any) -> Settings:
@@ -39,6 +34,10 @@ def refused(tmp_path: Path, toml: str, environ: dict[str, str] | None = None) ->
     with pytest.raises(ConfigurationError) as error:
         load(tmp_path, toml, environ)
     return str(error.value).replace(str(tmp_path) + "/", "")
+
+
+def test_each_key_the_environment_fills_names_a_setting() -> None:
+    assert set(ENV_OVERRIDES.values()) <= set(Settings.model_fields)
 
 
 def test_without_a_file_today_s_behaviour_is_the_default() -> None:

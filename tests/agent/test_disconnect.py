@@ -13,12 +13,10 @@ import json
 import httpx
 from chatkit.types import AssistantMessageItem, SDKHiddenContextItem, UserMessageItem
 
-from app.agent.fake_model import FakeModel
-from app.main import create_app
 from tests.conftest import make_settings
 from tests.helpers.agent import stored_items
+from tests.helpers.apps import running_app
 from tests.helpers.chatkit import add_message_req, create_thread_req, headers_for, stream
-from tests.helpers.live_server import serve
 
 DELTAS_BEFORE_LEAVING = 5
 POLLS = 500
@@ -27,17 +25,13 @@ POLLS = 500
 async def test_disconnect_mid_answer_saves_the_partial_answer(database_url, user, caplog):
     # A long, slow answer: the client leaves long before it ends.
     settings = make_settings(database_url, fake_model_tokens=5000, fake_model_delay_ms=2)
-    application = create_app(settings)
-    async with (
-        serve(application, lifespan="on") as base_url,
-        httpx.AsyncClient(base_url=base_url, headers=headers_for(user.user_id)) as client,
-    ):
+    async with running_app(settings, socket=True) as running:
+        client, model = running.client, running.fake_model
+        client.headers.update(headers_for(user.user_id))
         thread_id, seen = await read_then_leave(client)
-        model = application.state.model
-        assert isinstance(model, FakeModel)
 
         for _ in range(POLLS):
-            items = await stored_items(application, user.user_id, thread_id)
+            items = await stored_items(running.services, user.user_id, thread_id)
             if len(items) >= 3 and model.script.calls[-1].closed_early:
                 break
             await asyncio.sleep(0.01)

@@ -26,11 +26,6 @@ from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, created_thread_id, stream
 
 
-@pytest.fixture
-def _fresh_script() -> None:
-    """Apps of their own here (overrides the agent tests' fixture that starts one)."""
-
-
 def setup_for(tmp_path: Path, toml: str = "", **values: Any) -> AgentSetup:
     path = tmp_path / "agent.toml"
     path.write_text(toml)
@@ -61,7 +56,7 @@ pro = "gpt-4.1"
 model = "gpt-4.1-nano"
 """
     setup = setup_for(tmp_path, toml, openai_api_key="sk-test")
-    assistant = Assistant(setup.default_agent(), setup)
+    assistant = Assistant(setup)
 
     assert model_name(assistant.agent_for(caller("pro"))) == "gpt-4.1"
     assert model_name(assistant.agent_for(caller("free"))) == "gpt-4.1-mini"
@@ -87,10 +82,10 @@ def test_tool_switches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_titles_can_be_turned_off(tmp_path: Path, postgres_url, user) -> None:
     path = tmp_path / "agent.toml"
     path.write_text("history_window = 4\n[titles]\nenabled = false")
-    async with running_app(make_settings(postgres_url, agent_config=path)) as (app, client):
-        assert app.state.server.assistant.history_window == 4
-        events = await stream(client, user.user_id, create_thread_req("Hello there"))
-        thread = await stored_thread(app, user.user_id, created_thread_id(events))
+    async with running_app(make_settings(postgres_url, agent_config=path)) as running:
+        assert running.services.assistant.history_window == 4
+        events = await stream(running.client, user.user_id, create_thread_req("Hello there"))
+        thread = await stored_thread(running.services, user.user_id, created_thread_id(events))
     assert thread.title is None
 
 

@@ -9,30 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import httpx2
 import openai
 import pytest
 from chatkit.types import AssistantMessageItem, UserMessageItem, WidgetItem
-from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.agent.agent import MAX_TURNS
 from app.agent.errors import INTERRUPTED
 from app.agent.fake_model import FakeTurn
 from app.config import Settings
-from app.main import create_app
 from tests.conftest import make_settings
 from tests.helpers.agent import assistant_texts, stored_items, stored_thread
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import (
     create_thread_req,
     created_thread_id,
     done_items,
     error_events,
     event_types,
+    headers_for,
     retry_req,
     stream,
 )
@@ -61,7 +63,9 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("failure", FAILURES)
-async def test_model_failure_is_a_readable_retryable_error(client, app, fake_model, user, failure):
+async def test_model_failure_is_a_readable_retryable_error(
+    client, services, fake_model, user, failure
+):
     error, message = FAILURES[failure]
     fake_model.script.push(FakeTurn.fail(error))
 
@@ -72,46 +76,76 @@ async def test_model_failure_is_a_readable_retryable_error(client, app, fake_mod
     ]
     assert event_types(events)[-1] == "error"
     thread_id = created_thread_id(events)
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem]
     # A failed first exchange does not title the thread.
-    assert (await stored_thread(app, user.user_id, thread_id)).title is None
+    assert (await stored_thread(services, user.user_id, thread_id)).title is None
 
 
-async def test_failure_mid_answer_saves_nothing_partial_and_retry_recovers(
-    client, app, fake_model, user, monkeypatch
-):
-    # Tokens a few ms apart, so that deltas usually reach the client before the failure. (Any
-    # the run produced but the client had not read yet are dropped with the failed answer.)
-    monkeypatch.setattr(fake_model, "delay", 0.005)
-    fake_model.script.push(
-        FakeTurn.fail(provider_error(openai.InternalServerError, 502), after_tokens=3),
-        FakeTurn.say("A complete answer."),
-    )
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[RunningApp]:
+    """The app on a socket, so that a client reads the stream as it arrives."""
+    async with running_app(settings, socket=True) as running:
+        yield running
 
-    events = await stream(client, user.user_id, create_thread_req("Hello"))
 
-    deltas = [
-        e
+def text_deltas(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        e["update"]["delta"]
         for e in events
         if e["type"] == "thread.item.updated" and e["update"]["type"].endswith("text_delta")
     ]
-    assert [e["update"]["delta"] for e in deltas] == ["partial "] * len(deltas)
-    assert len(deltas) <= 3
+
+
+async def stream_then_release(
+    client: httpx.AsyncClient, user_id: str, payload: Any, deltas: int, hold: asyncio.Event
+) -> list[dict[str, Any]]:
+    """Stream a turn whose model holds its failure; release it once `deltas` text deltas have
+    arrived, then read to the end. (Deltas the run produced but the client had not read when the
+    run failed would be dropped with the failed answer: the hold makes the test deterministic.)"""
+    events: list[dict[str, Any]] = []
+    body = json.dumps(payload)
+    headers = {**headers_for(user_id), "Content-Type": "application/json"}
+    async with (
+        asyncio.timeout(30),
+        client.stream("POST", "/chatkit", content=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line.removeprefix("data: ")))
+                if len(text_deltas(events)) == deltas:
+                    hold.set()
+    return events
+
+
+async def test_failure_mid_answer_saves_nothing_partial_and_retry_recovers(served, user):
+    hold = asyncio.Event()
+    served.fake_model.script.push(
+        FakeTurn.fail(provider_error(openai.InternalServerError, 502), after_tokens=3, hold=hold),
+        FakeTurn.say("A complete answer."),
+    )
+    client, services = served.client, served.services
+
+    events = await stream_then_release(client, user.user_id, create_thread_req("Hello"), 3, hold)
+
+    assert text_deltas(events) == ["partial "] * 3
     assert [e["message"] for e in error_events(events)] == [
         "The model provider had a server error (HTTP 502). Please try again."
     ]
     thread_id = created_thread_id(events)
     [question] = done_items(events, "user_message")
-    assert [type(i) for i in await stored_items(app, user.user_id, thread_id)] == [UserMessageItem]
+    assert [type(i) for i in await stored_items(services, user.user_id, thread_id)] == [
+        UserMessageItem
+    ]
 
     retried = await stream(client, user.user_id, retry_req(thread_id, question["id"]))
 
     assert error_events(retried) == []
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem, AssistantMessageItem]
     assert assistant_texts(items) == ["A complete answer."]
-    assert (await stored_thread(app, user.user_id, thread_id)).title == "Hello"
+    assert (await stored_thread(services, user.user_id, thread_id)).title == "Hello"
 
 
 async def test_a_failed_turn_leaves_no_pending_tasks(client, fake_model, user, caplog):
@@ -129,23 +163,26 @@ async def test_a_failed_turn_leaves_no_pending_tasks(client, fake_model, user, c
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
-async def test_dropped_stream_is_an_interruption(client, app, fake_model, user, monkeypatch):
-    monkeypatch.setattr(fake_model, "delay", 0.005)
+async def test_dropped_stream_is_an_interruption(served, user):
+    hold = asyncio.Event()
     # The stream just ends, without response.completed, as when a connection drops.
-    fake_model.script.push(FakeTurn.say("one two three four five", drop_after=2))
+    served.fake_model.script.push(FakeTurn.say("one two three four five", drop_after=2, hold=hold))
 
-    events = await stream(client, user.user_id, create_thread_req("Hello"))
+    events = await stream_then_release(
+        served.client, user.user_id, create_thread_req("Hello"), 2, hold
+    )
 
     assert error_events(events) == [
         {"type": "error", "code": "custom", "message": INTERRUPTED, "allow_retry": True}
     ]
-    seen = [e["update"].get("delta") for e in events if e["type"] == "thread.item.updated"]
-    assert seen[1:] == ["one ", "two "][: max(0, len(seen) - 1)]
-    items = await stored_items(app, user.user_id, created_thread_id(events))
+    assert text_deltas(events) == ["one ", "two "]
+    items = await stored_items(served.services, user.user_id, created_thread_id(events))
     assert [type(item) for item in items] == [UserMessageItem]
 
 
-async def test_failure_after_a_tool_keeps_its_widget_until_retry(client, app, fake_model, user):
+async def test_failure_after_a_tool_keeps_its_widget_until_retry(
+    client, services, fake_model, user
+):
     fake_model.script.push(
         FakeTurn.call("add_task", title="Pay rent"),
         FakeTurn.fail(provider_error(openai.RateLimitError, 429)),
@@ -156,31 +193,27 @@ async def test_failure_after_a_tool_keeps_its_widget_until_retry(client, app, fa
 
     thread_id = created_thread_id(events)
     assert len(error_events(events)) == 1
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem, WidgetItem]
 
     [question] = done_items(events, "user_message")
     await stream(client, user.user_id, retry_req(thread_id, question["id"]))
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem, AssistantMessageItem]
 
 
 @pytest.fixture
-async def unconfigured_client(
-    database_url: str,
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def unconfigured(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RunningApp]:
     """MODEL_PROVIDER=openai and a blank OPENAI_API_KEY (as in .env.example): it still starts."""
-    application = create_app(
-        make_settings(database_url, model_provider="openai", openai_api_key=" ")
-    )
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield application, client
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    async with running_app(make_settings(database_url, model_provider="openai")) as running:
+        yield running
 
 
-async def test_missing_api_key_is_an_error_event_naming_the_setting(unconfigured_client, user):
-    application, client = unconfigured_client
+async def test_missing_api_key_is_an_error_event_naming_the_setting(unconfigured, user):
+    client = unconfigured.client
 
     health = await client.get("/healthz")
     events = await stream(client, user.user_id, create_thread_req("Hello"))
@@ -189,7 +222,7 @@ async def test_missing_api_key_is_an_error_event_naming_the_setting(unconfigured
     [error] = error_events(events)
     assert "OPENAI_API_KEY" in error["message"]
     assert error["allow_retry"] is False
-    items = await stored_items(application, user.user_id, created_thread_id(events))
+    items = await stored_items(unconfigured.services, user.user_id, created_thread_id(events))
     assert [type(item) for item in items] == [UserMessageItem]
 
 
@@ -204,7 +237,7 @@ def test_fake_model_is_refused_in_production():
         )
 
 
-async def test_a_tool_loop_is_stopped_with_a_readable_error(client, app, fake_model, user):
+async def test_a_tool_loop_is_stopped_with_a_readable_error(client, services, fake_model, user):
     fake_model.script.push(*[FakeTurn.call("get_current_user") for _ in range(MAX_TURNS + 1)])
 
     events = await stream(client, user.user_id, create_thread_req("loop"))
@@ -212,5 +245,5 @@ async def test_a_tool_loop_is_stopped_with_a_readable_error(client, app, fake_mo
     [error] = error_events(events)
     assert "too many steps" in error["message"]
     assert len(fake_model.script.calls) == MAX_TURNS
-    items = await stored_items(app, user.user_id, created_thread_id(events))
+    items = await stored_items(services, user.user_id, created_thread_id(events))
     assert [type(item) for item in items] == [UserMessageItem]

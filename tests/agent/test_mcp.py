@@ -12,13 +12,11 @@ from typing import Any
 
 import httpx2
 import pytest
-from fastapi import FastAPI
 
-from app.agent.fake_model import FakeModel
 from app.agent.mcp import CALLER_ID, caller_id_hook
 from tests.conftest import make_settings
 from tests.helpers.agent import assistant_texts, stored_items
-from tests.helpers.apps import running_app
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import (
     add_message_req,
     create_thread_req,
@@ -29,7 +27,6 @@ from tests.helpers.chatkit import (
 from tests.helpers.mcp import (
     FAST_RETRIES,
     HttpMcpServer,
-    free_port,
     http_server_toml,
     is_alive,
     read_calls,
@@ -37,17 +34,7 @@ from tests.helpers.mcp import (
     wait_for_call,
     write_toml,
 )
-
-
-@pytest.fixture
-def _fresh_script() -> None:
-    """Each test here runs an app of its own: the shared app's fake model is not needed."""
-
-
-def fake(app: FastAPI) -> FakeModel:
-    model = app.state.model
-    assert isinstance(model, FakeModel)
-    return model
+from tests.helpers.server import free_port
 
 
 def notices(events: list[dict[str, Any]]) -> list[str]:
@@ -74,17 +61,17 @@ async def wait_until_state(client: Any, name: str, state: str) -> None:
             await asyncio.sleep(0.1)
 
 
-def tool_outputs(app: FastAPI) -> list[str]:
+def tool_outputs(running: RunningApp) -> list[str]:
     """What the model was told each tool returned, in its latest call."""
     return [
         str(item["output"])
-        for item in fake(app).script.calls[-1].input
+        for item in running.fake_model.script.calls[-1].input
         if isinstance(item, dict) and item.get("type") == "function_call_output"
     ]
 
 
-async def texts_of(app: FastAPI, user_id: str, thread_id: str) -> list[str]:
-    return assistant_texts(await stored_items(app, user_id, thread_id))
+async def texts_of(running: RunningApp, user_id: str, thread_id: str) -> list[str]:
+    return assistant_texts(await stored_items(running.services, user_id, thread_id))
 
 
 async def test_a_stdio_server_s_tools_are_called_by_the_model(
@@ -97,7 +84,8 @@ async def test_a_stdio_server_s_tools_are_called_by_the_model(
     toml = stdio_server_toml("local", calls).replace(f'env = {{ MCP_CALLS_FILE = "{calls}" }}', env)
     toml += 'blocked_tools = ["delete_everything"]\n'
     settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
-    async with running_app(settings) as (app, client):
+    async with running_app(settings) as running:
+        client = running.client
         assert (await ready(client))["mcp_servers"] == {"local": "connected"}
 
         events = await stream(client, user.user_id, create_thread_req('/add {"a": 2, "b": 3}'))
@@ -105,19 +93,17 @@ async def test_a_stdio_server_s_tools_are_called_by_the_model(
         [call] = read_calls(calls)
         assert (call["tool"], call["arguments"]) == ("add", {"a": 2, "b": 3})
         assert "Using add (local)…" in progress(events)
-        assert assistant_texts(await stored_items(app, user.user_id, thread_id)) == [
-            "The tool answered: 5"
-        ]
+        assert await texts_of(running, user.user_id, thread_id) == ["The tool answered: 5"]
         # A hyphenated name; the server's env took its value from ${TEST_GREETING}.
         events = await stream(
             client, user.user_id, add_message_req(thread_id, '/get-greeting {"name": "Ada"}')
         )
         assert read_calls(calls)[-1]["env"] == "Ahoy"
-        texts = assistant_texts(await stored_items(app, user.user_id, thread_id))
+        texts = await texts_of(running, user.user_id, thread_id)
         assert texts[-1] == "The tool answered: Ahoy, Ada!"
         # A blocked tool is never shown to the model.
         await stream(client, user.user_id, add_message_req(thread_id, "/delete_everything"))
-        seen = fake(app).script.calls[-1].tool_names
+        seen = running.fake_model.script.calls[-1].tool_names
         assert "add" in seen and "add_task" in seen and "delete_everything" not in seen
         assert [c["tool"] for c in read_calls(calls)] == ["add", "get-greeting"]
         pid = call["pid"]
@@ -142,13 +128,14 @@ allowed_tools = ["add", "slow"]
     async with HttpMcpServer(free_port(), calls, transport) as server:
         toml = f'[mcp_servers.remote]\nurl = "{server.url}"\n{extra}'
         settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
-        async with running_app(settings) as (app, client):
+        async with running_app(settings) as running:
+            client = running.client
             for caller in (user.user_id, other_user.user_id):
                 events = await stream(client, caller, create_thread_req('/add {"a": 1, "b": 2}'))
                 thread_id = created_thread_id(events)
-                assert await texts_of(app, caller, thread_id) == ["The tool answered: 3"]
-            assert set(fake(app).script.calls[-1].tool_names) >= {"add", "slow", "add_task"}
-            assert "fail" not in fake(app).script.calls[-1].tool_names
+                assert await texts_of(running, caller, thread_id) == ["The tool answered: 3"]
+            seen = running.fake_model.script.calls[-1].tool_names
+            assert set(seen) >= {"add", "slow", "add_task"} and "fail" not in seen
 
     received = [(call["user_id"], call["secret"]) for call in read_calls(calls)]
     # One connection for everyone, each call with its own caller's id.
@@ -168,14 +155,15 @@ async def test_a_server_down_at_start_comes_up_later_and_can_go_again(
     calls, port = tmp_path / "calls.jsonl", free_port()
     toml = FAST_RETRIES + http_server_toml("remote", port)
     settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
-    async with running_app(settings) as (app, client):
+    async with running_app(settings) as running:
+        client = running.client
         body = await ready(client)
         assert body["status"] == "ready" and body["degraded"] == ["remote"]
         assert body["mcp_servers"] == {"remote": "down"}
         events = await stream(client, user.user_id, create_thread_req('/add {"a": 1, "b": 1}'))
         thread_id = created_thread_id(events)
-        assert "add" not in fake(app).script.calls[-1].tool_names
-        assert (await texts_of(app, user.user_id, thread_id))[0].startswith("You said: /add")
+        assert "add" not in running.fake_model.script.calls[-1].tool_names
+        assert (await texts_of(running, user.user_id, thread_id))[0].startswith("You said: /add")
 
         server = HttpMcpServer(port, calls)
         await server.start()
@@ -183,18 +171,18 @@ async def test_a_server_down_at_start_comes_up_later_and_can_go_again(
         assert (await ready(client))["degraded"] == []
         await stream(client, user.user_id, add_message_req(thread_id, '/add {"a": 1, "b": 1}'))
         assert [call["tool"] for call in read_calls(calls)] == ["add"]
-        assert (await texts_of(app, user.user_id, thread_id))[-1] == "The tool answered: 2"
+        assert (await texts_of(running, user.user_id, thread_id))[-1] == "The tool answered: 2"
 
         await server.kill()
         events = await stream(
             client, user.user_id, add_message_req(thread_id, '/add {"a": 2, "b": 2}')
         )
         assert notices(events) == ["The tool add is unreachable right now."]
-        [output] = tool_outputs(app)
+        [output] = tool_outputs(running)
         assert output.startswith("Error: the tool call failed: add is unreachable right now")
         await wait_until_state(client, "remote", "down")
         await stream(client, user.user_id, add_message_req(thread_id, "Still there?"))
-        texts = await texts_of(app, user.user_id, thread_id)
+        texts = await texts_of(running, user.user_id, thread_id)
         assert texts[-1].startswith("You said: Still there?")
 
 
@@ -202,7 +190,8 @@ async def test_a_stdio_server_killed_mid_call_is_restarted(postgres_url, tmp_pat
     calls = tmp_path / "calls.jsonl"
     toml = FAST_RETRIES + stdio_server_toml("local", calls, "timeout_seconds = 30")
     settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
-    async with running_app(settings) as (app, client):
+    async with running_app(settings) as running:
+        client = running.client
         turn = asyncio.create_task(
             stream(client, user.user_id, create_thread_req('/slow {"seconds": 20}'))
         )
@@ -212,14 +201,14 @@ async def test_a_stdio_server_killed_mid_call_is_restarted(postgres_url, tmp_pat
 
         assert notices(events) == ["The tool slow is unreachable right now."]
         thread_id = created_thread_id(events)
-        [text] = await texts_of(app, user.user_id, thread_id)
+        [text] = await texts_of(running, user.user_id, thread_id)
         assert text.startswith(
             "The tool answered: Error: the tool call failed: slow is unreachable"
         )
         await wait_until_state(client, "local", "down")
         await wait_until_state(client, "local", "connected")
         await stream(client, user.user_id, add_message_req(thread_id, '/add {"a": 4, "b": 4}'))
-        assert (await texts_of(app, user.user_id, thread_id))[-1] == "The tool answered: 8"
+        assert (await texts_of(running, user.user_id, thread_id))[-1] == "The tool answered: 8"
         assert read_calls(calls)[-1]["pid"] != call["pid"]
 
 
@@ -231,18 +220,19 @@ async def test_a_slow_call_an_error_result_and_an_unapproved_tool_end_readably(
         "local", calls, 'timeout_seconds = 1\nrequire_approval = ["delete_everything"]'
     )
     settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
-    async with running_app(settings) as (app, client):
+    async with running_app(settings) as running:
+        client = running.client
         events = await stream(client, user.user_id, create_thread_req('/slow {"seconds": 3}'))
         thread_id = created_thread_id(events)
         assert notices(events) == ["The tool slow did not answer in time."]
-        [output] = tool_outputs(app)
+        [output] = tool_outputs(running)
         assert output.startswith("Error: the tool call failed: slow did not answer in time")
 
         events = await stream(
             client, user.user_id, add_message_req(thread_id, '/fail {"message": "disk full"}')
         )
         # An error result is the tool's answer: the model reads it and tells the user.
-        assert (await texts_of(app, user.user_id, thread_id))[-1] == (
+        assert (await texts_of(running, user.user_id, thread_id))[-1] == (
             "The tool answered: Error executing tool fail: disk full"
         )
 
@@ -254,7 +244,7 @@ async def test_a_slow_call_an_error_result_and_an_unapproved_tool_end_readably(
         assert "needs your approval to use delete_everything" in error["message"]
 
         await stream(client, user.user_id, add_message_req(thread_id, '/add {"a": 1, "b": 2}'))
-        assert (await texts_of(app, user.user_id, thread_id))[-1] == "The tool answered: 3"
+        assert (await texts_of(running, user.user_id, thread_id))[-1] == "The tool answered: 3"
         assert (await ready(client))["mcp_servers"] == {"local": "connected"}
         assert [call["tool"] for call in read_calls(calls)] == ["slow", "fail", "add"]
         assert len({call["pid"] for call in read_calls(calls)}) == 1

@@ -78,13 +78,17 @@ def test_azure_builds_the_azure_client() -> None:
 
 
 @pytest.mark.parametrize(
-    "values",
+    ("environ", "values"),
     [
-        {"openai_api_key": " "},  # as copied from .env.example
-        {**AZURE, "openai_api_key": "sk-for-openai-not-azure"},
+        ({"OPENAI_API_KEY": ""}, {}),  # as copied from .env.example
+        ({}, {**AZURE, "openai_api_key": "sk-for-openai-not-azure"}),
     ],
 )
-def test_no_client_without_the_providers_key(values: dict[str, Any]) -> None:
+def test_no_client_without_the_providers_key(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], values: dict[str, Any]
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
     config = settings(**values)
     assert build_model_client(config) is None
     assert build_model(config, None) is None

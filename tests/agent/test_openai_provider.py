@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 from agents import RunResultStreaming
 from chatkit.types import (
@@ -23,15 +22,14 @@ from chatkit.types import (
     UserMessageItem,
     WidgetItem,
 )
-from fastapi import FastAPI
 
 from app.agent.errors import NO_RESPONSES_API, UNKNOWN_MODEL
 from app.agent.model import KEYLESS
 from app.config import ModelApi
-from app.store.tasks import TaskStore
+from app.services import Services
 from tests.conftest import make_settings
 from tests.helpers.agent import assistant_texts, stored_items, stored_thread
-from tests.helpers.apps import running_app
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import (
     add_message_req,
     client_tool_output_req,
@@ -50,7 +48,7 @@ ROUTES = {"responses": "/v1/responses", "chat_completions": "/v1/chat/completion
 @asynccontextmanager
 async def provider_app(
     database_url: str, fake: FakeOpenAI, api: ModelApi, **settings: Any
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+) -> AsyncIterator[RunningApp]:
     """The app on `fake`: with a key on the Responses API, keyless on Chat Completions."""
     key = {"openai_api_key": "sk-test-key"} if api == "responses" else {}
     values = {"chatkit_model": "gpt-test", "openai_max_retries": 0, **key, **settings}
@@ -62,13 +60,13 @@ async def provider_app(
             openai_base_url=fake.base_url,
             **values,
         )
-    ) as (application, client):
-        yield application, client
+    ) as running:
+        yield running
 
 
-def record_runs(application: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[RunResultStreaming]:
+def record_runs(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[RunResultStreaming]:
     """The result of every run the assistant starts, to read its usage afterwards."""
-    assistant = application.state.server.assistant
+    assistant = services.assistant
     start = assistant.run
     results: list[RunResultStreaming] = []
 
@@ -93,15 +91,16 @@ async def test_a_turn_streams_its_answer_title_and_usage(
 ):
     async with (
         FakeOpenAI(tokens=6, title="Greetings exchange") as fake,
-        provider_app(database_url, fake, model_api) as (application, client),
+        provider_app(database_url, fake, model_api) as running,
     ):
-        runs = record_runs(application, monkeypatch)
+        client = running.client
+        runs = record_runs(running.services, monkeypatch)
         events = await stream(client, user.user_id, create_thread_req("Hello model"))
 
     assert text_deltas(events) == ["word0", " word1", " word2", " word3", " word4", " word5"]
     assert error_events(events) == []
     thread_id = created_thread_id(events)
-    items = await stored_items(application, user.user_id, thread_id)
+    items = await stored_items(running.services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem, AssistantMessageItem]
     assert assistant_texts(items) == ["word0 word1 word2 word3 word4 word5"]
     # The request: our model, streamed to the API's route, with instructions, words and tools.
@@ -121,7 +120,9 @@ async def test_a_turn_streams_its_answer_title_and_usage(
     assert [e["thread"]["title"] for e in events if e["type"] == "thread.updated"] == [
         "Greetings exchange"
     ]
-    assert (await stored_thread(application, user.user_id, thread_id)).title == "Greetings exchange"
+    assert (
+        await stored_thread(running.services, user.user_id, thread_id)
+    ).title == "Greetings exchange"
     # Usage, as the provider reported it, is on the run (usage rows and quotas read it).
     [run] = runs
     usage = run.context_wrapper.usage
@@ -132,14 +133,15 @@ async def test_a_turn_streams_its_answer_title_and_usage(
 async def test_the_next_message_carries_the_answer_before(database_url, user, model_api):
     async with (
         FakeOpenAI(tokens=3) as fake,
-        provider_app(database_url, fake, model_api) as (application, client),
+        provider_app(database_url, fake, model_api) as running,
     ):
+        client = running.client
         events = await stream(client, user.user_id, create_thread_req("Hello"))
         thread_id = created_thread_id(events)
         later = await stream(client, user.user_id, add_message_req(thread_id, "And again"))
 
     assert error_events(later) == []
-    items = await stored_items(application, user.user_id, thread_id)
+    items = await stored_items(running.services, user.user_id, thread_id)
     assert assistant_texts(items) == ["word0 word1 word2"] * 2
     # The first answer went back to the model as the assistant's, in the API's own shape.
     _, second = fake.streamed()
@@ -160,19 +162,20 @@ async def test_a_server_tool_runs_between_two_model_calls(
 ):
     async with (
         FakeOpenAI() as fake,
-        provider_app(database_url, fake, model_api) as (application, client),
+        provider_app(database_url, fake, model_api) as running,
     ):
+        client = running.client
         fake.script.extend(
             [FakeReply.call("add_task", text="Adding it.", title="Buy milk"), FakeReply("Added.")]
         )
-        runs = record_runs(application, monkeypatch)
+        runs = record_runs(running.services, monkeypatch)
         events = await stream(client, user.user_id, create_thread_req("Remind me to buy milk"))
 
     assert error_events(events) == []
-    [task] = await TaskStore(application.state.engine).list(user.user_id)
+    [task] = await running.services.tasks.list(user.user_id)
     assert task.title == "Buy milk"
     # Both assistant messages are kept, each with an id of its own, around the tool's widget.
-    items = await stored_items(application, user.user_id, created_thread_id(events))
+    items = await stored_items(running.services, user.user_id, created_thread_id(events))
     assert [type(item) for item in items] == [
         UserMessageItem,
         AssistantMessageItem,
@@ -191,8 +194,9 @@ async def test_a_server_tool_runs_between_two_model_calls(
 async def test_a_client_tool_round_trip(database_url, user, model_api):
     async with (
         FakeOpenAI() as fake,
-        provider_app(database_url, fake, model_api) as (application, client),
+        provider_app(database_url, fake, model_api) as running,
     ):
+        client = running.client
         fake.script.append(FakeReply.call("switch_theme", theme="dark"))
         events = await stream(client, user.user_id, create_thread_req("Dark mode please"))
 
@@ -214,7 +218,7 @@ async def test_a_client_tool_round_trip(database_url, user, model_api):
     ]
     _, second = fake.streamed()
     assert json.loads(last_tool_output(second.body)) == {"success": True}
-    items = await stored_items(application, user.user_id, thread_id)
+    items = await stored_items(running.services, user.user_id, thread_id)
     [stored_call] = [item for item in items if isinstance(item, ClientToolCallItem)]
     assert (stored_call.status, stored_call.output) == ("completed", {"success": True})
     assert assistant_texts(items) == ["Switched to dark."]
@@ -234,8 +238,9 @@ async def test_a_fault_is_a_readable_error_and_retry_recovers(
 ):
     async with (
         FakeOpenAI(tokens=10, failure=failure, drop_after=3, delay=0.005) as fake,  # type: ignore[arg-type]
-        provider_app(database_url, fake, model_api) as (application, client),
+        provider_app(database_url, fake, model_api) as running,
     ):
+        client = running.client
         events = await stream(client, user.user_id, create_thread_req("Hello"))
 
         assert [(e["message"], e["allow_retry"]) for e in error_events(events)] == [
@@ -243,7 +248,7 @@ async def test_a_fault_is_a_readable_error_and_retry_recovers(
         ]
         assert done_items(events, "assistant_message") == []
         thread_id = created_thread_id(events)
-        items = await stored_items(application, user.user_id, thread_id)
+        items = await stored_items(running.services, user.user_id, thread_id)
         assert [type(item) for item in items] == [UserMessageItem]
 
         fake.failure = None
@@ -251,15 +256,16 @@ async def test_a_fault_is_a_readable_error_and_retry_recovers(
         retried = await stream(client, user.user_id, retry_req(thread_id, question["id"]))
 
     assert error_events(retried) == []
-    items = await stored_items(application, user.user_id, thread_id)
+    items = await stored_items(running.services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem, AssistantMessageItem]
 
 
 async def test_a_server_without_the_responses_api_is_named_as_such(database_url, user):
     async with (
         FakeOpenAI(apis=("chat_completions",)) as fake,
-        provider_app(database_url, fake, "responses") as (application, client),
+        provider_app(database_url, fake, "responses") as running,
     ):
+        client = running.client
         events = await stream(client, user.user_id, create_thread_req("Hello"))
 
     [error] = error_events(events)
@@ -273,8 +279,9 @@ async def test_a_server_without_the_responses_api_is_named_as_such(database_url,
 async def test_an_unknown_model_is_named_as_such(database_url, user, model_api):
     async with (
         FakeOpenAI(models=frozenset({"gpt-real"})) as fake,
-        provider_app(database_url, fake, model_api, chatkit_model="gpt-typo") as (_, client),
+        provider_app(database_url, fake, model_api, chatkit_model="gpt-typo") as running,
     ):
+        client = running.client
         events = await stream(client, user.user_id, create_thread_req("Hello"))
 
     assert [(e["message"], e["allow_retry"]) for e in error_events(events)] == [

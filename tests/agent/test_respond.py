@@ -30,7 +30,9 @@ from tests.helpers.items import BASE_TIME
 ITEM_ID = re.compile(r"msg_[0-9a-f]{44}")
 
 
-async def test_plain_answer_streams_token_by_token_and_is_stored(client, app, fake_model, user):
+async def test_plain_answer_streams_token_by_token_and_is_stored(
+    client, services, fake_model, user
+):
     fake_model.script.push(FakeTurn.say("Hello there, how can I help?"))
 
     events = await stream(client, user.user_id, create_thread_req("Hi"))
@@ -47,18 +49,20 @@ async def test_plain_answer_streams_token_by_token_and_is_stored(client, app, fa
     assert answer["content"][0]["text"] == "Hello there, how can I help?"
     # The provider's message id is replaced by one of ours (128 random bits, SDK prefix).
     assert ITEM_ID.fullmatch(answer["id"])
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(services, user.user_id, thread_id)
     assert [type(item) for item in items] == [UserMessageItem, AssistantMessageItem]
     assert items[1].id == answer["id"]
     assert assistant_texts(items) == ["Hello there, how can I help?"]
 
 
-async def test_default_fake_reply_has_the_configured_token_count(client, app, fake_model, user):
+async def test_default_fake_reply_has_the_configured_token_count(
+    client, services, fake_model, user
+):
     events = await stream(client, user.user_id, create_thread_req("ping"))
 
     [answer] = done_items(events, "assistant_message")
     words = answer["content"][0]["text"].split()
-    assert len(words) == app.state.settings.fake_model_tokens
+    assert len(words) == services.settings.fake_model_tokens
     assert words[:3] == ["You", "said:", "ping"]
     assert fake_model.script.calls[-1].finished
 
@@ -76,8 +80,10 @@ async def test_history_is_sent_to_the_model_oldest_first(client, fake_model, use
     assert "second" in texts[2]
 
 
-async def test_history_window_limits_the_items_sent(client, app, fake_model, user, monkeypatch):
-    monkeypatch.setattr(app.state.server.assistant, "history_window", 3)
+async def test_history_window_limits_the_items_sent(
+    client, services, fake_model, user, monkeypatch
+):
+    monkeypatch.setattr(services.server.assistant, "history_window", 3)
     events = await stream(client, user.user_id, create_thread_req("one"))
     thread_id = created_thread_id(events)
     await stream(client, user.user_id, add_message_req(thread_id, "two"))
@@ -89,7 +95,7 @@ async def test_history_window_limits_the_items_sent(client, app, fake_model, use
     assert "three" in str(sent[-1]["content"])  # type: ignore[index]
 
 
-async def test_title_is_pushed_in_the_first_exchange_only(client, app, fake_model, user):
+async def test_title_is_pushed_in_the_first_exchange_only(client, services, fake_model, user):
     fake_model.script.push(FakeTurn.say("Sure."), FakeTurn.say("Again."))
     events = await stream(
         client, user.user_id, create_thread_req("Plan my week of team offsites in Lisbon please")
@@ -101,7 +107,7 @@ async def test_title_is_pushed_in_the_first_exchange_only(client, app, fake_mode
     assert event_types(events).index("thread.updated") > event_types(events).index(
         "thread.item.done"
     )
-    assert (await stored_thread(app, user.user_id, thread_id)).title == (
+    assert (await stored_thread(services, user.user_id, thread_id)).title == (
         "Plan my week of team offsites…"
     )
 
@@ -109,7 +115,7 @@ async def test_title_is_pushed_in_the_first_exchange_only(client, app, fake_mode
     assert "thread.updated" not in event_types(later)
 
 
-async def test_retry_after_item_replaces_the_answer(client, app, fake_model, user):
+async def test_retry_after_item_replaces_the_answer(client, services, fake_model, user):
     fake_model.script.push(FakeTurn.say("A bad answer"), FakeTurn.say("A better answer"))
     events = await stream(client, user.user_id, create_thread_req("Question"))
     thread_id = created_thread_id(events)
@@ -120,7 +126,7 @@ async def test_retry_after_item_replaces_the_answer(client, app, fake_model, use
     assert [a["content"][0]["text"] for a in done_items(retried, "assistant_message")] == [
         "A better answer"
     ]
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(services, user.user_id, thread_id)
     assert [item.id for item in items][0] == question["id"]
     assert assistant_texts(items) == ["A better answer"]
     # The model saw the question once, without the discarded answer.
@@ -135,7 +141,7 @@ async def test_locale_reaches_the_instructions(client, fake_model, user):
     assert "es-ES" in instructions
 
 
-async def test_concurrent_turns_stay_in_their_own_threads(client, app):
+async def test_concurrent_turns_stay_in_their_own_threads(client, services):
     users = [f"user-concurrent-{n}" for n in range(6)]
 
     results = await asyncio.gather(
@@ -148,12 +154,12 @@ async def test_concurrent_turns_stay_in_their_own_threads(client, app):
     for user_id, events in zip(users, results, strict=True):
         [answer] = done_items(events, "assistant_message")
         assert answer["content"][0]["text"].startswith(f"You said: message from {user_id} ")
-        items = await stored_items(app, user_id, created_thread_id(events))
+        items = await stored_items(services, user_id, created_thread_id(events))
         assert assistant_texts(items) == [answer["content"][0]["text"]]
 
 
-async def test_history_window_larger_than_a_store_page(app, user, monkeypatch):
-    store = app.state.store
+async def test_history_window_larger_than_a_store_page(services, user, monkeypatch):
+    store = services.store
     thread = ThreadMetadata(id=store.generate_thread_id(user), created_at=datetime.now())
     await store.save_thread(thread, user)
     for n in range(120):
@@ -164,8 +170,8 @@ async def test_history_window_larger_than_a_store_page(app, user, monkeypatch):
             content=[AssistantMessageContent(text=f"m{n}")],
         )
         await store.add_thread_item(thread.id, item, user)
-    monkeypatch.setattr(app.state.server.assistant, "history_window", 110)
+    monkeypatch.setattr(services.server.assistant, "history_window", 110)
 
-    history = await app.state.server._history(thread, user)
+    history = await services.server._history(thread, user)
 
     assert assistant_texts(history) == [f"m{n}" for n in range(10, 120)]

@@ -6,10 +6,9 @@ import json
 from typing import Any
 
 from chatkit.types import ClientToolCallItem, WidgetItem
-from fastapi import FastAPI
 
 from app.agent.fake_model import FakeModel, FakeTurn
-from app.store.tasks import Task, TaskStore
+from app.store.tasks import Task
 from tests.helpers.agent import assistant_texts, stored_items, widget_rows
 from tests.helpers.chatkit import (
     client_tool_output_req,
@@ -19,10 +18,6 @@ from tests.helpers.chatkit import (
     event_types,
     stream,
 )
-
-
-def tasks_of(app: FastAPI) -> TaskStore:
-    return TaskStore(app.state.engine)
 
 
 def tool_output(fake_model: FakeModel) -> dict[str, Any]:
@@ -41,14 +36,14 @@ async def run_tool(client, fake_model: FakeModel, user_id: str, name: str, **arg
     return await stream(client, user_id, create_thread_req(f"please {name}"))
 
 
-async def seed(app: FastAPI, user_id: str, *titles: str) -> list[Task]:
-    return [await tasks_of(app).add(user_id, title) for title in titles]
+async def seed(services, user_id: str, *titles: str) -> list[Task]:
+    return [await services.tasks.add(user_id, title) for title in titles]
 
 
-async def test_add_task_saves_it_and_streams_the_list(client, app, fake_model, user):
+async def test_add_task_saves_it_and_streams_the_list(client, services, fake_model, user):
     events = await run_tool(client, fake_model, user.user_id, "add_task", title="Buy milk")
 
-    [task] = await tasks_of(app).list(user.user_id)
+    [task] = await services.tasks.list(user.user_id)
     assert (task.title, task.done) == ("Buy milk", False)
     [widget] = done_items(events, "widget")
     assert widget_rows(widget["widget"]) == [("Buy milk", False)]
@@ -56,14 +51,16 @@ async def test_add_task_saves_it_and_streams_the_list(client, app, fake_model, u
     assert {"type": "progress_update", "icon": "check-circle", "text": "Adding a task…"} in events
     assert tool_output(fake_model)["added"]["id"] == task.id
     # The widget is part of the stored thread, before the model's closing words.
-    items = await stored_items(app, user.user_id, created_thread_id(events))
+    items = await stored_items(services, user.user_id, created_thread_id(events))
     assert [type(item).__name__ for item in items][1:] == ["WidgetItem", "AssistantMessageItem"]
     assert assistant_texts(items) == ["Done."]
 
 
-async def test_list_tasks_shows_only_the_callers_tasks(client, app, fake_model, user, other_user):
-    await seed(app, user.user_id, "Mine 1", "Mine 2")
-    await seed(app, other_user.user_id, "Not mine")
+async def test_list_tasks_shows_only_the_callers_tasks(
+    client, services, fake_model, user, other_user
+):
+    await seed(services, user.user_id, "Mine 1", "Mine 2")
+    await seed(services, other_user.user_id, "Not mine")
 
     events = await run_tool(client, fake_model, user.user_id, "list_tasks")
 
@@ -72,18 +69,18 @@ async def test_list_tasks_shows_only_the_callers_tasks(client, app, fake_model, 
     assert [t["title"] for t in tool_output(fake_model)["tasks"]] == ["Mine 1", "Mine 2"]
 
 
-async def test_complete_task_marks_it_done(client, app, fake_model, user):
-    [task] = await seed(app, user.user_id, "Write report")
+async def test_complete_task_marks_it_done(client, services, fake_model, user):
+    [task] = await seed(services, user.user_id, "Write report")
 
     events = await run_tool(client, fake_model, user.user_id, "complete_task", task_id=task.id)
 
-    assert (await tasks_of(app).get(user.user_id, task.id)).done is True
+    assert (await services.tasks.get(user.user_id, task.id)).done is True
     [widget] = done_items(events, "widget")
     assert widget_rows(widget["widget"]) == [("Write report", True)]
 
 
-async def test_update_task_changes_only_given_fields(client, app, fake_model, user):
-    [task] = await seed(app, user.user_id, "Old title")
+async def test_update_task_changes_only_given_fields(client, services, fake_model, user):
+    [task] = await seed(services, user.user_id, "Old title")
 
     events = await run_tool(
         client,
@@ -96,28 +93,30 @@ async def test_update_task_changes_only_given_fields(client, app, fake_model, us
         done=None,
     )
 
-    updated = await tasks_of(app).get(user.user_id, task.id)
+    updated = await services.tasks.get(user.user_id, task.id)
     assert (updated.title, updated.notes, updated.done) == ("New title", "with notes", False)
     [widget] = done_items(events, "widget")
     assert widget_rows(widget["widget"]) == [("New title", False)]
 
 
-async def test_delete_task_removes_it(client, app, fake_model, user):
-    keep, drop = await seed(app, user.user_id, "Keep", "Drop")
+async def test_delete_task_removes_it(client, services, fake_model, user):
+    keep, drop = await seed(services, user.user_id, "Keep", "Drop")
 
     events = await run_tool(client, fake_model, user.user_id, "delete_task", task_id=drop.id)
 
-    assert [t.id for t in await tasks_of(app).list(user.user_id)] == [keep.id]
+    assert [t.id for t in await services.tasks.list(user.user_id)] == [keep.id]
     [widget] = done_items(events, "widget")
     assert widget_rows(widget["widget"]) == [("Keep", False)]
 
 
-async def test_a_tool_cannot_touch_another_users_task(client, app, fake_model, user, other_user):
-    [theirs] = await seed(app, other_user.user_id, "Theirs")
+async def test_a_tool_cannot_touch_another_users_task(
+    client, services, fake_model, user, other_user
+):
+    [theirs] = await seed(services, other_user.user_id, "Theirs")
 
     events = await run_tool(client, fake_model, user.user_id, "delete_task", task_id=theirs.id)
 
-    assert [t.id for t in await tasks_of(app).list(other_user.user_id)] == [theirs.id]
+    assert [t.id for t in await services.tasks.list(other_user.user_id)] == [theirs.id]
     assert done_items(events, "widget") == []
     # The failure went back to the model as a tool result, and the turn still finished.
     outputs = [
@@ -143,7 +142,7 @@ async def test_get_current_user_reads_the_request_context(client, fake_model, us
     assert (me["email"], me["tier"]) == ("ada@example.com", "pro")
 
 
-async def test_client_tool_round_trip(client, app, fake_model, user):
+async def test_client_tool_round_trip(client, services, fake_model, user):
     fake_model.script.push(FakeTurn.call("switch_theme", theme="dark"))
 
     events = await stream(client, user.user_id, create_thread_req("dark mode please"))
@@ -170,17 +169,17 @@ async def test_client_tool_round_trip(client, app, fake_model, user):
     kinds = [entry.get("type") for entry in sent if isinstance(entry, dict)]
     assert kinds[-2:] == ["function_call", "function_call_output"]
     assert json.loads(str(sent[-1]["output"])) == {"ok": True}  # type: ignore[index]
-    items = await stored_items(app, user.user_id, thread_id)
+    items = await stored_items(services, user.user_id, thread_id)
     [stored_call] = [item for item in items if isinstance(item, ClientToolCallItem)]
     assert (stored_call.status, stored_call.output) == ("completed", {"ok": True})
     assert "error" not in event_types(resumed)
     assert not [item for item in items if isinstance(item, WidgetItem)]
 
 
-async def test_unscripted_fake_model_runs_slash_commands(client, app, user):
+async def test_unscripted_fake_model_runs_slash_commands(client, services, user):
     events = await stream(client, user.user_id, create_thread_req('/add_task {"title": "Demo"}'))
 
-    assert [t.title for t in await tasks_of(app).list(user.user_id)] == ["Demo"]
+    assert [t.title for t in await services.tasks.list(user.user_id)] == ["Demo"]
     assert len(done_items(events, "widget")) == 1
     [answer] = done_items(events, "assistant_message")
     assert answer["content"][0]["text"].startswith("The tool answered: ")

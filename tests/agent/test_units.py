@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx2
 import openai
 import pytest
@@ -12,6 +10,7 @@ from agents import ModelSettings, ModelTracing
 from app.agent.errors import stream_error_for
 from app.agent.fake_model import FakeModel, FakeTurn, default_reply
 from app.agent.title import fallback_title, generate_title
+from tests.helpers.server import free_port
 
 
 async def events_of(model: FakeModel, text: str) -> list[object]:
@@ -90,9 +89,7 @@ def test_provider_errors_name_what_to_fix(status, cls, needle, retry) -> None:
 
 async def test_unreachable_provider_names_the_base_url() -> None:
     # A port nothing listens on: the client cannot connect at all.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     client = openai.AsyncOpenAI(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
 
     with pytest.raises(openai.APIConnectionError) as caught:

@@ -89,25 +89,8 @@ class StandInChatKit extends HTMLElement {
   async stream(body) {
     const response = await this.request(body);
     this.emit("chatkit.response.start");
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
     const toolCalls = [];
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const data = block
-          .split("\n")
-          .filter((line) => line.startsWith("data: "))
-          .map((line) => line.slice(6))
-          .join("\n");
-        if (data) this.apply(JSON.parse(data), toolCalls);
-      }
-    }
+    for await (const data of sseData(response)) this.apply(JSON.parse(data), toolCalls);
     this.emit("chatkit.response.end");
     for (const call of toolCalls) {
       const result = await this.options.onClientTool({ name: call.name, params: call.arguments });
@@ -308,6 +291,25 @@ class StandInChatKit extends HTMLElement {
           element.dataset.kind = kind;
           element.addEventListener("click", () => this.track(() => this.feedback(item.id, kind)));
         }
+      }
+    }
+  }
+}
+
+// The `data:` payload of each event of a server-sent event stream, as the events arrive.
+async function* sseData(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let partial = "";
+  let data = [];
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+    const lines = (partial + chunk.value).split("\n");
+    partial = lines.pop();
+    for (const line of lines) {
+      if (line.startsWith("data: ")) {
+        data.push(line.slice(6));
+      } else if (line === "" && data.length > 0) {
+        yield data.join("\n");
+        data = [];
       }
     }
   }

@@ -32,21 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import PROJECT_ROOT
 from app.store.models import AttachmentRow, ThreadRow
-from tests.helpers.browser import (
-    JWT_SECRET,
-    OPTIONS_SUMMARY,
-    RouteHandler,
-    StaticSite,
-    Watched,
-    attach,
-    backend,
-    chat_of,
-    items,
-    rows,
-    send,
-    token_endpoint,
-    watched_page,
-)
+from tests.helpers import browser as harness
 from tests.helpers.server import ServerProcess
 
 SNIPPETS = PROJECT_ROOT / "docs" / "snippets"
@@ -120,23 +106,23 @@ def test_react_snippets_type_check(node_modules: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[StaticSite]:
+def site() -> Iterator[harness.StaticSite]:
     """The frontend's origin: where the snippet pages are served from."""
-    with StaticSite() as site:
+    with harness.StaticSite() as site:
         yield site
 
 
 @pytest.fixture(scope="module")
 def server(
-    postgres_url: str, site: StaticSite, tmp_path_factory: pytest.TempPathFactory
+    postgres_url: str, site: harness.StaticSite, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """Header identity for the web component's local-demo snippet, tokens for the React ones;
     the page's origin in CORS_ALLOW_ORIGINS."""
-    with backend(
+    with harness.backend(
         postgres_url,
         tmp_path_factory.mktemp("snippets"),
         AUTH_TRUST_USER_HEADERS="true",
-        AUTH_JWT_SECRET=JWT_SECRET,
+        AUTH_JWT_SECRET=harness.JWT_SECRET,
         CORS_ALLOW_ORIGINS=site.origin,
     ) as server:
         yield server
@@ -145,10 +131,10 @@ def server(
 @pytest.fixture(scope="module")
 def react_site(
     node_modules: Path,
-    site: StaticSite,
+    site: harness.StaticSite,
     server: ServerProcess,
     tmp_path_factory: pytest.TempPathFactory,
-) -> StaticSite:
+) -> harness.StaticSite:
     """index.html, and the React snippets bundled as the `/src/main.tsx` it loads."""
     bundle = tmp_path_factory.mktemp("react") / "main.js"
     run(["node", str(node_modules.parent / "build.mjs"), server.base_url, str(bundle)])
@@ -172,23 +158,23 @@ def notes(name: str) -> FilePayload:
 
 async def open_snippet(
     context: BrowserContext,
-    site: StaticSite,
+    site: harness.StaticSite,
     server: ServerProcess,
     path: str,
-    routes: dict[str, RouteHandler] | None = None,
-) -> Watched:
-    watched = await watched_page(context, [site.origin, server.base_url], routes=routes)
+    routes: dict[str, harness.RouteHandler] | None = None,
+) -> harness.Watched:
+    watched = await harness.watched_page(context, [site.origin, server.base_url], routes=routes)
     await watched.page.goto(site.origin + path)
     return watched
 
 
 async def test_web_component_snippet(
-    context: BrowserContext, site: StaticSite, server: ServerProcess, engine: AsyncEngine
+    context: BrowserContext, site: harness.StaticSite, server: ServerProcess, engine: AsyncEngine
 ) -> None:
     site.files["/chatkit.html"] = (retargeted("chatkit.html", server).encode(), "text/html")
     watched = await open_snippet(context, site, server, "/chatkit.html")
-    chat = chat_of(watched)
-    options = await chat.evaluate(OPTIONS_SUMMARY)
+    chat = harness.chat_of(watched)
+    options = await chat.evaluate(harness.OPTIONS_SUMMARY)
     assert {key: options[key] for key in ("url", "domainKey", "fetch", "uploadStrategy")} == {
         "url": f"{server.base_url}/chatkit",
         "domainKey": "local-dev",
@@ -196,13 +182,13 @@ async def test_web_component_snippet(
         "uploadStrategy": {"type": "two_phase"},
     }
 
-    await attach(chat, notes("web-component.txt"))
-    await send(chat, "Hello from the docs")
-    await items(chat, "assistant_message").last.wait_for()
+    await harness.attach(chat, notes("web-component.txt"))
+    await harness.send(chat, "Hello from the docs")
+    await harness.items(chat, "assistant_message").last.wait_for()
     thread_id = await chat.get_attribute("data-thread-id")
-    [thread] = await rows(engine, ThreadRow, id=thread_id)
+    [thread] = await harness.rows(engine, ThreadRow, id=thread_id)
     assert thread.user_id == "alice"
-    [attachment] = await rows(engine, AttachmentRow, thread_id=thread_id)
+    [attachment] = await harness.rows(engine, AttachmentRow, thread_id=thread_id)
     assert (attachment.user_id, attachment.data["name"]) == ("alice", "web-component.txt")
 
     for request in watched.sent("POST", f"{server.base_url}/chatkit"):
@@ -216,7 +202,7 @@ async def test_web_component_snippet(
 @pytest.mark.parametrize("snippet", ["chat", "direct"])
 async def test_react_snippets(
     context: BrowserContext,
-    react_site: StaticSite,
+    react_site: harness.StaticSite,
     server: ServerProcess,
     engine: AsyncEngine,
     snippet: str,
@@ -226,11 +212,11 @@ async def test_react_snippets(
     cookies: list[str | None] = []
     await context.add_cookies([{"name": "session", "value": "s1", "url": AUTH}])
     token_url = f"{AUTH}/api/auth/token"
-    routes = {token_url: token_endpoint(react_site.origin, user, cookies)}
+    routes = {token_url: harness.token_endpoint(react_site.origin, user, cookies)}
     watched = await open_snippet(context, react_site, server, f"/react?snippet={snippet}", routes)
-    chat = chat_of(watched)
+    chat = harness.chat_of(watched)
     await chat.locator("[data-part=composer]").wait_for()  # React has called setOptions
-    options = await chat.evaluate(OPTIONS_SUMMARY)
+    options = await chat.evaluate(harness.OPTIONS_SUMMARY)
     upload = (
         {"type": "two_phase"}
         if snippet == "chat"
@@ -242,13 +228,13 @@ async def test_react_snippets(
         upload,
     )
 
-    await attach(chat, notes(f"{snippet}.txt"))
-    await send(chat, "Hello from React")
-    await items(chat, "assistant_message").last.wait_for()
+    await harness.attach(chat, notes(f"{snippet}.txt"))
+    await harness.send(chat, "Hello from React")
+    await harness.items(chat, "assistant_message").last.wait_for()
     thread_id = await chat.get_attribute("data-thread-id")
-    [thread] = await rows(engine, ThreadRow, id=thread_id)
+    [thread] = await harness.rows(engine, ThreadRow, id=thread_id)
     assert thread.user_id == user
-    [attachment] = await rows(engine, AttachmentRow, thread_id=thread_id)
+    [attachment] = await harness.rows(engine, AttachmentRow, thread_id=thread_id)
     assert attachment.user_id == user
     assert cookies == ["session=s1"]  # one token fetch, with the session cookie
 
@@ -263,6 +249,6 @@ async def test_react_snippets(
             if request not in direct:
                 assert headers["content-type"] == "application/json"
             scheme, token = headers["authorization"].split(" ")
-            claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"])
+            claims = jwt.decode(token, harness.JWT_SECRET, algorithms=["HS256"])
             assert (scheme, claims["sub"]) == ("Bearer", user)
     assert await watched.problems() == []

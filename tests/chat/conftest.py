@@ -20,16 +20,14 @@ from uuid import uuid4
 
 import pytest
 from chatkit.types import Attachment, ThreadItem
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
-from app.store.attachments import DatabaseAttachmentStore, create_stores
-from app.store.db import PROJECT_ROOT, create_engine
-from app.store.store import SQLAlchemyStore
-from app.store.tasks import Task, TaskStore
+from app.services import Services
+from app.store.db import PROJECT_ROOT
+from app.store.tasks import Task
 from tests.conftest import make_settings, worker_database_name
 from tests.helpers.database import drop_postgres_database, fresh_postgres_database, migrate
-from tests.helpers.server import ServerProcess, base_environment, free_port, running_server
+from tests.helpers.server import ServerProcess, app_server, base_environment
 
 FAKE_MODEL_TOKENS = 12
 FAKE_MODEL_DELAY_MS = 40
@@ -47,53 +45,39 @@ def chat_database_url() -> Iterator[str]:
     drop_postgres_database(name)
 
 
-def serve(database_url: str, log_path: Path, **settings: str) -> Iterator[ServerProcess]:
-    port = free_port()
-    env = base_environment(
-        DATABASE_URL=database_url,
-        ENVIRONMENT="development",
-        AUTH_TRUST_USER_HEADERS="true",
-        LOG_LEVEL="WARNING",
-        **settings,
-    )
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    with running_server(
-        [*command, "--port", str(port), "--no-access-log"],
-        port=port,
-        env=env,
-        cwd=PROJECT_ROOT,
-        log_path=log_path,
+def serve(database_url: str, workdir: Path, **settings: str) -> Iterator[ServerProcess]:
+    headers = {"AUTH_TRUST_USER_HEADERS": "true", "LOG_LEVEL": "WARNING"}
+    with app_server(
+        workdir, database_url, headers | settings, uvicorn_args=["--no-access-log"]
     ) as server:
         yield server
+
+
+CHAT_SERVER = {
+    "MODEL_PROVIDER": "fake",
+    "FAKE_MODEL_TOKENS": str(FAKE_MODEL_TOKENS),
+    "FAKE_MODEL_DELAY_MS": str(FAKE_MODEL_DELAY_MS),
+    "AUTH_JWT_SECRET": JWT_SECRET,
+}
+UNCONFIGURED_SERVER = {
+    "MODEL_PROVIDER": "openai",
+    "RATE_LIMIT_DAILY_MESSAGES": "free=1",
+    "CHATKIT_DOMAIN_KEYS": DOMAIN_KEY,
+}
 
 
 @pytest.fixture(scope="session")
 def chat_server(
     chat_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    log_path = tmp_path_factory.mktemp("chat") / "server.log"
-    yield from serve(
-        chat_database_url,
-        log_path,
-        MODEL_PROVIDER="fake",
-        FAKE_MODEL_TOKENS=str(FAKE_MODEL_TOKENS),
-        FAKE_MODEL_DELAY_MS=str(FAKE_MODEL_DELAY_MS),
-        AUTH_JWT_SECRET=JWT_SECRET,
-    )
+    yield from serve(chat_database_url, tmp_path_factory.mktemp("chat"), **CHAT_SERVER)
 
 
 @pytest.fixture(scope="session")
 def unconfigured_server(
     chat_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    log_path = tmp_path_factory.mktemp("chat") / "unconfigured.log"
-    yield from serve(
-        chat_database_url,
-        log_path,
-        MODEL_PROVIDER="openai",
-        RATE_LIMIT_DAILY_MESSAGES="free=1",
-        CHATKIT_DOMAIN_KEYS=DOMAIN_KEY,
-    )
+    yield from serve(chat_database_url, tmp_path_factory.mktemp("chat"), **UNCONFIGURED_SERVER)
 
 
 @pytest.fixture
@@ -110,26 +94,26 @@ def user_id() -> str:
 class Stored:
     """What the database holds for one user, read through the app's stores."""
 
-    store: SQLAlchemyStore
-    attachments: DatabaseAttachmentStore
-    tasks: TaskStore
+    services: Services
 
     async def items(self, user_id: str, thread_id: str) -> list[ThreadItem]:
-        page = await self.store.load_thread_items(thread_id, None, 100, "asc", context(user_id))
+        page = await self.services.store.load_thread_items(
+            thread_id, None, 100, "asc", context(user_id)
+        )
         return list(page.data)
 
     async def thread_ids(self, user_id: str) -> list[str]:
-        page = await self.store.load_threads(100, None, "desc", context(user_id))
+        page = await self.services.store.load_threads(100, None, "desc", context(user_id))
         return [thread.id for thread in page.data]
 
     async def attachment(self, user_id: str, attachment_id: str) -> Attachment:
-        return await self.store.load_attachment(attachment_id, context(user_id))
+        return await self.services.store.load_attachment(attachment_id, context(user_id))
 
     async def content(self, user_id: str, attachment_id: str) -> bytes | None:
-        return await self.attachments.read_content(attachment_id, user_id)
+        return await self.services.attachments.read_content(attachment_id, user_id)
 
     async def task_list(self, user_id: str) -> list[Task]:
-        return await self.tasks.list(user_id)
+        return await self.services.tasks.list(user_id)
 
 
 def context(user_id: str) -> RequestContext:
@@ -137,16 +121,10 @@ def context(user_id: str) -> RequestContext:
 
 
 @pytest.fixture(scope="session")
-async def chat_engine(chat_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(chat_database_url))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def stored(chat_database_url: str, chat_engine: AsyncEngine) -> Stored:
-    store, attachments = create_stores(make_settings(chat_database_url), chat_engine)
-    return Stored(store, attachments, TaskStore(chat_engine))
+async def stored(chat_database_url: str) -> AsyncIterator[Stored]:
+    services = Services.build(make_settings(chat_database_url))
+    async with services.lifespan():
+        yield Stored(services)
 
 
 def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:

@@ -22,12 +22,13 @@ from app.chat.client import ChatKitClient
 from app.store.db import PROJECT_ROOT
 from tests.chat.conftest import (
     DOMAIN_KEY,
-    FAKE_MODEL_TOKENS,
     JWT_SECRET,
     Stored,
     run_cli,
     run_command,
 )
+from tests.conftest import make_settings
+from tests.helpers.apps import running_app
 from tests.helpers.jwks import better_auth_claims, hmac_token
 from tests.helpers.server import ServerProcess, base_environment
 
@@ -251,19 +252,27 @@ def interrupt_mid_answer(chat_url: str, user_id: str, text: str) -> tuple[int, s
 
 
 async def test_ctrl_c_stops_the_answer_and_the_session_goes_on(
-    chat_url: str, user_id: str, stored: Stored
+    chat_database_url: str, user_id: str, stored: Stored
 ) -> None:
-    returncode, err = interrupt_mid_answer(chat_url, user_id, "Tell me a story")
+    # An answer of several seconds, so that Ctrl-C lands in it on a busy machine too (the shared
+    # server's half-second answers were often over before the signal arrived).
+    tokens = 200
+    settings = make_settings(chat_database_url, fake_model_tokens=tokens, fake_model_delay_ms=40)
+    async with running_app(settings, socket=True) as running:
+        url = str(running.client.base_url.join("/chatkit"))
+        returncode, err = await asyncio.to_thread(
+            interrupt_mid_answer, url, user_id, "Tell me a story"
+        )
 
-    assert returncode == 0, err  # /quit was still read after the interruption
-    assert "(stopped)" in err
-    (thread_id,) = await stored.thread_ids(user_id)
-    deadline = time.monotonic() + 20
-    while not (answers := await assistant_answers(stored, user_id, thread_id)):
-        assert time.monotonic() < deadline, "the partial answer was not saved"
-        await asyncio.sleep(0.1)
+        assert returncode == 0, err  # /quit was still read after the interruption
+        assert "(stopped)" in err
+        (thread_id,) = await stored.thread_ids(user_id)
+        deadline = time.monotonic() + 20
+        while not (answers := await assistant_answers(stored, user_id, thread_id)):
+            assert time.monotonic() < deadline, "the partial answer was not saved"
+            await asyncio.sleep(0.1)
     (partial,) = answers
-    full = default_reply([{"role": "user", "content": "Tell me a story"}], FAKE_MODEL_TOKENS)
+    full = default_reply([{"role": "user", "content": "Tell me a story"}], tokens)
     assert full.startswith(partial)
     assert "You said:" in partial and len(partial) < len(full)  # cut short, and kept
 

@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -25,14 +27,12 @@ from chatkit.types import (
 from rich.console import Console
 
 from app.agent.errors import NOT_CONFIGURED
-from app.agent.fake_model import FakeModel
 from app.chat.client import ChatKitClient, HTTPError
 from app.chat.conversation import Conversation
 from app.chat.render import TurnRenderer, widget_text
-from app.main import create_app
 from tests.chat.conftest import DOMAIN_KEY, FAKE_MODEL_TOKENS, Stored
 from tests.conftest import make_settings
-from tests.helpers.live_server import serve
+from tests.helpers.apps import running_app
 from tests.helpers.server import ServerProcess
 
 
@@ -65,6 +65,12 @@ class Recorder:
         ]
 
 
+@asynccontextmanager
+async def conversation_of(url: str, user: str, **options: Any) -> AsyncIterator[Conversation]:
+    async with ChatKitClient(url, user=user, **options) as client:
+        yield Conversation(client)
+
+
 def assistant_texts(items: list[Any]) -> list[str]:
     return [item.content[0].text for item in items if isinstance(item, AssistantMessageItem)]
 
@@ -73,8 +79,7 @@ async def test_the_answer_streams_word_by_word_and_is_stored(
     chat_url: str, user_id: str, stored: Stored
 ) -> None:
     view = Recorder()
-    async with ChatKitClient(chat_url, user=user_id) as client:
-        conversation = Conversation(client)
+    async with conversation_of(chat_url, user_id) as conversation:
         outcome = await conversation.send("Hello there", view)
 
     assert outcome.error is None
@@ -114,8 +119,7 @@ async def test_threads_are_listed_in_pages_and_a_switch_continues_the_chosen_one
     chat_url: str, user_id: str, stored: Stored
 ) -> None:
     view = Recorder()
-    async with ChatKitClient(chat_url, user=user_id) as client:
-        conversation = Conversation(client)
+    async with conversation_of(chat_url, user_id) as conversation:
         for text in ("first", "second", "third"):
             conversation.new()
             await conversation.send(text, view)
@@ -158,8 +162,7 @@ async def test_an_attachment_is_uploaded_in_two_phases_and_goes_with_the_next_me
 ) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"remember the milk\n")
-    async with ChatKitClient(chat_url, user=user_id) as client:
-        conversation = Conversation(client)
+    async with conversation_of(chat_url, user_id) as conversation:
         attachment = await conversation.attach(notes)
         assert attachment.upload_descriptor is None  # the bytes are in
         assert await stored.content(user_id, attachment.id) == b"remember the milk\n"
@@ -181,12 +184,10 @@ async def test_the_model_is_given_the_uploaded_file(
     """The same upload, served by uvicorn inside this process, so the fake model can be read."""
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"remember the milk\n")
-    application = create_app(make_settings(chat_database_url))
-    async with application.router.lifespan_context(application), serve(application) as base_url:
-        model = application.state.model
-        assert isinstance(model, FakeModel)
-        async with ChatKitClient(f"{base_url}/chatkit", user=user_id) as client:
-            conversation = Conversation(client)
+    async with running_app(make_settings(chat_database_url), socket=True) as running:
+        model = running.fake_model
+        url = str(running.client.base_url.join("/chatkit"))
+        async with conversation_of(url, user_id) as conversation:
             await conversation.attach(notes)
             await conversation.send("What is in the file?", Recorder())
 
@@ -235,8 +236,7 @@ async def test_an_error_event_ends_the_turn_readably(
 ) -> None:
     view = Recorder()
     url = f"{unconfigured_server.base_url}/chatkit"
-    async with ChatKitClient(url, user=user_id, domain_key=DOMAIN_KEY) as client:
-        conversation = Conversation(client)
+    async with conversation_of(url, user_id, domain_key=DOMAIN_KEY) as conversation:
         outcome = await conversation.send("Hello", view)
         assert outcome.error is not None
         assert outcome.error.message == NOT_CONFIGURED

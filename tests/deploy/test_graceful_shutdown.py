@@ -12,7 +12,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -22,10 +22,8 @@ from app.store.db import create_engine
 from app.store.store import SQLAlchemyStore
 from tests import conftest
 from tests.helpers.chatkit import add_message_req, create_thread_req, event_types, sse_events
-from tests.helpers.database import fresh_postgres_database
-from tests.helpers.dockerfile import read_runtime_image
-from tests.helpers.platforms import platform_environment, run_release_step
-from tests.helpers.server import ServerProcess, free_port, running_server
+from tests.helpers.platforms import ReleasedImage
+from tests.helpers.server import ServerProcess
 
 GRACE_SECONDS = 2
 # Interpreter start-up is not in the bound, but lifespan shutdown and interpreter exit are.
@@ -48,11 +46,9 @@ def is_reply_text(event: dict[str, Any]) -> bool:
     )
 
 
-def interrupt_mid_reply(server: ServerProcess) -> tuple[str, float]:
-    """Start a turn, send SIGTERM once the reply is streaming, read until the server ends it.
-
-    Returns the thread id and the seconds from SIGTERM to the process's exit.
-    """
+@contextmanager
+def streaming_reply(server: ServerProcess) -> Iterator[tuple[str, Iterator[str]]]:
+    """A new turn, read until its reply is streaming: the thread's id and the lines to come."""
     thread_id = ""
     with (
         httpx.Client(timeout=60) as client,
@@ -71,6 +67,15 @@ def interrupt_mid_reply(server: ServerProcess) -> tuple[str, float]:
             if is_reply_text(event):
                 break  # the assistant's reply is streaming now
         assert thread_id, "no thread.created event"
+        yield thread_id, lines
+
+
+def interrupt_mid_reply(server: ServerProcess) -> tuple[str, float]:
+    """Start a turn, send SIGTERM once the reply is streaming, read until the server ends it.
+
+    Returns the thread id and the seconds from SIGTERM to the process's exit.
+    """
+    with streaming_reply(server) as (thread_id, lines):
         server.signal(signal.SIGTERM)
         sent = time.monotonic()
         try:
@@ -108,25 +113,12 @@ async def stored_items(url: str, thread_id: str) -> list[Any]:
 
 
 def test_sigterm_mid_stream_exits_within_the_bound_and_keeps_the_thread_usable(
-    tmp_path: Path,
+    released_image: ReleasedImage,
 ) -> None:
-    image = read_runtime_image()
-    url = fresh_postgres_database(f"{conftest.worker_database_name()}_term")
-    root = image.layout(tmp_path / "image")
-    run_release_step(root, platform_environment(image, DATABASE_URL=url))
-
-    port = free_port()
-    slow = platform_environment(
-        image,
-        DATABASE_URL=url,
-        PORT=str(port),
-        GRACEFUL_SHUTDOWN_SECONDS=str(GRACE_SECONDS),
-        FAKE_MODEL_TOKENS="100000",  # far longer than the grace period
-        FAKE_MODEL_DELAY_MS="20",
-    )
-    with running_server(
-        image.cmd, port=port, env=slow, cwd=root, log_path=tmp_path / "slow.log"
-    ) as server:
+    url = released_image.database_url
+    grace = {"GRACEFUL_SHUTDOWN_SECONDS": str(GRACE_SECONDS)}
+    slow = {"FAKE_MODEL_TOKENS": "100000", "FAKE_MODEL_DELAY_MS": "20"}  # longer than the grace
+    with released_image.serve(**grace, **slow) as server:
         thread_id, elapsed = interrupt_mid_reply(server)
     assert elapsed < GRACE_SECONDS + EXIT_SLACK_SECONDS, server.log()
     assert server.process.returncode == -signal.SIGTERM, server.log()  # not SIGKILLed
@@ -136,11 +128,8 @@ def test_sigterm_mid_stream_exits_within_the_bound_and_keeps_the_thread_usable(
     assert_interrupted_turn_saved(items)
 
     # The interrupted thread takes the next turn on a fresh server.
-    port = free_port()
-    fast = slow | {"PORT": str(port), "FAKE_MODEL_TOKENS": "3", "FAKE_MODEL_DELAY_MS": "0"}
-    with running_server(
-        image.cmd, port=port, env=fast, cwd=root, log_path=tmp_path / "fast.log"
-    ) as server:
+    fast = {"FAKE_MODEL_TOKENS": "3", "FAKE_MODEL_DELAY_MS": "0"}
+    with released_image.serve(**grace, **fast) as server:
         response = httpx.post(
             f"{server.base_url}/chatkit",
             json=add_message_req(thread_id, "Go on"),
@@ -152,22 +141,13 @@ def test_sigterm_mid_stream_exits_within_the_bound_and_keeps_the_thread_usable(
     assert len(asyncio.run(stored_items(url, thread_id))) > len(items)
 
 
-def test_slow_reply_through_the_real_server_carries_keepalive_comments(tmp_path: Path) -> None:
-    image = read_runtime_image()
-    url = fresh_postgres_database(f"{conftest.worker_database_name()}_keep")
-    root = image.layout(tmp_path / "image")
-    run_release_step(root, platform_environment(image, DATABASE_URL=url))
-    port = free_port()
-    env = platform_environment(
-        image,
-        DATABASE_URL=url,
-        PORT=str(port),
+def test_slow_reply_through_the_real_server_carries_keepalive_comments(
+    released_image: ReleasedImage,
+) -> None:
+    with released_image.serve(
         SSE_KEEPALIVE_SECONDS="0.05",
         FAKE_MODEL_TOKENS="4",
         FAKE_MODEL_DELAY_MS="500",  # ten keep-alive intervals between tokens
-    )
-    with running_server(
-        image.cmd, port=port, env=env, cwd=root, log_path=tmp_path / "server.log"
     ) as server:
         response = httpx.post(
             f"{server.base_url}/chatkit",
@@ -180,37 +160,13 @@ def test_slow_reply_through_the_real_server_carries_keepalive_comments(tmp_path:
     assert "thread.item.done" in event_types(sse_events(response))
 
 
-def test_client_disconnect_mid_stream_saves_the_partial_reply(tmp_path: Path) -> None:
-    image = read_runtime_image()
-    url = fresh_postgres_database(f"{conftest.worker_database_name()}_gone")
-    root = image.layout(tmp_path / "image")
-    run_release_step(root, platform_environment(image, DATABASE_URL=url))
-    port = free_port()
-    env = platform_environment(
-        image,
-        DATABASE_URL=url,
-        PORT=str(port),
-        FAKE_MODEL_TOKENS="100000",
-        FAKE_MODEL_DELAY_MS="20",
-    )
-    with running_server(
-        image.cmd, port=port, env=env, cwd=root, log_path=tmp_path / "server.log"
-    ) as server:
-        with (
-            httpx.Client(timeout=60) as client,
-            client.stream(
-                "POST",
-                f"{server.base_url}/chatkit",
-                json=create_thread_req(PROMPT),
-                headers={"X-User-Id": USER_ID},
-            ) as response,
-        ):
-            thread_id = ""
-            for event in data_events(response.iter_lines()):
-                if event["type"] == "thread.created":
-                    thread_id = event["thread"]["id"]
-                if is_reply_text(event):
-                    break
+def test_client_disconnect_mid_stream_saves_the_partial_reply(
+    released_image: ReleasedImage,
+) -> None:
+    url = released_image.database_url
+    with released_image.serve(FAKE_MODEL_TOKENS="100000", FAKE_MODEL_DELAY_MS="20") as server:
+        with streaming_reply(server) as (thread_id, _):
+            pass  # leave mid-reply
         # The connection is closed; the server notices and cancels the turn.
         deadline = time.monotonic() + 30
         while len(items := asyncio.run(stored_items(url, thread_id))) < 3:

@@ -18,7 +18,7 @@ from tests.helpers.chatkit import create_thread_req, event_types, sse_events
 from tests.helpers.database import fresh_postgres_database
 from tests.helpers.dockerfile import RuntimeImage, read_runtime_image
 from tests.helpers.platforms import platform_environment, run_release_step
-from tests.helpers.server import free_port, running_server
+from tests.helpers.server import free_port, start_server
 
 
 def platform_urls(database: str) -> tuple[str, str]:
@@ -46,7 +46,7 @@ def test_image_command_serves_a_chatkit_turn_on_port_after_release_migration(
 
     port = free_port()
     env = platform_environment(image, DATABASE_URL=railway_url, PORT=str(port))
-    with running_server(
+    with start_server(
         image.cmd, port=port, env=env, cwd=image_root, log_path=tmp_path / "server.log"
     ) as server:
         assert run_healthcheck(image, image_root, env) == 0

@@ -14,7 +14,6 @@ import hashlib
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -29,7 +28,13 @@ from app.store.db import PROJECT_ROOT, create_engine
 from app.store.models import ThreadRow
 from tests import conftest
 from tests.helpers.chatkit import create_thread_req, event_types, sse_events
-from tests.helpers.server import ServerProcess, base_environment, free_port, running_server
+from tests.helpers.server import (
+    ServerProcess,
+    app_server,
+    base_environment,
+    free_port,
+    start_server,
+)
 
 EXAMPLE = PROJECT_ROOT / "examples" / "better-auth"
 INSTALL_STAMP = EXAMPLE / "node_modules" / ".installed-from-lock"
@@ -79,7 +84,7 @@ def example_server(
         CHATKIT_URL=chatkit_url,
         DATABASE_PATH=str(tmp_path / "auth" / "auth.db"),
     )
-    return running_server(
+    return start_server(
         ["node", "server.mjs"],
         port=port,
         env=env,
@@ -97,27 +102,16 @@ def backend_server(
     Started from an empty directory (with the project on `--app-dir`) so that no developer's
     `.env` gets in. A free-tier user may send one message a day.
     """
-    env = base_environment(
-        DATABASE_URL=database_url,
-        ENVIRONMENT="development",
-        MODEL_PROVIDER="fake",
-        FAKE_MODEL_DELAY_MS="0",
-        AUTH_JWKS_URL=f"{auth_url}/api/auth/jwks",
-        AUTH_JWT_ISSUER=auth_url,
-        AUTH_JWT_AUDIENCE=f"http://127.0.0.1:{port}",
-        CORS_ALLOW_ORIGINS=auth_url,
-        RATE_LIMIT_DAILY_MESSAGES="free=1,pro=unlimited",
-    )
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--app-dir", str(PROJECT_ROOT)]
+    settings = {
+        "AUTH_JWKS_URL": f"{auth_url}/api/auth/jwks",
+        "AUTH_JWT_ISSUER": auth_url,
+        "AUTH_JWT_AUDIENCE": f"http://127.0.0.1:{port}",
+        "CORS_ALLOW_ORIGINS": auth_url,
+        "RATE_LIMIT_DAILY_MESSAGES": "free=1,pro=unlimited",
+    }
     workdir = tmp_path / "backend"
     workdir.mkdir()
-    return running_server(
-        [*command, "--host", "127.0.0.1", "--port", str(port)],
-        port=port,
-        env=env,
-        cwd=workdir,
-        log_path=tmp_path / "backend.log",
-    )
+    return app_server(workdir, database_url, settings, port=port)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ FACTORY = "examples.custom_agent.agent:build"
 
 async def test_the_example_factory_runs_its_tools(postgres_url, user) -> None:
     settings = make_settings(postgres_url, agent_factory=FACTORY)
-    async with running_app(settings) as (app, client):
+    async with running_app(settings) as running:
+        client = running.client
         ready = (await client.get("/readyz")).json()
         assert ready["mcp_servers"] == {"notes": "connected"}
 
@@ -24,11 +25,13 @@ async def test_the_example_factory_runs_its_tools(postgres_url, user) -> None:
         for message in ('/add_note {"text": "Buy milk"}', "/list_notes"):
             await stream(client, user.user_id, add_message_req(thread_id, message))
 
-        roll, noted, listed = assistant_texts(await stored_items(app, user.user_id, thread_id))
+        roll, noted, listed = assistant_texts(
+            await stored_items(running.services, user.user_id, thread_id)
+        )
         rolled = re.fullmatch(r"The tool answered: You rolled (\d+) on a d20\.", roll)
         assert rolled and 1 <= int(rolled[1]) <= 20, roll
         assert noted == "The tool answered: Noted (1 notes)."
         assert listed == "The tool answered: Buy milk"
-        call = app.state.model.script.calls[-1]
+        call = running.fake_model.script.calls[-1]
         assert call.instructions.startswith("You roll dice and keep the user's notes.")
         assert {"roll_dice", "add_note", "add_task", "switch_theme"} <= set(call.tool_names)

@@ -5,28 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from chatkit.types import AssistantMessageItem, ThreadItem, ThreadMetadata
-from fastapi import FastAPI
 
 from app.context import RequestContext
-from app.store.store import SQLAlchemyStore
+from app.services import Services
 
 
 def as_user(user_id: str) -> RequestContext:
     return RequestContext(user_id=user_id, auth_method="development")
 
 
-def app_store(app: FastAPI) -> SQLAlchemyStore:
-    store: SQLAlchemyStore = app.state.store
-    return store
-
-
-async def stored_items(app: FastAPI, user_id: str, thread_id: str) -> list[ThreadItem]:
-    page = await app_store(app).load_thread_items(thread_id, None, 100, "asc", as_user(user_id))
+async def stored_items(services: Services, user_id: str, thread_id: str) -> list[ThreadItem]:
+    store = services.store
+    page = await store.load_thread_items(thread_id, None, 100, "asc", as_user(user_id))
     return page.data
 
 
-async def stored_thread(app: FastAPI, user_id: str, thread_id: str) -> ThreadMetadata:
-    return await app_store(app).load_thread(thread_id, as_user(user_id))
+async def stored_thread(services: Services, user_id: str, thread_id: str) -> ThreadMetadata:
+    return await services.store.load_thread(thread_id, as_user(user_id))
 
 
 def assistant_texts(items: list[ThreadItem]) -> list[str]:

@@ -8,7 +8,6 @@ Every other request that leaves for an origin the test did not allow is aborted 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.store.db import PROJECT_ROOT
 from tests.helpers.jwks import better_auth_claims, hmac_token
-from tests.helpers.server import ServerProcess, base_environment, free_port, running_server
+from tests.helpers.server import ServerProcess, app_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -222,24 +221,6 @@ class StaticSite:
 @contextmanager
 def backend(database_url: str, log_dir: Path, **settings: str) -> Iterator[ServerProcess]:
     """This project's server as uvicorn runs it, on a free loopback port, fake model, no .env."""
-    port = free_port()
-    env = base_environment(
-        DATABASE_URL=database_url,
-        ENVIRONMENT="development",
-        MODEL_PROVIDER="fake",
-        FAKE_MODEL_DELAY_MS="0",
-        FAKE_MODEL_TOKENS="12",
-        ATTACHMENT_CLEANUP_INTERVAL_SECONDS="0",
-        **settings,
-    )
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--app-dir", str(PROJECT_ROOT)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with running_server(
-        command,
-        port=port,
-        env=env,
-        cwd=log_dir,
-        log_path=log_dir / "server.log",
-        startup_timeout=60,  # the app's imports take seconds on a busy machine
-    ) as server:
+    quiet = {"FAKE_MODEL_TOKENS": "12", "ATTACHMENT_CLEANUP_INTERVAL_SECONDS": "0"}
+    with app_server(log_dir, database_url, quiet | settings) as server:
         yield server

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import normalize_database_url
 from app.store.db import PROJECT_ROOT
@@ -65,3 +68,15 @@ def alembic_config(url: str) -> Config:
 
 def migrate(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+async def owned_rows(engine: AsyncEngine, *tables: Any, user_id: str) -> int:
+    """How many rows of `tables` (each with a `user_id` column) belong to `user_id`."""
+    async with engine.connect() as conn:
+        counts = [
+            await conn.scalar(
+                select(func.count()).select_from(table).where(table.user_id == user_id)
+            )
+            for table in tables
+        ]
+    return sum(int(count or 0) for count in counts)

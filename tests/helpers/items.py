@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from chatkit.store import StoreItemType
 from chatkit.types import (
     Annotation,
     AssistantMessageContent,
@@ -54,11 +56,13 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
     def at(seconds: int) -> datetime:
         return BASE_TIME + timedelta(seconds=seconds)
 
-    common = {"thread_id": thread_id}
+    def head(kind: StoreItemType, seconds: int) -> dict[str, Any]:
+        """What every item has: an id of its kind, a time, the thread."""
+        return {"id": new_id(kind), "created_at": at(seconds), "thread_id": thread_id}
+
     items: list[ThreadItem] = [
         UserMessageItem(
-            id=new_id("message"),
-            created_at=at(0),
+            **head("message", 0),
             content=[
                 UserMessageTextContent(text="Hello ünïcode ✓"),
                 UserMessageTagContent(id="t1", text="@doc", data={"k": [1, 2]}, group=None),
@@ -75,11 +79,9 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
             ],
             quoted_text="quoted",
             inference_options=InferenceOptions(tool_choice=ToolChoice(id="t"), model="m"),
-            **common,
         ),
         AssistantMessageItem(
-            id=new_id("message"),
-            created_at=at(1),
+            **head("message", 1),
             content=[
                 AssistantMessageContent(
                     text="Answer",
@@ -90,33 +92,25 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
                     ],
                 )
             ],
-            **common,
         ),
         ClientToolCallItem(
-            id=new_id("tool_call"),
-            created_at=at(2),
+            **head("tool_call", 2),
             call_id="call_1",
             name="get_location",
             arguments={"precise": True, "nested": {"a": [1.5, None]}},
             output=None,
-            **common,
         ),
         WidgetItem(
-            id=new_id("message"),
-            created_at=at(3),
+            **head("message", 3),
             widget=Card(children=[Text(value="Tasks", id="title"), Button(label="Go")]),
             copy_text="copy",
-            **common,
         ),
         GeneratedImageItem(
-            id=new_id("message"),
-            created_at=at(4),
+            **head("message", 4),
             image=GeneratedImage(id="img", url="https://e.com/i.png"),
-            **common,
         ),
         StructuredInputItem(
-            id=new_id("message"),
-            created_at=at(5),
+            **head("message", 5),
             inputs=[
                 StructuredInputMultipleChoice(
                     id="q1",
@@ -125,11 +119,9 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
                 ),
                 StructuredInputFreeform(id="q2", question="Why?", description=None),
             ],
-            **common,
         ),
         WorkflowItem(
-            id=new_id("workflow"),
-            created_at=at(6),
+            **head("workflow", 6),
             workflow=Workflow(
                 type="custom",
                 tasks=[
@@ -141,21 +133,16 @@ def every_item_type(thread_id: str) -> list[ThreadItem]:
                 ],
                 summary=CustomSummary(title="Done"),
             ),
-            **common,
         ),
         WorkflowItem(
-            id=new_id("workflow"),
-            created_at=at(7),
+            **head("workflow", 7),
             workflow=Workflow(type="reasoning", tasks=[], summary=DurationSummary(duration=3)),
-            **common,
         ),
-        TaskItem(id=new_id("task"), created_at=at(8), task=CustomTask(title="t"), **common),
-        HiddenContextItem(
-            id=new_id("message"), created_at=at(9), content={"any": ["json", 1]}, **common
+        TaskItem(**head("task", 8), task=CustomTask(title="t")),
+        HiddenContextItem(**head("message", 9), content={"any": ["json", 1]}),
+        SDKHiddenContextItem(**head("sdk_hidden_context", 10), content="hidden"),
+        EndOfTurnItem(
+            id=new_id("message"), created_at=at(11).replace(tzinfo=UTC), thread_id=thread_id
         ),
-        SDKHiddenContextItem(
-            id=new_id("sdk_hidden_context"), created_at=at(10), content="hidden", **common
-        ),
-        EndOfTurnItem(id=new_id("message"), created_at=(at(11)).replace(tzinfo=UTC), **common),
     ]
     return items

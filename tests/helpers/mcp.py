@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from app.store.db import PROJECT_ROOT
+from tests.helpers.server import ServerProcess, base_environment, start_server
 
 SERVER_MODULE = "tests.helpers.mcp_server"
 FAST_RETRIES = """
@@ -66,13 +66,6 @@ async def wait_for_call(path: Path, tool: str) -> dict[str, Any]:
             await asyncio.sleep(0.05)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def is_alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
     try:
@@ -90,36 +83,29 @@ class HttpMcpServer:
         self.calls = calls
         self.transport = transport
         """`http` (streamable HTTP) or `sse`."""
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: ServerProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/{'sse' if self.transport == 'sse' else 'mcp'}"
 
     async def start(self) -> None:
-        env = {**os.environ, "MCP_CALLS_FILE": str(self.calls)}
-        self.process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", SERVER_MODULE, f"--{self.transport}", str(self.port)),
+        """Start it, and wait until it listens (its log is beside the calls file)."""
+        self.process = start_server(
+            [sys.executable, "-m", SERVER_MODULE, f"--{self.transport}", str(self.port)],
+            port=self.port,
+            env=base_environment(MCP_CALLS_FILE=str(self.calls)),
             cwd=PROJECT_ROOT,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            log_path=self.calls.with_name(f"mcp-server-{self.port}.log"),
+            ready_path=None,
         )
-        async with asyncio.timeout(30):  # until it listens
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.1)
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
+        await asyncio.to_thread(self.process.wait_until_listening)
 
     async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
+        """Gone at once (SIGKILL), as a crashed server is."""
+        if self.process is not None:
+            self.process.signal(signal.SIGKILL)
+            await asyncio.to_thread(self.process.wait, 10)
         self.process = None
 
     async def __aenter__(self) -> HttpMcpServer:

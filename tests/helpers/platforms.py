@@ -6,12 +6,15 @@ import re
 import shlex
 import subprocess
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.store.db import PROJECT_ROOT
 from tests.helpers.dockerfile import RuntimeImage
-from tests.helpers.server import base_environment
+from tests.helpers.server import ServerProcess, base_environment, free_port, start_server
 
 FLY_TOML = PROJECT_ROOT / "fly.toml"
 RAILWAY_TS = PROJECT_ROOT / ".railway" / "railway.ts"
@@ -54,3 +57,24 @@ def run_release_step(root: Path, env: dict[str, str]) -> None:
         migration_command(), cwd=root, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+@dataclass
+class ReleasedImage:
+    image: RuntimeImage
+    root: Path
+    database_url: str
+    logs: Path
+
+    @contextmanager
+    def serve(self, **settings: str) -> Iterator[ServerProcess]:
+        """The image's CMD as a platform runs it, on a free port, with `settings` added."""
+        port = free_port()
+        env = platform_environment(
+            self.image, DATABASE_URL=self.database_url, PORT=str(port), **settings
+        )
+        log_path = self.logs / f"server-{port}.log"
+        with start_server(
+            self.image.cmd, port=port, env=env, cwd=self.root, log_path=log_path
+        ) as server:
+            yield server

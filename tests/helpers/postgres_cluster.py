@@ -10,10 +10,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.helpers.server import free_port
 
 
 def postgres_bin_dir() -> Path | None:
@@ -28,13 +29,6 @@ def postgres_bin_dir() -> Path | None:
 def _version(path: str) -> int:
     part = Path(path).parts[-3]
     return int(part) if part.isdigit() else 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresCluster:

@@ -1,12 +1,16 @@
-"""A real server process for tests: any command on a free loopback port, ready once it answers.
+"""Real server processes on loopback, for tests and benchmarks: a free port, a process, its log.
 
-    port = free_port()
-    with running_server(["uvicorn", "app.main:app", "--port", str(port)], port=port,
-                        env=env, cwd=root, log_path=tmp_path / "server.log") as server:
+    with app_server(tmp_path, database_url, {"AUTH_JWT_SECRET": secret}) as server:  # ours
         httpx.get(f"{server.base_url}/healthz")
 
-The process's output goes to `log_path` (a pipe nobody reads would fill up and block it); it is
-quoted in every failure. Leaving the block stops the process with SIGTERM, then SIGKILL.
+    port = free_port()
+    with start_server(["node", "server.mjs"], port=port, env=env, cwd=root,
+                      log_path=tmp_path / "node.log") as server:   # any command
+        ...
+
+A process's output goes to `log_path` (a pipe nobody reads would fill up and block it); it is
+quoted in every failure. Leaving the block (or `stop()`) stops the process with SIGTERM, then
+SIGKILL.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import httpx
 
+from app.store.db import PROJECT_ROOT
+
 LOOPBACK = "127.0.0.1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -63,6 +71,57 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"server still running after {timeout}s:\n{self.log()}") from None
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    def wait_until_ready(self, path: str = "/healthz", timeout: float = 30.0) -> None:
+        """Poll `path` until it answers 200; fail with the log if the process exits or time
+        runs out."""
+
+        def answers() -> bool:
+            return httpx.get(self.base_url + path, timeout=2.0).status_code == 200
+
+        self._wait_for(answers, path, timeout)
+
+    def wait_until_listening(self, timeout: float = 30.0) -> None:
+        """Wait until the port takes connections: for a server with no route that answers 200
+        to a plain GET (an MCP server's)."""
+
+        def connects() -> bool:
+            with socket.create_connection((LOOPBACK, self.port), timeout=2.0):
+                return True
+
+        self._wait_for(connects, f"port {self.port}", timeout)
+
+    def _wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"server exited with {self.process.returncode} before it was ready:\n"
+                    f"{self.log()}"
+                )
+            try:
+                if ready():
+                    return
+            except (httpx.TransportError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not ready after {timeout}s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self, timeout: float = 15.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -74,47 +133,69 @@ class ServerProcess:
         return self.process.returncode
 
 
-def wait_until_ready(
-    server: ServerProcess, path: str = "/healthz", timeout: float = 30.0
-) -> httpx.Response:
-    """Poll `path` until it answers 200; fail with the log if the process exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if server.process.poll() is not None:
-            raise AssertionError(
-                f"server exited with {server.process.returncode} before it was ready:\n"
-                f"{server.log()}"
-            )
-        try:
-            response = httpx.get(server.base_url + path, timeout=2.0)
-            if response.status_code == 200:
-                return response
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} not ready after {timeout}s:\n{server.log()}")
-        time.sleep(0.1)
-
-
-@contextmanager
-def running_server(
+def start_server(
     command: Sequence[str],
     *,
     port: int,
     env: Mapping[str, str],
     cwd: Path,
     log_path: Path,
-    ready_path: str = "/healthz",
+    ready_path: str | None = "/healthz",
     startup_timeout: float = 30.0,
-) -> Iterator[ServerProcess]:
-    """Start `command` (which must listen on `port`), wait until it is ready, stop it afterwards."""
+) -> ServerProcess:
+    """Start `command` (which must listen on `port`) and, unless `ready_path` is None, wait
+    until it answers there. The caller stops it, or uses it as a context manager."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             list(command), cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT
         )
     server = ServerProcess(process, f"http://{LOOPBACK}:{port}", log_path)
-    try:
-        wait_until_ready(server, ready_path, startup_timeout)
+    if ready_path is not None:
+        try:
+            server.wait_until_ready(ready_path, startup_timeout)
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+def app_command(port: int, *uvicorn_args: str) -> list[str]:
+    """uvicorn serving `app.main:app` on `port`, from any working directory."""
+    return [
+        *[sys.executable, "-m", "uvicorn", "app.main:app", "--app-dir", str(PROJECT_ROOT)],
+        *["--host", LOOPBACK, "--port", str(port), *uvicorn_args],
+    ]
+
+
+@contextmanager
+def app_server(
+    workdir: Path,
+    database_url: str,
+    settings: Mapping[str, str] | None = None,
+    *,
+    uvicorn_args: Sequence[str] = (),
+    port: int | None = None,
+    ready: bool = True,
+) -> Iterator[ServerProcess]:
+    """This project's server as uvicorn runs it, on `port` (else a free one), started in
+    `workdir` (where its log goes) so that no developer's `.env` gets in. Its environment is
+    development on `database_url` with the fake model answering at once, plus `settings`.
+    `ready=False` returns at once: call `wait_until_ready` (to start several in parallel)."""
+    port = port or free_port()
+    environment = {
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "development",
+        "MODEL_PROVIDER": "fake",
+        "FAKE_MODEL_DELAY_MS": "0",
+        **(settings or {}),
+    }
+    with start_server(
+        app_command(port, *uvicorn_args),
+        port=port,
+        env=base_environment(**environment),
+        cwd=workdir,
+        log_path=workdir / f"server-{port}.log",
+        ready_path="/healthz" if ready else None,
+        startup_timeout=60,  # the app's imports take seconds on a busy machine
+    ) as server:
         yield server
-    finally:
-        server.stop()

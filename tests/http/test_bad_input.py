@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
 
 from app.server import MAX_LIST_ITEMS
 from app.store.models import AttachmentRow, ItemRow, ThreadRow
@@ -17,18 +16,16 @@ from tests.helpers.chatkit import (
     stream,
     user_input,
 )
+from tests.helpers.database import owned_rows
 
 
-async def row_counts(app, user_id: str) -> tuple[int, ...]:
-    async with app.state.engine.connect() as conn:
-        return tuple(
-            [
-                await conn.scalar(
-                    select(func.count()).select_from(table).where(table.user_id == user_id)
-                )
-                for table in (ThreadRow, ItemRow, AttachmentRow)
-            ]
-        )
+async def row_counts(services, user_id: str) -> tuple[int, ...]:
+    return tuple(
+        [
+            await owned_rows(services.engine, table, user_id=user_id)
+            for table in (ThreadRow, ItemRow, AttachmentRow)
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,9 +50,11 @@ async def row_counts(app, user_id: str) -> tuple[int, ...]:
         (b"[1, 2, 3]", 400, ""),
     ],
 )
-async def test_malformed_requests(client, app, user, body: bytes, status: int, reason: str) -> None:
+async def test_malformed_requests(
+    client, services, user, body: bytes, status: int, reason: str
+) -> None:
     await stream(client, user.user_id, create_thread_req())
-    before = await row_counts(app, user.user_id)
+    before = await row_counts(services, user.user_id)
 
     response = await post(client, user.user_id, body)
 
@@ -63,7 +62,7 @@ async def test_malformed_requests(client, app, user, body: bytes, status: int, r
     payload = response.json()
     assert payload["error"] == "invalid_request" or payload["error"] == "bad_request"
     assert reason in payload["message"]
-    assert await row_counts(app, user.user_id) == before
+    assert await row_counts(services, user.user_id) == before
 
 
 @pytest.mark.parametrize(
@@ -99,14 +98,14 @@ async def test_malformed_requests(client, app, user, body: bytes, status: int, r
     ],
     ids=lambda p: p["type"],
 )
-async def test_missing_things_are_404(client, app, user, payload) -> None:
-    before = await row_counts(app, user.user_id)
+async def test_missing_things_are_404(client, services, user, payload) -> None:
+    before = await row_counts(services, user.user_id)
     response = await post(client, user.user_id, payload)
     assert response.status_code == 404, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"] == "not_found"
     assert "not found" in response.json()["message"]
-    assert await row_counts(app, user.user_id) == before
+    assert await row_counts(services, user.user_id) == before
 
 
 async def test_items_list_of_missing_thread_is_empty(client, user) -> None:
@@ -125,10 +124,10 @@ async def test_no_identity_is_401(client) -> None:
 
 
 async def test_thread_created_then_message_failure_leaves_thread_consistent(
-    client, app, user
+    client, services, user
 ) -> None:
     thread_id = created_thread_id(await stream(client, user.user_id, create_thread_req()))
-    before = await row_counts(app, user.user_id)
+    before = await row_counts(services, user.user_id)
     response = await post(
         client,
         user.user_id,
@@ -145,7 +144,7 @@ async def test_thread_created_then_message_failure_leaves_thread_consistent(
         },
     )
     assert response.status_code == 404
-    assert await row_counts(app, user.user_id) == before
+    assert await row_counts(services, user.user_id) == before
 
 
 @pytest.mark.parametrize(
@@ -157,13 +156,13 @@ async def test_thread_created_then_message_failure_leaves_thread_consistent(
         b'{"type": "threads.update", "params": {"thread_id": "t", "title": "a\\u0000"}}',
     ],
 )
-async def test_nul_characters_are_refused_before_any_write(client, app, user, payload) -> None:
+async def test_nul_characters_are_refused_before_any_write(client, services, user, payload) -> None:
     """PostgreSQL cannot store NUL: it must be a 400, never a 500 or a half-written thread."""
-    before = await row_counts(app, user.user_id)
+    before = await row_counts(services, user.user_id)
     response = await post(client, user.user_id, payload)
     assert response.status_code == 400
     assert "NUL" in response.json()["message"]
-    assert await row_counts(app, user.user_id) == before
+    assert await row_counts(services, user.user_id) == before
 
 
 async def test_deeply_nested_json_is_a_400(client, user) -> None:
@@ -216,18 +215,18 @@ def requests_naming(thread_id: str, item_id: str, bad: str) -> dict[str, dict[st
 
 @pytest.mark.parametrize("place", list(requests_naming("t", "i", "b")))
 @pytest.mark.parametrize("bad", list(MALFORMED_IDS.values()), ids=list(MALFORMED_IDS))
-async def test_malformed_ids_are_404_wherever_they_are(client, app, user, place, bad) -> None:
+async def test_malformed_ids_are_404_wherever_they_are(client, services, user, place, bad) -> None:
     """An id that cannot be one of ours is unknown: a 404, never a 500, and nothing written."""
     events = await stream(client, user.user_id, create_thread_req())
     thread_id = created_thread_id(events)
     item_id = next(e["item"]["id"] for e in events if e["type"] == "thread.item.done")
-    before = await row_counts(app, user.user_id)
+    before = await row_counts(services, user.user_id)
 
     response = await post(client, user.user_id, requests_naming(thread_id, item_id, bad)[place])
 
     assert response.status_code == 404, response.text
     assert response.json()["error"] == "not_found"
-    assert await row_counts(app, user.user_id) == before
+    assert await row_counts(services, user.user_id) == before
 
 
 def oversized_lists(thread_id: str, item_id: str, size: int) -> dict[str, dict[str, object]]:
@@ -256,18 +255,18 @@ def oversized_lists(thread_id: str, item_id: str, size: int) -> dict[str, dict[s
 
 
 @pytest.mark.parametrize("place", list(oversized_lists("t", "i", 1)))
-async def test_lists_past_the_limit_are_400(client, app, user, place) -> None:
+async def test_lists_past_the_limit_are_400(client, services, user, place) -> None:
     events = await stream(client, user.user_id, create_thread_req())
     thread_id = created_thread_id(events)
     item_id = next(e["item"]["id"] for e in events if e["type"] == "thread.item.done")
-    before = await row_counts(app, user.user_id)
+    before = await row_counts(services, user.user_id)
     request = oversized_lists(thread_id, item_id, MAX_LIST_ITEMS + 1)[place]
 
     response = await post(client, user.user_id, request)
 
     assert response.status_code == 400, response.text
     assert f"at most {MAX_LIST_ITEMS}" in response.json()["message"]
-    assert await row_counts(app, user.user_id) == before
+    assert await row_counts(services, user.user_id) == before
 
 
 async def test_feedback_on_40000_items_is_400_not_unavailable(client, user) -> None:

@@ -45,7 +45,8 @@ async def test_preflight_from_another_origin_is_refused(client: httpx.AsyncClien
 
 async def test_preflight_needs_no_credentials_nor_domain_key(postgres_url: str) -> None:
     settings = make_settings(postgres_url, chatkit_domain_keys="dk", auth_trust_user_headers=False)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         response = await client.options("/chatkit/attachments", headers=preflight(ALLOWED))
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ALLOWED

@@ -73,7 +73,8 @@ def fuzz_settings(postgres_url: str) -> Settings:
 
 @pytest.fixture(scope="module")
 async def fuzz(fuzz_settings: Settings) -> AsyncIterator[Fixture]:
-    async with running_app(fuzz_settings) as (_, client):
+    async with running_app(fuzz_settings) as running:
+        client = running.client
         events = await stream(client, USER, create_thread_req("Fuzz me"))
         item = next(e["item"] for e in events if e["type"] == "thread.item.done")
         upload = await client.post(

@@ -6,16 +6,13 @@ from pathlib import Path
 
 import httpx
 
-from app.main import create_app
 from tests.conftest import make_settings
+from tests.helpers.apps import running_app
 
 
 async def probe(database_url: str, path: str) -> httpx.Response:
-    app = create_app(make_settings(database_url))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return await client.get(path)
+    async with running_app(make_settings(database_url)) as running:
+        return await running.client.get(path)
 
 
 async def test_healthz(client) -> None:
@@ -47,15 +44,12 @@ async def test_healthz_does_not_need_the_database() -> None:
 
 
 async def test_protocol_requests_get_503_while_the_database_is_down() -> None:
-    app = create_app(make_settings("postgresql://postgres@127.0.0.1:1/none"))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.post(
-                "/chatkit",
-                json={"type": "threads.list", "params": {}},
-                headers={"X-User-Id": "someone"},
-            )
+    async with running_app(make_settings("postgresql://postgres@127.0.0.1:1/none")) as running:
+        response = await running.client.post(
+            "/chatkit",
+            json={"type": "threads.list", "params": {}},
+            headers={"X-User-Id": "someone"},
+        )
     assert response.status_code == 503
     assert response.json()["error"] == "database_unavailable"
     assert response.headers["retry-after"] == "5"

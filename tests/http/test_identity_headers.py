@@ -41,7 +41,8 @@ async def list_threads(client: httpx.AsyncClient, headers: dict[str, str]) -> ht
 
 async def test_headers_are_ignored_by_default(postgres_url: str) -> None:
     settings = make_settings(postgres_url, auth_trust_user_headers=False)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         response = await list_threads(client, user_headers(**{"X-User-Tier": "pro"}))
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
@@ -53,7 +54,8 @@ async def test_headers_are_ignored_by_default(postgres_url: str) -> None:
     "user_id", ["a\x00b", "a\x1bb", "a\x7fb", "a\x85b", " ", "u" * 256], ids=repr
 )
 async def test_an_unprintable_or_overlong_user_id_is_401(postgres_url: str, user_id: str) -> None:
-    async with running_app(make_settings(postgres_url)) as (_, client):
+    async with running_app(make_settings(postgres_url)) as running:
+        client = running.client
         response = await client.post(
             "/chatkit", json=LIST_THREADS, headers=[(b"x-user-id", user_id.encode("latin-1"))]
         )
@@ -62,7 +64,8 @@ async def test_an_unprintable_or_overlong_user_id_is_401(postgres_url: str, user
 
 
 async def test_development_accepts_headers_without_a_secret(postgres_url: str) -> None:
-    async with running_app(make_settings(postgres_url)) as (_, client):
+    async with running_app(make_settings(postgres_url)) as running:
+        client = running.client
         response = await list_threads(client, user_headers())
     assert response.status_code == 200
     assert response.json()["data"] == []
@@ -76,7 +79,8 @@ async def test_production_needs_the_proxy_secret(
     postgres_url: str, secret: str | None, status: int
 ) -> None:
     extra = {} if secret is None else {"X-Proxy-Secret": secret}
-    async with running_app(production(postgres_url)) as (_, client):
+    async with running_app(production(postgres_url)) as running:
+        client = running.client
         response = await list_threads(client, user_headers(**extra))
     assert response.status_code == status, response.text
     if status == 401:
@@ -85,7 +89,8 @@ async def test_production_needs_the_proxy_secret(
 
 async def test_forged_headers_cannot_reach_another_users_thread(postgres_url: str) -> None:
     victim = f"victim-{uuid4().hex[:8]}"
-    async with running_app(production(postgres_url)) as (_, client):
+    async with running_app(production(postgres_url)) as running:
+        client = running.client
         proxied = user_headers(victim, **{"X-Proxy-Secret": PROXY_SECRET})
         assert (await list_threads(client, proxied)).status_code == 200
         # A browser forging the victim's id (and tier) without the secret gets nothing.
@@ -99,7 +104,8 @@ async def test_forged_headers_cannot_reach_another_users_thread(postgres_url: st
 
 async def test_a_configured_secret_is_checked_in_development_too(postgres_url: str) -> None:
     settings = make_settings(postgres_url, auth_proxy_secret=PROXY_SECRET)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         assert (await list_threads(client, user_headers())).status_code == 401
         ok = await list_threads(client, user_headers(**{"X-Proxy-Secret": PROXY_SECRET}))
         assert ok.status_code == 200
@@ -107,7 +113,8 @@ async def test_a_configured_secret_is_checked_in_development_too(postgres_url: s
 
 @pytest.mark.parametrize("user_id", ["", "   ", "x" * 256])
 async def test_bad_user_ids_are_refused(postgres_url: str, user_id: str) -> None:
-    async with running_app(make_settings(postgres_url)) as (_, client):
+    async with running_app(make_settings(postgres_url)) as running:
+        client = running.client
         response = await list_threads(client, {"X-User-Id": user_id})
     assert response.status_code == 401
 
@@ -118,7 +125,8 @@ async def test_bearer_wins_over_headers_and_a_bad_token_is_401(postgres_url: str
     server.keys = [key.jwk]
     settings = make_settings(postgres_url, auth_jwks_url=server.url)
     try:
-        async with running_app(settings) as (app, client):
+        async with running_app(settings) as running:
+            client = running.client
             claims = better_auth_claims()
             header_user = f"h-{uuid4().hex[:8]}"
             both = {**bearer(key.sign(claims)), **user_headers(header_user)}
@@ -138,7 +146,8 @@ async def test_bearer_wins_over_headers_and_a_bad_token_is_401(postgres_url: str
 
 
 async def test_health_probes_stay_public(postgres_url: str) -> None:
-    async with running_app(production(postgres_url)) as (_, client):
+    async with running_app(production(postgres_url)) as running:
+        client = running.client
         assert (await client.get("/healthz")).status_code == 200
         assert (
             await client.get("/readyz", headers={"Authorization": "Bearer junk"})

@@ -11,18 +11,17 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from fastapi import FastAPI
-from sqlalchemy import func, select
 from starlette.datastructures import Headers
 
 from app.context import RequestContext
-from app.http.identity import IdentityResolver
-from app.http.jwks import JwksCache
-from app.http.tokens import TokenVerifier
+from app.http.auth.identity import Identity
+from app.http.auth.jwks import JwksAuthenticator, JwksCache
+from app.services import Services
 from app.store.models import ThreadRow, UsageCounterRow
 from tests.conftest import make_settings
-from tests.helpers.apps import running_app
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import create_thread_req, created_thread_id, sse_events
+from tests.helpers.database import owned_rows
 from tests.helpers.jwks import (
     AUDIENCE,
     ISSUER,
@@ -54,9 +53,15 @@ async def jwks_server(keys: dict[str, SigningKey]) -> AsyncIterator[JwksServer]:
 
 
 @pytest.fixture
-async def jwt_app(
-    postgres_url: str, jwks_server: JwksServer
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def empty_jwks() -> AsyncIterator[JwksServer]:
+    """A key set with no keys yet: a test puts in the ones it needs."""
+    server = await JwksServer().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def jwt_app(postgres_url: str, jwks_server: JwksServer) -> AsyncIterator[RunningApp]:
     settings = make_settings(
         postgres_url,
         auth_jwks_url=jwks_server.url,
@@ -69,8 +74,8 @@ async def jwt_app(
 
 
 @pytest.fixture
-def client(jwt_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return jwt_app[1]
+def client(jwt_app: RunningApp) -> httpx.AsyncClient:
+    return jwt_app.client
 
 
 async def create_thread(client: httpx.AsyncClient, token: str, **headers: str) -> httpx.Response:
@@ -79,31 +84,27 @@ async def create_thread(client: httpx.AsyncClient, token: str, **headers: str) -
     )
 
 
-async def rows_touched(app: FastAPI, user_id: str) -> int:
+def jwks_of(services: Services) -> JwksCache:
+    [method] = [m for m in services.identity.methods if isinstance(m, JwksAuthenticator)]
+    return method.jwks
+
+
+async def rows_touched(services: Services, user_id: str) -> int:
     """Threads and usage counters stored for `user_id`: a refused request must leave none."""
-    async with app.state.engine.connect() as conn:
-        threads = await conn.scalar(
-            select(func.count()).select_from(ThreadRow).where(ThreadRow.user_id == user_id)
-        )
-        counters = await conn.scalar(
-            select(func.count())
-            .select_from(UsageCounterRow)
-            .where(UsageCounterRow.user_id == user_id)
-        )
-    return int(threads or 0) + int(counters or 0)
+    return await owned_rows(services.engine, ThreadRow, UsageCounterRow, user_id=user_id)
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
 async def test_valid_tokens_are_accepted_and_own_their_threads(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], keys: dict[str, SigningKey], alg: str
+    jwt_app: RunningApp, keys: dict[str, SigningKey], alg: str
 ) -> None:
-    app, client = jwt_app
+    services, client = jwt_app.services, jwt_app.client
     claims = better_auth_claims()
     response = await create_thread(client, keys[alg].sign(claims))
     assert response.status_code == 200, response.text
     thread_id = created_thread_id(sse_events(response))
     owner = RequestContext(user_id=claims["sub"], auth_method="jwt")
-    assert (await app.state.store.load_thread(thread_id, owner)).id == thread_id
+    assert (await services.store.load_thread(thread_id, owner)).id == thread_id
 
 
 async def test_audience_may_be_a_list(
@@ -129,11 +130,11 @@ async def test_claims_map_to_the_request_context(
         auth_tier_claim=tier_claim,
         public_base_url="https://chat.example.com",
     )
-    resolver = IdentityResolver(settings, TokenVerifier.from_settings(settings))
+    identity = Identity.from_settings(settings)
     token = keys["ES256"].sign(better_auth_claims("u-42", tier=tier))
     headers = Headers({"authorization": f"Bearer {token}", "accept-language": "fr-FR"})
     try:
-        context = await resolver.resolve(headers, {"type": "http", "scheme": "http"})
+        context = await identity.resolve(headers, {"type": "http", "scheme": "http"})
     finally:
         await server.stop()
     assert context is not None
@@ -261,16 +262,16 @@ REJECTIONS = [
 
 @pytest.mark.parametrize("case", REJECTIONS)
 async def test_bad_tokens_get_401_and_touch_nothing(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], keys: dict[str, SigningKey], case: str
+    jwt_app: RunningApp, keys: dict[str, SigningKey], case: str
 ) -> None:
-    app, client = jwt_app
+    services, client = jwt_app.services, jwt_app.client
     token, claimed_user = rejected_tokens(keys)[case]
     response = await create_thread(client, token)
     assert response.status_code == 401, (case, response.text)
     body = response.json()
     assert body["error"] == "invalid_token" and body["message"]
     assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
-    assert await rows_touched(app, claimed_user) == 0
+    assert await rows_touched(services, claimed_user) == 0
 
 
 @pytest.mark.parametrize("authorization", ["Bearer", "Bearer ", "Bearer    ", "Basic dXNlcjpwdw=="])
@@ -288,7 +289,8 @@ async def test_hs256_public_key_confusion_is_refused_even_with_a_secret(
     postgres_url: str, jwks_server: JwksServer, keys: dict[str, SigningKey]
 ) -> None:
     settings = make_settings(postgres_url, auth_jwks_url=jwks_server.url, auth_jwt_secret=SECRET)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         rsa = keys["RS256"]
         forged = hmac_token(rsa.public_pem(), better_auth_claims(), rsa.kid)
         assert (await create_thread(client, forged)).status_code == 401
@@ -299,7 +301,8 @@ async def test_hs256_public_key_confusion_is_refused_even_with_a_secret(
 async def test_hs256_with_the_better_auth_secret_alias(postgres_url: str) -> None:
     settings = make_settings(postgres_url, better_auth_secret=SECRET, auth_jwt_issuer=ISSUER)
     assert settings.auth_jwt_secret is not None
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         assert (
             await create_thread(client, hmac_token(SECRET.encode(), better_auth_claims()))
         ).status_code == 200
@@ -310,7 +313,8 @@ async def test_hs256_with_the_better_auth_secret_alias(postgres_url: str) -> Non
 
 
 async def test_without_any_token_configuration_bearer_is_401(postgres_url: str, keys) -> None:
-    async with running_app(make_settings(postgres_url)) as (_, client):
+    async with running_app(make_settings(postgres_url)) as running:
+        client = running.client
         response = await create_thread(client, keys["EdDSA"].sign(better_auth_claims()))
     assert response.status_code == 401
     assert "AUTH_JWKS_URL" in response.json()["message"]
@@ -325,9 +329,9 @@ async def test_small_clock_skew_is_tolerated(
 
 
 async def test_key_rotation_accepts_the_new_key_at_once(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], jwks_server: JwksServer, keys: dict[str, SigningKey]
+    jwt_app: RunningApp, jwks_server: JwksServer, keys: dict[str, SigningKey]
 ) -> None:
-    app, client = jwt_app
+    client = jwt_app.client
     assert (
         await create_thread(client, keys["EdDSA"].sign(better_auth_claims()))
     ).status_code == 200
@@ -340,26 +344,26 @@ async def test_key_rotation_accepts_the_new_key_at_once(
 
 
 async def test_a_retired_key_stops_verifying_after_the_cache_expires(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], jwks_server: JwksServer, keys: dict[str, SigningKey]
+    jwt_app: RunningApp, jwks_server: JwksServer, keys: dict[str, SigningKey]
 ) -> None:
-    app, client = jwt_app
+    services, client = jwt_app.services, jwt_app.client
     old = keys["ES256"]
     assert (await create_thread(client, old.sign(better_auth_claims()))).status_code == 200
     jwks_server.keys = [keys["EdDSA"].jwk]
-    jwks: JwksCache = app.state.token_verifier.jwks
+    jwks = jwks_of(services)
     jwks.clock = lambda: time.monotonic() + jwks.cache_seconds + 1
     assert (await create_thread(client, old.sign(better_auth_claims()))).status_code == 401
 
 
 async def test_cached_keys_verify_while_the_jwks_endpoint_is_down(
-    jwt_app: tuple[FastAPI, httpx.AsyncClient], jwks_server: JwksServer, keys: dict[str, SigningKey]
+    jwt_app: RunningApp, jwks_server: JwksServer, keys: dict[str, SigningKey]
 ) -> None:
-    app, client = jwt_app
+    services, client = jwt_app.services, jwt_app.client
     assert (
         await create_thread(client, keys["RS256"].sign(better_auth_claims()))
     ).status_code == 200
     await jwks_server.stop()
-    jwks: JwksCache = app.state.token_verifier.jwks
+    jwks = jwks_of(services)
     jwks.clock = lambda: time.monotonic() + jwks.cache_seconds + 1  # cache is stale: refetch fails
     fetches = jwks.fetches
     response = await create_thread(client, keys["RS256"].sign(better_auth_claims()))
@@ -375,64 +379,60 @@ async def test_an_unreachable_jwks_with_nothing_cached_is_401_not_500(
     server = await JwksServer().start()
     await server.stop()  # nothing listens on its port now
     settings = make_settings(postgres_url, auth_jwks_url=server.url)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         response = await create_thread(client, keys["EdDSA"].sign(better_auth_claims()))
     assert response.status_code == 401
 
 
-async def test_a_broken_jwks_document_keeps_the_cached_keys(keys: dict[str, SigningKey]) -> None:
-    server = await JwksServer().start()
+async def test_a_broken_jwks_document_keeps_the_cached_keys(
+    keys: dict[str, SigningKey], empty_jwks: JwksServer
+) -> None:
+    server = empty_jwks
     now = [0.0]
     cache = JwksCache(server.url, cache_seconds=10, min_refetch_seconds=0, clock=lambda: now[0])
-    try:
-        server.keys = [keys["ES512"].jwk]
-        assert await cache.get(keys["ES512"].kid) is not None
-        server.up = False  # 503
-        now[0] = 11
-        assert await cache.get(keys["ES512"].kid) is not None
-        assert cache.fetches == 2
-    finally:
-        await server.stop()
+    server.keys = [keys["ES512"].jwk]
+    assert await cache.get(keys["ES512"].kid) is not None
+    server.up = False  # 503
+    now[0] = 11
+    assert await cache.get(keys["ES512"].kid) is not None
+    assert cache.fetches == 2
 
 
-async def test_unknown_kid_refetches_are_limited(keys: dict[str, SigningKey]) -> None:
-    server = await JwksServer().start()
+async def test_unknown_kid_refetches_are_limited(
+    keys: dict[str, SigningKey], empty_jwks: JwksServer
+) -> None:
+    server = empty_jwks
     server.keys = [keys["EdDSA"].jwk]
     cache = JwksCache(server.url, min_refetch_seconds=0, unknown_kid_seconds=60)
-    try:
-        assert await cache.get(keys["EdDSA"].kid) is not None
-        assert server.requests == 1
-        # The same unknown kid again and again: one refetch.
-        assert await cache.get("made-up") is None
-        assert await cache.get("made-up") is None
-        assert server.requests == 2
-        # A burst of 20 made-up kids: the first starts a fetch, the 19 that arrive while it is
-        # in flight share the next one.
-        results = await asyncio.gather(*(cache.get(f"burst-{i}") for i in range(20)))
-        assert results == [None] * 20
-        assert server.requests == 4
-        # A kid that appears later is still found at once (rotation).
-        rotated = generate_key("ES256")
-        server.keys = [keys["EdDSA"].jwk, rotated.jwk]
-        assert await cache.get(rotated.kid) is not None
-        assert server.requests == 5
-    finally:
-        await server.stop()
+    assert await cache.get(keys["EdDSA"].kid) is not None
+    assert server.requests == 1
+    # The same unknown kid again and again: one refetch.
+    assert await cache.get("made-up") is None
+    assert await cache.get("made-up") is None
+    assert server.requests == 2
+    # A burst of 20 made-up kids: the first starts a fetch, the 19 that arrive while it is
+    # in flight share the next one.
+    results = await asyncio.gather(*(cache.get(f"burst-{i}") for i in range(20)))
+    assert results == [None] * 20
+    assert server.requests == 4
+    # A kid that appears later is still found at once (rotation).
+    rotated = generate_key("ES256")
+    server.keys = [keys["EdDSA"].jwk, rotated.jwk]
+    assert await cache.get(rotated.kid) is not None
+    assert server.requests == 5
 
 
-async def test_symmetric_keys_in_a_jwks_are_ignored() -> None:
-    server = await JwksServer().start()
+async def test_symmetric_keys_in_a_jwks_are_ignored(empty_jwks: JwksServer) -> None:
+    server = empty_jwks
     server.keys = [{"kty": "oct", "kid": "sym", "alg": "HS256", "k": b64url(b"secret")}]
-    try:
-        cache = JwksCache(server.url, min_refetch_seconds=0)
-        assert await cache.get("sym") is None
-    finally:
-        await server.stop()
+    cache = JwksCache(server.url, min_refetch_seconds=0)
+    assert await cache.get("sym") is None
 
 
-async def test_refetches_are_spaced_by_the_minimum_interval() -> None:
+async def test_refetches_are_spaced_by_the_minimum_interval(empty_jwks: JwksServer) -> None:
     """A second new kid right after a fetch waits for the next slot, then is looked up."""
-    server = await JwksServer().start()
+    server = empty_jwks
     now = [100.0]
     waits: list[float] = []
 
@@ -442,61 +442,51 @@ async def test_refetches_are_spaced_by_the_minimum_interval() -> None:
 
     cache = JwksCache(server.url, min_refetch_seconds=2, clock=lambda: now[0], sleep=sleep)
     first, second = generate_key("EdDSA"), generate_key("EdDSA")
-    try:
-        server.keys = [first.jwk]
-        assert await cache.get(first.kid) is not None
-        now[0] += 0.5
-        server.keys = [first.jwk, second.jwk]
-        assert await cache.get(second.kid) is not None
-    finally:
-        await server.stop()
+    server.keys = [first.jwk]
+    assert await cache.get(first.kid) is not None
+    now[0] += 0.5
+    server.keys = [first.jwk, second.jwk]
+    assert await cache.get(second.kid) is not None
     assert waits == [1.5]
     assert server.requests == 2
 
 
-async def test_a_kid_seen_during_an_outage_is_found_once_the_jwks_is_back() -> None:
-    server = await JwksServer().start()
-    key = generate_key("EdDSA")
-    server.keys = [key.jwk]
-    server.up = False
-    cache = JwksCache(server.url, min_refetch_seconds=0, unknown_kid_seconds=60)
-    try:
-        assert await cache.get(key.kid) is None
-        server.up = True
-        assert await cache.get(key.kid) is not None
-    finally:
-        await server.stop()
+async def test_a_kid_seen_during_an_outage_is_found_once_the_jwks_is_back(
+    empty_jwks: JwksServer, keys: dict[str, SigningKey]
+) -> None:
+    key = keys["EdDSA"]
+    empty_jwks.keys, empty_jwks.up = [key.jwk], False
+    cache = JwksCache(empty_jwks.url, min_refetch_seconds=0, unknown_kid_seconds=60)
+    assert await cache.get(key.kid) is None
+    empty_jwks.up = True
+    assert await cache.get(key.kid) is not None
 
 
-async def test_a_trickling_jwks_endpoint_is_cut_off_at_the_total_deadline() -> None:
+async def test_a_trickling_jwks_endpoint_is_cut_off_at_the_total_deadline(
+    empty_jwks: JwksServer,
+) -> None:
     """2 bytes every 0.1 s never trips a per-read timeout; the whole fetch has a deadline."""
-    server = await JwksServer().start()
+    server = empty_jwks
     key = generate_key("EdDSA")
     server.keys = [key.jwk]
     server.trickle = 0.1  # the whole key set would take about 8 s
     cache = JwksCache(server.url, min_refetch_seconds=0, timeout_seconds=0.5)
-    try:
-        started = time.monotonic()
-        assert await cache.get(key.kid) is None
-        assert time.monotonic() - started < 3
-        server.trickle = None  # the next fetch is not held up by the abandoned one
-        assert await cache.get(key.kid) is not None
-    finally:
-        await server.stop()
+    started = time.monotonic()
+    assert await cache.get(key.kid) is None
+    assert time.monotonic() - started < 3
+    server.trickle = None  # the next fetch is not held up by the abandoned one
+    assert await cache.get(key.kid) is not None
 
 
-async def test_an_oversized_jwks_is_refused() -> None:
-    server = await JwksServer().start()
+async def test_an_oversized_jwks_is_refused(empty_jwks: JwksServer) -> None:
+    server = empty_jwks
     key = generate_key("EdDSA")
     padding = [{"kty": "oct", "kid": f"pad-{n}", "k": "A" * 100} for n in range(1000)]
     server.keys = [key.jwk, *padding]  # about 130 KB
     cache = JwksCache(server.url, min_refetch_seconds=0)
-    try:
-        assert await cache.get(key.kid) is None
-        server.keys = [key.jwk, *padding[:100]]  # about 13 KB
-        assert await cache.get(key.kid) is not None
-    finally:
-        await server.stop()
+    assert await cache.get(key.kid) is None
+    server.keys = [key.jwk, *padding[:100]]  # about 13 KB
+    assert await cache.get(key.kid) is not None
 
 
 async def test_a_huge_valid_token_is_refused_for_its_size(

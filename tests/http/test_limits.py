@@ -6,21 +6,20 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 from starlette.types import Message, Receive, Scope, Send
 
 from app.context import RequestContext
 from app.http.ratelimit import RateLimiter, RateLimitMiddleware
+from app.services import Services
 from app.store.models import UsageCounterRow
 from tests.conftest import make_settings
-from tests.helpers.apps import running_app
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import create_thread_req, post
 
 LIST_THREADS = {"type": "threads.list", "params": {}}
@@ -36,11 +35,8 @@ def new_user() -> str:
 
 @pytest.fixture
 async def keyed_client(postgres_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_app(make_settings(postgres_url, chatkit_domain_keys="key-one,key-two")) as (
-        _,
-        client,
-    ):
-        yield client
+    async with running_app(make_settings(postgres_url, chatkit_domain_keys="key-one,key-two")) as r:
+        yield r.client
 
 
 @pytest.mark.parametrize(
@@ -78,11 +74,8 @@ async def test_domain_key_is_checked_before_identity(keyed_client: httpx.AsyncCl
 
 @pytest.fixture
 async def small_body_client(postgres_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_app(make_settings(postgres_url, chatkit_max_body_bytes=BODY_LIMIT)) as (
-        _,
-        client,
-    ):
-        yield client
+    async with running_app(make_settings(postgres_url, chatkit_max_body_bytes=BODY_LIMIT)) as r:
+        yield r.client
 
 
 def body_of(size: int) -> bytes:
@@ -115,7 +108,7 @@ async def test_body_limit(
 async def test_declared_length_is_refused_up_front(postgres_url: str) -> None:
     """A Content-Length past the limit is refused without reading a byte of the body."""
     settings = make_settings(postgres_url, chatkit_max_body_bytes=BODY_LIMIT)
-    async with running_app(settings) as (app, _):
+    async with running_app(settings) as running:
         reads = 0
 
         async def receive() -> Message:
@@ -129,7 +122,7 @@ async def test_declared_length_is_refused_up_front(postgres_url: str) -> None:
             sent.append(message)
 
         scope = http_scope(headers=[(b"content-length", str(10**9).encode())])
-        await app(scope, receive, send)
+        await running.app(scope, receive, send)
     assert sent[0]["status"] == 413
     assert reads == 0
 
@@ -150,7 +143,8 @@ async def test_declared_length_is_refused_up_front(postgres_url: str) -> None:
 async def test_request_headers_are_bounded(
     postgres_url: str, headers: dict[str, str], status: int
 ) -> None:
-    async with running_app(make_settings(postgres_url)) as (_, client):
+    async with running_app(make_settings(postgres_url)) as running:
+        client = running.client
         response = await client.post(
             "/chatkit", json=LIST_THREADS, headers={"X-User-Id": new_user(), **headers}
         )
@@ -163,14 +157,14 @@ async def test_request_headers_are_bounded(
 
 
 @pytest.fixture
-async def limited(postgres_url: str) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def limited(postgres_url: str) -> AsyncIterator[RunningApp]:
     settings = make_settings(
         postgres_url,
         rate_limit_requests_per_minute=3,
         rate_limit_daily_messages="free=2,pro=unlimited",
     )
-    async with running_app(settings) as pair:
-        yield pair
+    async with running_app(settings) as running:
+        yield running
 
 
 class Clock:
@@ -181,9 +175,9 @@ class Clock:
         return self.now
 
 
-async def test_requests_per_minute(limited: tuple[FastAPI, httpx.AsyncClient]) -> None:
-    app, client = limited
-    clock = app.state.rate_limiter.clock = Clock(datetime(2030, 1, 1, 12, 0, 15))
+async def test_requests_per_minute(limited: RunningApp) -> None:
+    client = limited.client
+    clock = limited.services.rate_limiter.clock = Clock(datetime(2030, 1, 1, 12, 0, 15))
     user = new_user()
     for _ in range(3):
         assert (await post(client, user, LIST_THREADS)).status_code == 200
@@ -200,10 +194,10 @@ async def test_requests_per_minute(limited: tuple[FastAPI, httpx.AsyncClient]) -
     assert (await post(client, user, LIST_THREADS)).status_code == 200
 
 
-async def test_daily_messages_by_tier(limited: tuple[FastAPI, httpx.AsyncClient]) -> None:
-    app, client = limited
+async def test_daily_messages_by_tier(limited: RunningApp) -> None:
+    client = limited.client
     clock = Clock(datetime(2030, 1, 1, 19, 0, 0))
-    app.state.rate_limiter.clock = clock
+    limited.services.rate_limiter.clock = clock
     user = new_user()
     for _ in range(2):
         assert (await post(client, user, create_thread_req())).status_code == 200
@@ -229,12 +223,12 @@ async def test_daily_messages_by_tier(limited: tuple[FastAPI, httpx.AsyncClient]
 
 
 async def test_a_tier_the_quotas_do_not_name_gets_the_default_tiers_quota(
-    limited: tuple[FastAPI, httpx.AsyncClient],
+    limited: RunningApp,
 ) -> None:
     """A user who could write their own tier claim must not escape the quota with it."""
-    app, client = limited
+    client = limited.client
     clock = Clock(datetime(2030, 1, 1, 19, 0, 0))
-    app.state.rate_limiter.clock = clock
+    limited.services.rate_limiter.clock = clock
     user = new_user()
     for _ in range(2):
         response = await post(client, user, create_thread_req(), **{"X-User-Tier": "platinum"})
@@ -248,8 +242,8 @@ async def test_a_tier_the_quotas_do_not_name_gets_the_default_tiers_quota(
 # Concurrent streams (in-process), with a stand-in app that holds its stream open
 
 
-async def messages_counted(app: FastAPI, user_id: str) -> int:
-    async with app.state.engine.connect() as conn:
+async def messages_counted(services: Services, user_id: str) -> int:
+    async with services.engine.connect() as conn:
         count = await conn.scalar(
             select(UsageCounterRow.count).where(
                 UsageCounterRow.user_id == user_id, UsageCounterRow.bucket == "messages"
@@ -276,7 +270,8 @@ def http_scope(headers: list[tuple[bytes, bytes]] | None = None, **extra: Any) -
 
 
 async def test_concurrent_streams_per_user_are_bounded(postgres_url: str) -> None:
-    async with running_app(make_settings(postgres_url)) as (app, _):
+    async with running_app(make_settings(postgres_url)) as running:
+        services = running.services
         settings = make_settings(postgres_url, max_concurrent_streams_per_user=2)
         release = asyncio.Event()
         opened: asyncio.Queue[str] = asyncio.Queue()
@@ -288,7 +283,7 @@ async def test_concurrent_streams_per_user_are_bounded(postgres_url: str) -> Non
             await release.wait()
             await send({"type": "http.response.body", "body": b"data: {}\n\n"})
 
-        middleware = RateLimitMiddleware(holding_app, RateLimiter(settings))
+        middleware = RateLimitMiddleware(holding_app, RateLimiter(settings, services.engine))
         user = RequestContext(user_id=new_user(), auth_method="development")
 
         async def call(request_type: str, who: RequestContext = user) -> int:
@@ -303,7 +298,7 @@ async def test_concurrent_streams_per_user_are_bounded(postgres_url: str) -> Non
                 if message["type"] == "http.response.start":
                     statuses.append(message["status"])
 
-            scope = http_scope(app=SimpleNamespace(state=app.state), state={"context": who})
+            scope = http_scope(state={"context": who})
             await middleware(scope, receive, send)
             return statuses[0]
 
@@ -314,7 +309,7 @@ async def test_concurrent_streams_per_user_are_bounded(postgres_url: str) -> Non
         release_later = asyncio.create_task(call("threads.create"))
         third = await asyncio.wait_for(release_later, 5)  # refused at once, not queued
         assert third == 429
-        assert await messages_counted(app, user.user_id) == 2  # the refused one used none
+        assert await messages_counted(services, user.user_id) == 2  # the refused one used none
         other = RequestContext(user_id=new_user(), auth_method="development")
         assert not release.is_set()
         other_task = asyncio.create_task(call("threads.create", other))

@@ -16,15 +16,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.main import create_app
 from app.store.models import ThreadRow
 from tests.conftest import make_settings
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import create_thread_req, error_events, headers_for, sse_events
 from tests.helpers.database import migrate
-from tests.helpers.live_server import serve
 from tests.helpers.postgres_cluster import PostgresCluster
 
 LIST_THREADS = {"type": "threads.list", "params": {}}
@@ -38,15 +36,12 @@ def outage_url(own_postgres: PostgresCluster) -> str:
 
 
 @pytest.fixture
-async def live(outage_url: str) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def live(outage_url: str) -> AsyncIterator[RunningApp]:
     # A slow answer (about 2 s), so that the database can go away in the middle of it.
     settings = make_settings(outage_url, fake_model_tokens=200, fake_model_delay_ms=10)
-    application = create_app(settings)
-    async with (
-        serve(application, lifespan="on") as base_url,
-        httpx.AsyncClient(base_url=base_url, headers=headers_for("outage-user")) as client,
-    ):
-        yield application, client
+    async with running_app(settings, socket=True) as running:
+        running.client.headers.update(headers_for("outage-user"))
+        yield running
 
 
 async def assert_unavailable(client: httpx.AsyncClient) -> None:
@@ -75,9 +70,9 @@ async def stream_until_first_delta(
 
 
 async def test_postgres_stopping_mid_turn_is_an_error_event_then_503s(
-    live: tuple[FastAPI, httpx.AsyncClient], own_postgres: PostgresCluster, caplog
+    live: RunningApp, own_postgres: PostgresCluster, caplog
 ) -> None:
-    _, client = live
+    client = live.client
     assert (await client.post("/chatkit", json=LIST_THREADS)).status_code == 200
 
     async def stop_postgres() -> None:
@@ -105,13 +100,13 @@ async def test_postgres_stopping_mid_turn_is_an_error_event_then_503s(
 
 
 async def test_a_server_refusing_new_sessions_is_503(
-    live: tuple[FastAPI, httpx.AsyncClient], own_postgres: PostgresCluster, outage_url: str
+    live: RunningApp, own_postgres: PostgresCluster, outage_url: str
 ) -> None:
     """During a smart shutdown (or a start-up) PostgreSQL answers 57P03 to new connections."""
-    application, client = live
+    client = live.client
     holder = await asyncpg.connect(outage_url.replace("+asyncpg", ""))  # keeps shutdown waiting
     try:
-        await application.state.engine.dispose()  # every request now needs a new connection
+        await live.services.engine.dispose()  # every request now needs a new connection
         await asyncio.to_thread(own_postgres.stop, "smart", wait=False)
         await assert_unavailable(client)
         for path in ("/chatkit/attachments/atc_0123/content", "/readyz"):
@@ -123,17 +118,14 @@ async def test_a_server_refusing_new_sessions_is_503(
 
 async def test_a_database_bug_is_a_500_not_an_outage(postgres_url: str) -> None:
     """asyncpg's `InterfaceError` for too many query arguments once answered 503."""
-    application = create_app(make_settings(postgres_url))
+    async with running_app(make_settings(postgres_url), socket=True) as running:
 
-    @application.get("/test-only/too-many-arguments")
-    async def too_many_arguments() -> None:
-        ids = [f"thr_{n}" for n in range(40_000)]
-        async with application.state.engine.connect() as conn:
-            await conn.execute(select(ThreadRow.id).where(ThreadRow.id.in_(ids)))
+        @running.app.get("/test-only/too-many-arguments")
+        async def too_many_arguments() -> None:
+            ids = [f"thr_{n}" for n in range(40_000)]
+            async with running.services.engine.connect() as conn:
+                await conn.execute(select(ThreadRow.id).where(ThreadRow.id.in_(ids)))
 
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            response = await client.get("/test-only/too-many-arguments")
+        response = await running.client.get("/test-only/too-many-arguments")
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"

@@ -31,7 +31,8 @@ PRODUCTION = {
 
 async def test_served_in_development_with_strict_headers(postgres_url: str) -> None:
     settings = make_settings(postgres_url, playground_token_url="https://app.example.com/api/t")
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         for path, media_type in RESOURCES.items():
             response = await client.get(path)
             assert response.status_code == 200, path
@@ -69,18 +70,21 @@ async def test_production_serves_it_only_when_enabled(
     postgres_url: str, overrides: dict[str, object], served: bool
 ) -> None:
     settings = make_settings(postgres_url, **PRODUCTION, **overrides)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         statuses = {(await client.get(path)).status_code for path in RESOURCES}
     assert statuses == ({200} if served else {404})
 
 
 async def test_development_can_turn_it_off(postgres_url: str) -> None:
-    async with running_app(make_settings(postgres_url, playground_enabled=False)) as (_, client):
+    async with running_app(make_settings(postgres_url, playground_enabled=False)) as running:
+        client = running.client
         assert (await client.get("/playground")).status_code == 404
 
 
 async def config_of(settings: Settings) -> dict[str, object]:
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as running:
+        client = running.client
         response = await client.get("/playground/config.json")
     assert response.status_code == 200
     config: dict[str, object] = response.json()
@@ -135,7 +139,9 @@ def test_token_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-def test_empty_values_mean_unset() -> None:
-    settings = Settings(_env_file=None, playground_enabled="", playground_token_url=" ")
+def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLAYGROUND_ENABLED", "")  # as copied from .env.example
+    monkeypatch.setenv("PLAYGROUND_TOKEN_URL", "")
+    settings = Settings(_env_file=None)
     assert (settings.playground_enabled, settings.playground_token_url) == (None, None)
     assert settings.playground_on  # development

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
+from chatkit.store import StoreItemType
 from chatkit.types import (
     ClientToolCallItem,
     FileAttachment,
@@ -12,7 +14,7 @@ from chatkit.types import (
     UserMessageItem,
 )
 
-from app.store.store import SQLAlchemyStore, new_id
+from app.store.store import new_id
 from tests.conftest import new_user
 from tests.helpers.chatkit import (
     add_message_req,
@@ -26,16 +28,11 @@ from tests.helpers.chatkit import (
 )
 
 
-def store_of(app) -> SQLAlchemyStore:
-    store: SQLAlchemyStore = app.state.store
-    return store
-
-
 async def new_thread(client, user, text: str = "Hello") -> str:
     return created_thread_id(await stream(client, user.user_id, create_thread_req(text)))
 
 
-async def test_threads_create_streams_and_stores(client, app, user) -> None:
+async def test_threads_create_streams_and_stores(client, services, user) -> None:
     events = await stream(client, user.user_id, create_thread_req("Hello there"))
 
     types = event_types(events)
@@ -46,15 +43,15 @@ async def test_threads_create_streams_and_stores(client, app, user) -> None:
     assert done[0]["content"][0]["text"] == "Hello there"
 
     thread_id = created_thread_id(events)
-    stored = await store_of(app).load_thread_items(thread_id, None, 10, "asc", user)
+    stored = await services.store.load_thread_items(thread_id, None, 10, "asc", user)
     assert [item.id for item in stored.data] == [item["id"] for item in done]
 
 
-async def test_add_user_message_appends(client, app, user) -> None:
+async def test_add_user_message_appends(client, services, user) -> None:
     thread_id = await new_thread(client, user)
     events = await stream(client, user.user_id, add_message_req(thread_id, "Again"))
     assert event_types(events)[0] == "thread.item.done"
-    stored = await store_of(app).load_thread_items(thread_id, None, 10, "asc", user)
+    stored = await services.store.load_thread_items(thread_id, None, 10, "asc", user)
     assert [i.type for i in stored.data] == ["user_message", "assistant_message"] * 2
 
 
@@ -87,7 +84,7 @@ async def test_threads_list_paginates(client, user) -> None:
     assert rest["has_more"] is False
 
 
-async def test_threads_update_renames(client, app, user) -> None:
+async def test_threads_update_renames(client, services, user) -> None:
     thread_id = await new_thread(client, user)
     response = await post(
         client,
@@ -95,16 +92,16 @@ async def test_threads_update_renames(client, app, user) -> None:
         {"type": "threads.update", "params": {"thread_id": thread_id, "title": "Renamed"}},
     )
     assert response.status_code == 200 and response.json()["title"] == "Renamed"
-    assert (await store_of(app).load_thread(thread_id, user)).title == "Renamed"
+    assert (await services.store.load_thread(thread_id, user)).title == "Renamed"
 
 
-async def test_threads_delete_removes(client, app, user) -> None:
+async def test_threads_delete_removes(client, services, user) -> None:
     thread_id = await new_thread(client, user)
     response = await post(
         client, user.user_id, {"type": "threads.delete", "params": {"thread_id": thread_id}}
     )
     assert response.status_code == 200
-    listed = await store_of(app).load_threads(10, None, "desc", user)
+    listed = await services.store.load_threads(10, None, "desc", user)
     assert thread_id not in [t.id for t in listed.data]
     again = await post(
         client, user.user_id, {"type": "threads.delete", "params": {"thread_id": thread_id}}
@@ -125,9 +122,9 @@ async def test_items_list_hides_hidden_context(client, user) -> None:
     assert page["has_more"] is True and page["after"] == page["data"][0]["id"]
 
 
-async def test_retry_after_item_replaces_the_answer(client, app, user) -> None:
+async def test_retry_after_item_replaces_the_answer(client, services, user) -> None:
     thread_id = await new_thread(client, user, "Question")
-    before = await store_of(app).load_thread_items(thread_id, None, 10, "asc", user)
+    before = await services.store.load_thread_items(thread_id, None, 10, "asc", user)
     user_item, old_answer = before.data
 
     events = await stream(
@@ -139,14 +136,14 @@ async def test_retry_after_item_replaces_the_answer(client, app, user) -> None:
         },
     )
     new_answer = next(e["item"] for e in events if e["type"] == "thread.item.done")
-    after = await store_of(app).load_thread_items(thread_id, None, 10, "asc", user)
+    after = await services.store.load_thread_items(thread_id, None, 10, "asc", user)
     assert [i.id for i in after.data] == [user_item.id, new_answer["id"]]
     assert new_answer["id"] != old_answer.id
 
 
-async def test_retry_after_unknown_or_non_user_item(client, app, user) -> None:
+async def test_retry_after_unknown_or_non_user_item(client, services, user) -> None:
     thread_id = await new_thread(client, user)
-    items = await store_of(app).load_thread_items(thread_id, None, 10, "asc", user)
+    items = await services.store.load_thread_items(thread_id, None, 10, "asc", user)
     for item_id, status in [("msg_unknown", 404), (items.data[1].id, 400)]:
         response = await post(
             client,
@@ -158,21 +155,32 @@ async def test_retry_after_unknown_or_non_user_item(client, app, user) -> None:
         )
         assert response.status_code == status, response.text
         assert response.json()["error"]
-    assert await store_of(app).load_thread_items(thread_id, None, 10, "asc", user) == items
+    assert await services.store.load_thread_items(thread_id, None, 10, "asc", user) == items
 
 
-async def test_add_client_tool_output_completes_pending_call(client, app, user) -> None:
+T = TypeVar("T", ClientToolCallItem, StructuredInputItem)
+
+
+async def thread_with(client, services, user, kind: StoreItemType, item: type[T], **fields) -> T:
+    """A new thread of the user's, with an `item` of the SDK's type `kind` after its message."""
     thread_id = await new_thread(client, user)
-    store = store_of(app)
-    call = ClientToolCallItem(
-        id=new_id("tool_call"),
-        thread_id=thread_id,
-        created_at=datetime.now(),
+    added = item(id=new_id(kind), thread_id=thread_id, created_at=datetime.now(), **fields)
+    await services.store.add_thread_item(thread_id, added, user)
+    return added
+
+
+async def test_add_client_tool_output_completes_pending_call(client, services, user) -> None:
+    call = await thread_with(
+        client,
+        services,
+        user,
+        "tool_call",
+        ClientToolCallItem,
         call_id="call_1",
         name="get_location",
         arguments={},
     )
-    await store.add_thread_item(thread_id, call, user)
+    thread_id, store = call.thread_id, services.store
 
     events = await stream(
         client,
@@ -188,9 +196,9 @@ async def test_add_client_tool_output_completes_pending_call(client, app, user) 
     assert stored.status == "completed" and stored.output == {"city": "Paris"}
 
 
-async def test_client_tool_output_without_pending_call_is_400(client, app, user) -> None:
+async def test_client_tool_output_without_pending_call_is_400(client, services, user) -> None:
     thread_id = await new_thread(client, user)
-    before = await store_of(app).load_thread_items(thread_id, None, 10, "asc", user)
+    before = await services.store.load_thread_items(thread_id, None, 10, "asc", user)
     response = await post(
         client,
         user.user_id,
@@ -198,19 +206,15 @@ async def test_client_tool_output_without_pending_call_is_400(client, app, user)
     )
     assert response.status_code == 400
     assert "ClientToolCallItem" in response.json()["message"]
-    assert await store_of(app).load_thread_items(thread_id, None, 10, "asc", user) == before
+    assert await services.store.load_thread_items(thread_id, None, 10, "asc", user) == before
 
 
-async def test_add_structured_input_answers_and_responds(client, app, user) -> None:
-    thread_id = await new_thread(client, user)
-    store = store_of(app)
-    question = StructuredInputItem(
-        id=new_id("message"),
-        thread_id=thread_id,
-        created_at=datetime.now(),
-        inputs=[StructuredInputFreeform(id="q1", question="Why?")],
+async def test_add_structured_input_answers_and_responds(client, services, user) -> None:
+    why = StructuredInputFreeform(id="q1", question="Why?")
+    question = await thread_with(
+        client, services, user, "message", StructuredInputItem, inputs=[why]
     )
-    await store.add_thread_item(thread_id, question, user)
+    thread_id, store = question.thread_id, services.store
 
     events = await stream(
         client,
@@ -230,7 +234,7 @@ async def test_add_structured_input_answers_and_responds(client, app, user) -> N
     assert stored.inputs[0].answer is not None and stored.inputs[0].answer.values == ["Because"]
 
 
-async def test_attachments_create_and_delete(client, app, user) -> None:
+async def test_attachments_create_and_delete(client, services, user) -> None:
     response = await post(
         client,
         user.user_id,
@@ -244,7 +248,7 @@ async def test_attachments_create_and_delete(client, app, user) -> None:
     assert attachment["type"] == "file" and attachment["id"].startswith("atc_")
     assert attachment["upload_descriptor"]["method"] == "POST"
     assert "metadata" not in attachment
-    assert (await store_of(app).load_attachment(attachment["id"], user)).name == "notes.txt"
+    assert (await services.store.load_attachment(attachment["id"], user)).name == "notes.txt"
 
     other = new_user()
     stolen = await post(
@@ -253,7 +257,7 @@ async def test_attachments_create_and_delete(client, app, user) -> None:
         {"type": "attachments.delete", "params": {"attachment_id": attachment["id"]}},
     )
     assert stolen.status_code == 404
-    assert (await store_of(app).load_attachment(attachment["id"], user)).id == attachment["id"]
+    assert (await services.store.load_attachment(attachment["id"], user)).id == attachment["id"]
 
     deleted = await post(
         client,
@@ -269,8 +273,8 @@ async def test_attachments_create_and_delete(client, app, user) -> None:
     assert missing.status_code == 404
 
 
-async def test_message_with_attachment_links_it_to_the_thread(client, app, user) -> None:
-    store = store_of(app)
+async def test_message_with_attachment_links_it_to_the_thread(client, services, user) -> None:
+    store = services.store
     attachment = FileAttachment(id=new_id("attachment"), name="a.txt", mime_type="text/plain")
     await store.save_attachment(attachment, user)
 
@@ -299,18 +303,18 @@ async def test_unsupported_requests_are_501(client, user) -> None:
         assert response.json()["error"] == "not_implemented"
 
 
-async def test_user_message_item_round_trips_through_http(client, app, user) -> None:
+async def test_user_message_item_round_trips_through_http(client, services, user) -> None:
     thread_id = await new_thread(client, user, "Ünïcode ✓")
-    items = await store_of(app).load_thread_items(thread_id, None, 10, "asc", user)
+    items = await services.store.load_thread_items(thread_id, None, 10, "asc", user)
     assert isinstance(items.data[0], UserMessageItem)
     assert items.data[0].content[0].text == "Ünïcode ✓"
 
 
 async def test_failure_after_the_first_event_ends_with_an_error_event(
-    client, app, user, monkeypatch
+    client, services, user, monkeypatch
 ) -> None:
     """Once the 200 is out, a failure must end the stream with an error event, not a reset."""
-    store = store_of(app)
+    store = services.store
 
     async def broken_add(*_: object, **__: object) -> None:
         raise RuntimeError("database went away")

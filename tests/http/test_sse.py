@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
-
-import httpx
+from dataclasses import replace
 
 from app.context import RequestContext
 from app.http.sse import KEEPALIVE_COMMENT, OpenStreams, with_keepalive
-from app.main import create_app
 from app.server import ChatKitBackend
+from app.services import Services
 from tests.conftest import make_settings
+from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, event_types, stream
 
 INTERVAL = 0.01
@@ -169,20 +169,25 @@ class SlowBackend(ChatKitBackend):
 
 
 async def test_chatkit_stream_carries_comments_while_the_reply_is_slow(sqlite_url: str) -> None:
-    app = create_app(make_settings(sqlite_url, sse_keepalive_seconds=INTERVAL))
-    async with app.router.lifespan_context(app):
-        store = app.state.store
-        app.state.server = SlowBackend(store, app.state.attachments, app.state.server.assistant)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            response = await client.post(
-                "/chatkit", json=create_thread_req("Hi"), headers={"X-User-Id": "sse-user"}
-            )
-            assert response.status_code == 200
-            assert KEEPALIVE_COMMENT.decode() in response.text
-            assert response.headers["content-encoding"] == "none"
-            assert response.headers["x-accel-buffering"] == "no"
-            assert response.headers["cache-control"] == "no-cache"
-            events = await stream(client, "sse-user", create_thread_req("Again"))
-            assert event_types(events)[0] == "thread.created"
-            assert "thread.item.done" in event_types(events)
+    settings = make_settings(sqlite_url, sse_keepalive_seconds=INTERVAL)
+    built = Services.build(settings)
+    slow = SlowBackend(
+        built.store,
+        built.attachments,
+        built.server.assistant,
+        tasks=built.tasks,
+        feedback=built.feedback,
+    )
+    async with running_app(settings, services=replace(built, server=slow)) as running:
+        client = running.client
+        response = await client.post(
+            "/chatkit", json=create_thread_req("Hi"), headers={"X-User-Id": "sse-user"}
+        )
+        assert response.status_code == 200
+        assert KEEPALIVE_COMMENT.decode() in response.text
+        assert response.headers["content-encoding"] == "none"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert response.headers["cache-control"] == "no-cache"
+        events = await stream(client, "sse-user", create_thread_req("Again"))
+        assert event_types(events)[0] == "thread.created"
+        assert "thread.item.done" in event_types(events)

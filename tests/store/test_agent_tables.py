@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from alembic import command
 from chatkit.store import NotFoundError
 from chatkit.types import AssistantMessageContent, AssistantMessageItem, ThreadMetadata
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.store.feedback import FeedbackStore
 from app.store.store import SQLAlchemyStore, new_id
 from app.store.tasks import TaskNotFoundError, TaskStore
-from tests.helpers.database import alembic_config
 
 
 async def test_tasks_are_scoped_by_user(engine: AsyncEngine, user, other_user) -> None:
@@ -43,7 +41,7 @@ async def test_task_update_changes_only_given_fields(engine: AsyncEngine, user) 
 
 
 async def test_feedback_needs_an_item_of_the_callers_thread(
-    store: SQLAlchemyStore, engine: AsyncEngine, user, other_user
+    store: SQLAlchemyStore, user, other_user
 ) -> None:
     thread = ThreadMetadata(id=store.generate_thread_id(user), created_at=datetime.now())
     await store.save_thread(thread, user)
@@ -54,7 +52,7 @@ async def test_feedback_needs_an_item_of_the_callers_thread(
         content=[AssistantMessageContent(text="hi")],
     )
     await store.add_thread_item(thread.id, item, user)
-    feedback = FeedbackStore(engine)
+    feedback = FeedbackStore(store)
 
     await feedback.save(user.user_id, thread.id, [item.id], "positive")
     await feedback.save(user.user_id, thread.id, [item.id], "negative")
@@ -63,8 +61,3 @@ async def test_feedback_needs_an_item_of_the_callers_thread(
 
     assert await feedback.kinds(user.user_id, thread.id) == {item.id: "negative"}
     assert await feedback.kinds(other_user.user_id, thread.id) == {}
-
-
-def test_migrations_match_the_models(database_url: str) -> None:
-    """`alembic check`: the migrated schema has no drift from app/store/models.py."""
-    command.check(alembic_config(database_url))

@@ -63,7 +63,7 @@ def test_mime_type_normalization() -> None:
     assert normalize_mime_type("", "noext") == "application/octet-stream"
 
 
-def test_settings_read_the_mime_list_and_require_a_secret_in_production() -> None:
+def test_settings_read_the_mime_list_and_require_a_secret_in_production(monkeypatch) -> None:
     settings = Settings(_env_file=None, attachment_allowed_mime_types="image/*, Text/Plain")
     assert settings.attachment_allowed_mime_types == ["image/*", "text/plain"]
     with pytest.raises(ValidationError, match="ATTACHMENT_SIGNING_SECRET"):
@@ -71,4 +71,5 @@ def test_settings_read_the_mime_list_and_require_a_secret_in_production() -> Non
     with pytest.raises(ValidationError, match="ATTACHMENT_SIGNING_SECRET"):
         Settings(_env_file=None, environment="production", attachment_signing_secret="short")
     # An empty value, as copied from .env.example, is unset rather than an empty key.
-    assert Settings(_env_file=None, attachment_signing_secret=" ").attachment_signing_secret is None
+    monkeypatch.setenv("ATTACHMENT_SIGNING_SECRET", "")
+    assert Settings(_env_file=None).attachment_signing_secret is None

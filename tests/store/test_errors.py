@@ -17,7 +17,8 @@ from app.store.db import create_engine
 from app.store.errors import is_outage
 from app.store.models import ThreadRow
 from tests.conftest import make_settings
-from tests.helpers.postgres_cluster import PostgresCluster, free_port
+from tests.helpers.postgres_cluster import PostgresCluster
+from tests.helpers.server import free_port
 
 
 async def raised(

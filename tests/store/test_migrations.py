@@ -35,19 +35,19 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_upgrade_downgrade_upgrade_without_drift(empty_database: str) -> None:
+    """The one `alembic check` (per database): the models and the migrations agree."""
     config = alembic_config(empty_database)
     app_tables = set(Base.metadata.tables)
 
     command.upgrade(config, "head")
     assert app_tables <= table_names(empty_database)
-    command.check(config)  # raises if the models and the migrations disagree
 
     command.downgrade(config, "base")
     assert table_names(empty_database) & app_tables == set()
 
     command.upgrade(config, "head")
     assert app_tables <= table_names(empty_database)
-    command.check(config)
+    command.check(config)  # raises if the models and the migrations disagree
 
 
 def test_history_is_linear() -> None:

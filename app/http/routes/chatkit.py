@@ -7,16 +7,13 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from chatkit.errors import ErrorCode
 from chatkit.server import StreamingResult
-from chatkit.store import NotFoundError
 from chatkit.types import ErrorEvent
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 
-from app.http.deps import ContextDep, ServerDep, SettingsDep, StreamsDep
-from app.http.errors import AttachmentApiError, BadRequest, NotImplementedApiError
+from app.errors import BadRequest
+from app.http.deps import ContextDep, ServicesDep
 from app.http.sse import with_keepalive
-from app.store.attachments import AttachmentRejected
 from app.store.errors import OUTAGE_MESSAGE, is_outage
 
 logger = logging.getLogger(__name__)
@@ -28,36 +25,22 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Content-
 
 
 @router.post("/chatkit")
-async def chatkit(
-    request: Request,
-    server: ServerDep,
-    context: ContextDep,
-    settings: SettingsDep,
-    streams: StreamsDep,
-) -> Response:
+async def chatkit(request: Request, services: ServicesDep, context: ContextDep) -> Response:
     body = await request.body()
     if b"\\u0000" in body or b"\x00" in body:
         # PostgreSQL text and JSONB cannot hold NUL: refuse it before anything is written.
         raise BadRequest("Strings may not contain the NUL character (\\u0000)")
-    try:
-        result = await server.process(body, context)
-        if not isinstance(result, StreamingResult):
-            return Response(content=result.json, media_type="application/json")
-        # Streaming requests fail lazily: pull the first event now, so a missing thread or a
-        # bad request is a 4xx rather than a 200 whose connection breaks.
-        events = aiter(result)
-        first = await anext(events, None)
-    except (ValidationError, NotFoundError):
-        raise
-    except AttachmentRejected as exc:  # attachments.create: a type or size the server refuses
-        raise AttachmentApiError(exc) from exc
-    except NotImplementedError as exc:
-        raise NotImplementedApiError(str(exc).split(". ")[0]) from exc
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
+    result = await services.server.process(body, context)
+    if not isinstance(result, StreamingResult):
+        return Response(content=result.json, media_type="application/json")
+    # Streaming requests fail lazily: pull the first event now, so a missing thread or a bad
+    # request is a 4xx rather than a 200 whose connection breaks.
+    events = aiter(result)
+    first = await anext(events, None)
     if first is None:
         return StreamingResponse(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
-    stream = with_keepalive(_stream(first, events), settings.sse_keepalive_seconds, streams)
+    interval = services.settings.sse_keepalive_seconds
+    stream = with_keepalive(_stream(first, events), interval, services.streams)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

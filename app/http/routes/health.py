@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.http.deps import EngineDep, ServerDep
+from app.http.deps import ServicesDep
 from app.store.db import database_revision
 
 logger = logging.getLogger(__name__)
@@ -21,10 +21,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request, engine: EngineDep, server: ServerDep) -> JSONResponse:
-    head: str | None = request.app.state.migration_head
+async def readyz(services: ServicesDep) -> JSONResponse:
+    head = services.migration_head
     try:
-        revision = await database_revision(engine)
+        revision = await database_revision(services.engine)
     except Exception as exc:  # any driver or network error means "not ready"
         logger.warning("Readiness check failed: %s", type(exc).__name__)
         return _unavailable(f"database unreachable ({type(exc).__name__})")
@@ -35,7 +35,7 @@ async def readyz(request: Request, engine: EngineDep, server: ServerDep) -> JSON
         )
     body: dict[str, object] = {"status": "ready", "revision": revision}
     # MCP servers: one that is down leaves out its tools, not chat (still 200).
-    if tool_servers := server.tool_servers():
+    if tool_servers := services.assistant.tool_servers():
         body["mcp_servers"] = tool_servers
         body["degraded"] = [name for name, state in tool_servers.items() if state != "connected"]
     return JSONResponse(body)

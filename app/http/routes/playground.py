@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse
 
 from app.config import Settings
-from app.http.deps import SettingsDep
+from app.http.deps import ServicesDep
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "playground"
 CHATKIT_ORIGIN = "https://cdn.platform.openai.com"  # serves chatkit.js and ChatKit's frame
@@ -64,15 +64,15 @@ def security_headers(settings: Settings) -> dict[str, str]:
 
 def page_config(settings: Settings) -> dict[str, Any]:
     """What the page needs to know about this server: modes and limits, never a secret."""
-    accept = settings.attachment_allowed_mime_types
+    accept, methods = settings.attachment_allowed_mime_types, settings.auth_method_names
     return {
         "apiUrl": "/chatkit",
         "domainKey": settings.playground_domain_key,
         "model": settings.model_provider,
         "identity": {
             # Without a proxy secret the server trusts X-User-Id as is (development only).
-            "userHeader": settings.auth_trust_user_headers and settings.auth_proxy_secret is None,
-            "bearer": bool(settings.auth_jwks_url or settings.auth_jwt_secret),
+            "userHeader": "headers" in methods and settings.auth_proxy_secret is None,
+            "bearer": bool({"jwks", "hs256"} & set(methods)),
             "tokenUrl": settings.playground_token_url,
         },
         "domainKeyRequired": bool(settings.chatkit_domain_keys),
@@ -86,22 +86,23 @@ def page_config(settings: Settings) -> dict[str, Any]:
 
 
 @router.get("")
-async def page(settings: SettingsDep) -> FileResponse:
-    return _file("index.html", "text/html; charset=utf-8", settings)
+async def page(services: ServicesDep) -> FileResponse:
+    return _file("index.html", "text/html; charset=utf-8", services.settings)
 
 
 @router.get("/app.js")
-async def script(settings: SettingsDep) -> FileResponse:
-    return _file("app.js", "text/javascript; charset=utf-8", settings)
+async def script(services: ServicesDep) -> FileResponse:
+    return _file("app.js", "text/javascript; charset=utf-8", services.settings)
 
 
 @router.get("/app.css")
-async def stylesheet(settings: SettingsDep) -> FileResponse:
-    return _file("app.css", "text/css; charset=utf-8", settings)
+async def stylesheet(services: ServicesDep) -> FileResponse:
+    return _file("app.css", "text/css; charset=utf-8", services.settings)
 
 
 @router.get("/config.json")
-async def config(settings: SettingsDep) -> JSONResponse:
+async def config(services: ServicesDep) -> JSONResponse:
+    settings = services.settings
     return JSONResponse(page_config(settings), headers=security_headers(settings))
 
 

@@ -1,4 +1,6 @@
-"""A cached JSON Web Key Set (Better Auth publishes one at `/api/auth/jwks`).
+"""`jwks`: Better Auth's JWTs (EdDSA, ES*, PS*, RS*), verified with the keys its JWKS publishes.
+
+The key set (Better Auth publishes one at `/api/auth/jwks`) is cached by `JwksCache`.
 
 Keys are cached for `AUTH_JWKS_CACHE_SECONDS` and kept when the endpoint is down. An unknown `kid`
 triggers a refetch at once (after a rotation the first new token must verify), but each unknown
@@ -21,6 +23,10 @@ from typing import Any
 import httpx
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
+
+from app.config import ConfigurationError, Settings
+from app.http.auth.base import AuthRequest, InvalidToken
+from app.http.auth.tokens import JwtAuthenticator
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +172,33 @@ class JwksCache:
                 if len(body) > MAX_JWKS_BYTES:
                     raise JwksUnavailable(f"the key set is larger than {MAX_JWKS_BYTES} bytes")
         return json.loads(body)
+
+
+class JwksAuthenticator(JwtAuthenticator):
+    """Tokens whose header names a key (`kid`) of the key set and that key's own algorithm."""
+
+    algorithms = ASYMMETRIC_ALGORITHMS
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        if settings.auth_jwks_url is None:
+            raise ConfigurationError("AUTH_METHODS names jwks, which needs AUTH_JWKS_URL")
+        self.jwks = JwksCache(
+            settings.auth_jwks_url,
+            cache_seconds=settings.auth_jwks_cache_seconds,
+            unknown_kid_seconds=settings.auth_jwks_unknown_kid_seconds,
+            min_refetch_seconds=settings.auth_jwks_min_refetch_seconds,
+            timeout_seconds=settings.auth_jwks_timeout_seconds,
+        )
+
+    async def key(self, request: AuthRequest) -> tuple[Any, str]:
+        header = request.token_header or {}
+        kid, alg = header.get("kid"), request.token_algorithm
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("The token header has no key id (kid)")
+        key = await self.jwks.get(kid)
+        if key is None:
+            raise InvalidToken("The token was signed with an unknown key")
+        if key.algorithm_name != alg:
+            raise InvalidToken(f"The token's key signs with {key.algorithm_name}, not {alg}")
+        return key.key, key.algorithm_name

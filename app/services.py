@@ -1,0 +1,112 @@
+"""The composition: every long-lived object, built once from settings and handed to its users.
+
+`create_app` builds one `Services` and hands it to the edge middleware, to the routes (through
+`app/http/deps.py`) and, by construction, to the server; `python -m app.cleanup` builds one too.
+Building opens nothing (it reads `AGENT_CONFIG`, and refuses a bad one): `lifespan()` is what
+runs while the objects serve. It starts the assistant (`AGENT_FACTORY`'s agent, the MCP servers)
+and at its end closes what they hold, in reverse order.
+
+A new part (a usage store, say) is a field, one line in `build`, and, if it holds resources,
+its clean-up in `lifespan`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.agent.agent import Assistant
+from app.agent.config import load_agent_config
+from app.agent.factory import AgentSetup
+from app.agent.model import ModelClient, build_model, build_model_client
+from app.config import Settings
+from app.http.auth.identity import Identity
+from app.http.ratelimit import RateLimiter
+from app.http.sse import OpenStreams
+from app.server import ChatKitBackend
+from app.store.attachments import AttachmentLimits, Attachments
+from app.store.db import create_engine, migration_head
+from app.store.feedback import FeedbackStore
+from app.store.files import DatabaseFileStorage, FileStorage
+from app.store.s3 import S3Config, S3FileStorage
+from app.store.store import SQLAlchemyStore
+from app.store.tasks import TaskStore
+from app.store.urls import signer_from_settings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the application serves with; one per application (or per command)."""
+
+    settings: Settings
+    engine: AsyncEngine
+    store: SQLAlchemyStore
+    attachments: Attachments
+    tasks: TaskStore
+    feedback: FeedbackStore
+    model_client: ModelClient | None
+    """The model provider's client; `None` for the fake model, or when its key is missing."""
+    assistant: Assistant
+    """The agent, its models and its MCP servers."""
+    server: ChatKitBackend
+    identity: Identity
+    rate_limiter: RateLimiter
+    streams: OpenStreams
+    migration_head: str | None
+    """The newest migration: `/readyz` wants the database there."""
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        agent_config = load_agent_config(settings)  # AGENT_CONFIG, MCP_CONFIG: refused here if bad
+        engine = create_engine(settings)
+        files = file_storage(settings, engine)
+        urls = signer_from_settings(settings)
+        store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
+        attachments = Attachments(store, files, urls, AttachmentLimits.from_settings(settings))
+        tasks, feedback = TaskStore(engine), FeedbackStore(store)
+        model_client = build_model_client(settings)
+        model = build_model(settings, model_client, agent_config.model)
+        assistant = Assistant(AgentSetup(settings, agent_config, model_client, model))
+        return cls(
+            settings=settings,
+            engine=engine,
+            store=store,
+            attachments=attachments,
+            tasks=tasks,
+            feedback=feedback,
+            model_client=model_client,
+            assistant=assistant,
+            server=ChatKitBackend(store, attachments, assistant, tasks=tasks, feedback=feedback),
+            identity=Identity.from_settings(settings),
+            rate_limiter=RateLimiter(settings, engine),
+            streams=OpenStreams(),
+            migration_head=migration_head(),
+        )
+
+    @asynccontextmanager
+    async def lifespan(self, *, agent: bool = True) -> AsyncIterator[Services]:
+        """Serve; then let interrupted streams save their partial replies, and only then close
+        the MCP servers, file storage, the model client and the database.
+
+        `agent=False` is for a command that runs no turns: the assistant is not started.
+        """
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.engine.dispose)
+            if self.model_client is not None:
+                stack.push_async_callback(self.model_client.aclose)
+            stack.push_async_callback(self.attachments.files.aclose)
+            if agent:
+                stack.push_async_callback(self.assistant.aclose)
+                await self.assistant.start()
+            stack.push_async_callback(self.streams.close)
+            yield self
+
+
+def file_storage(settings: Settings, engine: AsyncEngine) -> FileStorage:
+    """Where attachment bytes live (`ATTACHMENT_STORAGE`): a new backend is one line here."""
+    if settings.attachment_storage == "s3":
+        return S3FileStorage(S3Config.from_settings(settings))
+    return DatabaseFileStorage(engine)
