@@ -64,5 +64,5 @@ def client_address(scope: Scope) -> str | None:
 
 
 def _forwarded(scope: Scope) -> bool:
-    headers = Headers(scope=scope)
+    headers = Headers(raw=list(scope.get("headers", ())))
     return any(name in headers for name in FORWARDING_HEADERS)
