@@ -51,7 +51,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 
 def __getattr__(name: str) -> FastAPI:
-    """`app.main:app`, built on first access so that importing this module reads no settings."""
+    """`app.main:app`, built on first access so that importing this module reads no settings.
+
+    Kept once built: uvicorn looks it up twice (a check, then to serve), which built (and
+    logged) everything twice.
+    """
     if name == "app":
-        return create_app()
+        app: FastAPI = create_app()
+        globals()["app"] = app
+        return app
     raise AttributeError(name)

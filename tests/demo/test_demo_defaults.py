@@ -49,7 +49,8 @@ async def demo(sqlite_url: str) -> AsyncIterator[RunningApp]:
         yield running
 
 
-def test_nothing_configured_is_the_fake_model_and_header_identity(clean_env: Any) -> None:
+@pytest.mark.usefixtures("clean_env")
+def test_nothing_configured_is_the_fake_model_and_header_identity() -> None:
     settings = Settings(_env_file=None)
     assert settings.model_provider == "fake" and settings.demo_model
     assert settings.auth_method_names == ["headers"] and settings.demo_identity
