@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services  # for the routes' dependencies (app/http/deps.py)
     register_exception_handlers(app)
     app.include_router(chatkit.router)
+    chatkit.document_request_body(app)
     app.include_router(attachments.router)
     app.include_router(health.router)
     if settings.playground_on:
