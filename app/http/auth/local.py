@@ -54,7 +54,8 @@ class LocalClients:
         return (
             "Identity headers without AUTH_PROXY_SECRET are accepted only from this machine "
             f"(loopback) or AUTH_HEADERS_ALLOWED_NETWORKS; this request came from {came_from}. "
-            "Send a Bearer token, or have your proxy send X-Proxy-Secret"
+            "Configure a token method (AUTH_JWKS_URL or AUTH_JWT_SECRET), or AUTH_PROXY_SECRET "
+            "for a proxy that sends it as X-Proxy-Secret"
         )
 
 
