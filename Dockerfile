@@ -47,7 +47,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
 
-# Platforms run migrations as a separate step (`alembic upgrade head`): the app never migrates.
+# Platforms run migrations as a separate step (`alembic upgrade head`): the app never migrates
+# PostgreSQL (the SQLite file of a volume-only run migrates itself at startup).
 # exec: uvicorn is PID 1 and receives SIGTERM itself. Forwarded headers are trusted from any
 # address because the platform proxy is the only way in.
 CMD ["/bin/sh", "-c", "exec uvicorn app.main:app --host 0.0.0.0 --port \"${PORT:-8000}\" --proxy-headers --forwarded-allow-ips '*' --timeout-keep-alive 75 --timeout-graceful-shutdown \"${GRACEFUL_SHUTDOWN_SECONDS:-20}\""]

@@ -6,15 +6,16 @@ from a scheduler: `python -m app.cleanup`. Running it on several replicas at onc
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import Settings, load_settings
+from app.config import ConfigurationError, Settings, load_settings
 from app.services import Services
 from app.store.attachments import Attachments
 
@@ -61,7 +62,29 @@ async def main(settings: Settings | None = None) -> int:
         return await cleanup_orphans(services.attachments, services.settings)
 
 
-if __name__ == "__main__":
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line: no options yet, but `--help` says what running it does."""
+    parser = argparse.ArgumentParser(
+        prog="python -m app.cleanup",
+        description=(
+            "Delete orphan attachments (uploaded, never attached to a message) older than "
+            "ATTACHMENT_ORPHAN_MAX_AGE_SECONDS, once, then exit. Settings come from the "
+            "environment and .env, as the server's do. Safe to run on several replicas at once."
+        ),
+    )
+    return parser.parse_args(argv)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    count = asyncio.run(main())
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        raise SystemExit(str(exc)) from None
+    count = asyncio.run(main(settings))
     logger.info("Orphan attachment cleanup done: %d deleted", count)
+
+
+if __name__ == "__main__":
+    run()

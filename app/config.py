@@ -5,6 +5,7 @@ Field names are the environment variable names (case-insensitive); `.env` is rea
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +40,24 @@ BASE_URL_EXAMPLES = {
     "azure_openai_endpoint": "https://my-resource.openai.azure.com",
 }
 """Settings that are base URLs, each with an example for its error message."""
+
+MODEL_SETTINGS = (
+    "openai_api_key",
+    "openai_base_url",
+    "azure_openai_api_key",
+    "azure_openai_endpoint",
+)
+"""Any of these set means a real model is meant: development's fake-model default is off."""
+AUTH_SETTINGS = (
+    "auth_methods",
+    "auth_jwks_url",
+    "auth_jwt_secret",
+    "auth_jwt_issuer",
+    "auth_jwt_audience",
+    "auth_trust_user_headers",
+    "auth_proxy_secret",
+)
+"""Any of these set means identity is configured: development's header default is off."""
 
 ModelProvider = Literal["openai", "azure", "fake"]
 ModelApi = Literal["responses", "chat_completions"]
@@ -152,6 +171,9 @@ class Settings(BaseSettings):
     auth_jwt_audience: CommaList = Field(default_factory=list)
     auth_trust_user_headers: bool = False
     auth_proxy_secret: SecretStr | None = None
+    auth_headers_allowed_networks: CommaList = Field(default_factory=list)
+    """CIDR networks whose clients, besides loopback ones, may send identity headers without
+    AUTH_PROXY_SECRET in development (Docker Compose's bridge, whence the host's requests come)."""
     auth_jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     auth_tier_claim: str = "tier"
     auth_default_tier: str = "free"
@@ -205,6 +227,19 @@ class Settings(BaseSettings):
     """None: served in development only."""
     playground_token_url: str | None = None
     playground_domain_key: str = "local-dev"
+
+    @model_validator(mode="after")
+    def _development_demo_defaults(self) -> Self:
+        """With nothing configured, development is a working local demo (see `demo_notes`).
+
+        The values are written past pydantic so they stay out of `model_fields_set`, which is
+        how `demo_model` and `demo_identity` tell a default from a choice.
+        """
+        if self.demo_model:
+            self.__dict__["model_provider"] = "fake"
+        if self.demo_identity:
+            self.__dict__["auth_trust_user_headers"] = True
+        return self
 
     @model_validator(mode="after")
     def _require_s3_settings(self) -> Self:
@@ -290,6 +325,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{tier}: expected a count or `unlimited`, got {raw!r}")
         return limits
 
+    @field_validator("auth_headers_allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{network!r} is not a CIDR network, e.g. 172.16.0.0/12 or 192.168.65.1/32"
+                ) from None
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -339,6 +386,39 @@ class Settings(BaseSettings):
             "headers": self.auth_trust_user_headers,
         }
         return [name for name, setting in present.items() if setting]
+
+    @property
+    def demo_model(self) -> bool:
+        """Development without MODEL_PROVIDER or any model key: the fake model answers."""
+        chosen = self.model_fields_set
+        return (
+            self.environment == "development"
+            and "model_provider" not in chosen
+            and not any(name in chosen for name in MODEL_SETTINGS)
+        )
+
+    @property
+    def demo_identity(self) -> bool:
+        """Development without any auth setting: identity from `X-User-Id`, else `anonymous`,
+        for clients on this machine only (`app/http/auth/local.py`)."""
+        return self.environment == "development" and not any(
+            name in self.model_fields_set for name in AUTH_SETTINGS
+        )
+
+    def demo_notes(self) -> list[str]:
+        """What development chose because nothing was configured, as `/readyz` and the log say."""
+        notes = []
+        if self.demo_model:
+            notes.append(
+                "Demo model: no OPENAI_API_KEY is set, so the deterministic fake model answers "
+                "(set OPENAI_API_KEY for real replies)"
+            )
+        if self.demo_identity:
+            notes.append(
+                "Demo identity: no auth method is configured, so the user is X-User-Id "
+                "(or `anonymous`), for clients on this machine only (see README, Authentication)"
+            )
+        return notes
 
     def production_problems(self) -> list[str]:
         problems = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,8 @@ from app.http.routes import attachments, chatkit, health, playground
 from app.logging import configure_logging
 from app.services import Services
 
+logger = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """Build the application; settings are read (and validated) here, not at import.
@@ -26,6 +29,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     settings = services.settings if services else settings or load_settings()
     configure_logging(settings.log_level)  # before building: building may warn
     services = services or Services.build(settings)
+    for note in settings.demo_notes():
+        logger.warning(note)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -36,17 +41,24 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services  # for the routes' dependencies (app/http/deps.py)
     register_exception_handlers(app)
     app.include_router(chatkit.router)
+    chatkit.document_request_body(app)
     app.include_router(attachments.router)
     app.include_router(health.router)
     if settings.playground_on:
         app.include_router(playground.router)
-    add_edge_middleware(app, settings, services.identity, services.rate_limiter)
+    add_edge_middleware(app, settings, services.identity, services.rate_limiter, services.schema)
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     return app
 
 
 def __getattr__(name: str) -> FastAPI:
-    """`app.main:app`, built on first access so that importing this module reads no settings."""
+    """`app.main:app`, built on first access so that importing this module reads no settings.
+
+    Kept once built: uvicorn looks it up twice (a check, then to serve), which built (and
+    logged) everything twice.
+    """
     if name == "app":
-        return create_app()
+        app: FastAPI = create_app()
+        globals()["app"] = app
+        return app
     raise AttributeError(name)

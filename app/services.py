@@ -3,8 +3,8 @@
 `create_app` builds one `Services` and hands it to the edge middleware, to the routes (through
 `app/http/deps.py`) and, by construction, to the server; `python -m app.cleanup` builds one too.
 Building opens nothing (it reads `AGENT_CONFIG`, and refuses a bad one): `lifespan()` is what
-runs while the objects serve. It starts the assistant (`AGENT_FACTORY`'s agent, the MCP servers)
-and at its end closes what they hold, in reverse order.
+runs while the objects serve. It migrates the embedded SQLite database, starts the assistant
+(`AGENT_FACTORY`'s agent, the MCP servers) and at its end closes what they hold, in reverse order.
 
 A new part (a usage store, say) is a field, one line in `build`, and, if it holds resources,
 its clean-up in `lifespan`.
@@ -32,6 +32,7 @@ from app.store.db import create_engine, migration_head
 from app.store.feedback import FeedbackStore
 from app.store.files import DatabaseFileStorage, FileStorage
 from app.store.s3 import S3Config, S3FileStorage
+from app.store.schema import Schema
 from app.store.store import SQLAlchemyStore
 from app.store.tasks import TaskStore
 from app.store.urls import signer_from_settings
@@ -57,6 +58,8 @@ class Services:
     streams: OpenStreams
     migration_head: str | None
     """The newest migration: `/readyz` wants the database there."""
+    schema: Schema
+    """Whether the database is there (the embedded one gets there itself, at startup)."""
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -67,6 +70,7 @@ class Services:
         store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
         attachments = Attachments(store, files, urls, AttachmentLimits.from_settings(settings))
         tasks, feedback = TaskStore(engine), FeedbackStore(store)
+        head = migration_head()
         model_client = build_model_client(settings)
         model = build_model(settings, model_client, agent_config.model)
         assistant = Assistant(AgentSetup(settings, agent_config, model_client, model))
@@ -83,7 +87,8 @@ class Services:
             identity=Identity.from_settings(settings),
             rate_limiter=RateLimiter(settings, engine),
             streams=OpenStreams(),
-            migration_head=migration_head(),
+            migration_head=head,
+            schema=Schema(engine, settings.database_url, head, embedded=settings.is_sqlite),
         )
 
     @asynccontextmanager
@@ -95,6 +100,7 @@ class Services:
         """
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self.engine.dispose)
+            await self.schema.prepare()
             if self.model_client is not None:
                 stack.push_async_callback(self.model_client.aclose)
             stack.push_async_callback(self.attachments.files.aclose)

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.config import load_settings, normalize_database_url
+from app.config import ConfigurationError, load_settings, normalize_database_url
 from app.store.db import MIGRATION_LOCK_KEY
 from app.store.models import Base
 
@@ -23,7 +23,13 @@ target_metadata = Base.metadata
 
 def database_url() -> str:
     url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
-    return normalize_database_url(url) if url else load_settings().database_url
+    if url:
+        return normalize_database_url(url)
+    try:
+        return load_settings().database_url
+    except ConfigurationError as exc:
+        # The release step's log shows the list of problems, not a traceback before it.
+        raise SystemExit(f"alembic: {exc}") from None
 
 
 def do_run_migrations(connection: Connection) -> None:

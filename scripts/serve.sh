@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Run the server: install what it needs, migrate the database, serve on $PORT (default 8000).
-# With no DATABASE_URL this is an embedded SQLite file, ./chatkit.db. Extra arguments go to uvicorn.
+# Run the server: install what it needs, migrate the database, serve on $HOST:$PORT
+# (default 127.0.0.1:8000; HOST=0.0.0.0 to be reachable from other machines).
+# With no settings this is the local demo (README, Quick start): the embedded SQLite file
+# ./chatkit.db (or DATABASE_URL), the fake model, identity from X-User-Id for this machine only.
+# Extra arguments go to uvicorn.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_uv
-"${UV[@]}" sync --frozen --no-dev --quiet
+# `uv run` installs what is missing and removes nothing (`uv sync --no-dev` would uninstall the
+# development tools from the same virtualenv).
 "${UV[@]}" run --frozen --no-dev alembic upgrade head
 exec "${UV[@]}" run --frozen --no-dev uvicorn app.main:app \
-  --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" --proxy-headers "$@"
+  --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" --proxy-headers "$@"

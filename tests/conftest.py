@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -43,6 +43,22 @@ def postgres_url() -> Iterator[str]:
     migrate(url)
     yield url
     drop_postgres_database(name)
+
+
+@pytest.fixture
+def scratch_postgres() -> Iterator[Callable[[str], str]]:
+    """Make fresh, empty databases on the test server (`<worker database>_<suffix>`) for one test;
+    each is dropped when the test ends, so that no run leaves a database behind."""
+    names: list[str] = []
+
+    def create(suffix: str) -> str:
+        name = f"{worker_database_name()}_{suffix}"
+        names.append(name)
+        return fresh_postgres_database(name)
+
+    yield create
+    for name in names:
+        drop_postgres_database(name)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chatkit.types import ErrorEvent, ThreadMetadata
@@ -89,11 +89,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def accept_language(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The user's language as a browser would send it (`fr_FR.UTF-8` is `fr-FR`), from the
+    locale variables in POSIX order; None for the C/POSIX locale or none at all."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if value := environ.get(name):
+            tag = value.split(".")[0].split("@")[0].replace("_", "-")
+            return None if tag in {"C", "POSIX"} or not tag else tag
+    return None
+
+
 def make_client(args: argparse.Namespace) -> ChatKitClient:
     headers = {
         name.strip(): value.strip()
         for name, _, value in (header.partition(":") for header in args.header)
     }
+    language = accept_language()
+    if language and "accept-language" not in {name.lower() for name in headers}:
+        headers["Accept-Language"] = language  # the agent answers in it (RequestContext.locale)
     return ChatKitClient(
         args.url, token=args.token, user=args.user, domain_key=args.domain_key, headers=headers
     )

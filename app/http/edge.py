@@ -1,6 +1,6 @@
 """The middleware stack in front of the routes, in request order:
 
-CORS -> header sizes -> domain key -> body limit -> identity -> rate limit -> routes.
+CORS -> header sizes -> domain key -> body limit -> identity -> schema -> rate limit -> routes.
 """
 
 from __future__ import annotations
@@ -10,8 +10,14 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app.config import Settings
 from app.http.auth.identity import Identity, IdentityMiddleware
-from app.http.middleware import BodyLimitMiddleware, DomainKeyMiddleware, HeaderLimitMiddleware
+from app.http.middleware import (
+    BodyLimitMiddleware,
+    DomainKeyMiddleware,
+    HeaderLimitMiddleware,
+    SchemaMiddleware,
+)
 from app.http.ratelimit import RateLimiter, RateLimitMiddleware
+from app.store.schema import Schema
 
 CORS_ALLOW_HEADERS = [
     "Accept",
@@ -30,10 +36,11 @@ CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate", "X-Request-Id"]
 
 
 def add_edge_middleware(
-    app: FastAPI, settings: Settings, identity: Identity, limiter: RateLimiter
+    app: FastAPI, settings: Settings, identity: Identity, limiter: RateLimiter, schema: Schema
 ) -> None:
     """Install the edge; `add_middleware` wraps outward, so the last one added runs first."""
     app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    app.add_middleware(SchemaMiddleware, schema=schema)
     app.add_middleware(IdentityMiddleware, identity=identity)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.chatkit_max_body_bytes)
     app.add_middleware(DomainKeyMiddleware, keys=settings.chatkit_domain_keys)

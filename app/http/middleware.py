@@ -1,4 +1,5 @@
-"""Pure ASGI edge checks that run before identity: header sizes, domain keys, the body limit."""
+"""Pure ASGI edge checks: header sizes, domain keys, the body limit (before identity), and the
+database schema (after it)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import AppError, PayloadTooLarge
-from app.http.asgi import BodyTooLarge, is_guarded, is_protocol_request, read_body, replay
+from app.http.asgi import (
+    BodyTooLarge,
+    is_guarded,
+    is_protocol_request,
+    is_under_chatkit,
+    read_body,
+    replay,
+)
 from app.http.errors import refuse
+from app.store.errors import DatabaseUnavailable, is_outage
+from app.store.schema import Schema
 
 MAX_HEADER_BYTES = 8 * 1024
 """The largest single header (name and value), as nginx's default buffers allow."""
@@ -119,3 +129,25 @@ class BodyLimitMiddleware:
             await refuse(RequestBodyTooLarge(self.max_bytes), scope, receive, send)
             return
         await self.app(scope, replay(body, receive), send)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaMiddleware:
+    """`/chatkit` on a database not at head: a 503 naming `alembic upgrade head`, not a 500."""
+
+    app: ASGIApp
+    schema: Schema
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_under_chatkit(scope):
+            try:
+                await self.schema.check()
+            except AppError as exc:
+                await refuse(exc, scope, receive, send)
+                return
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                await refuse(DatabaseUnavailable(), scope, receive, send)
+                return
+        await self.app(scope, receive, send)

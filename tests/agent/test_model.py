@@ -80,7 +80,9 @@ def test_azure_builds_the_azure_client() -> None:
 @pytest.mark.parametrize(
     ("environ", "values"),
     [
-        ({"OPENAI_API_KEY": ""}, {}),  # as copied from .env.example
+        # As copied from .env.example, with the provider chosen (unset, development's demo
+        # would answer with the fake model: tests/demo).
+        ({"OPENAI_API_KEY": ""}, {"model_provider": "openai"}),
         ({}, {**AZURE, "openai_api_key": "sk-for-openai-not-azure"}),
     ],
 )

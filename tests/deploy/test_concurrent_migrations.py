@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from app.store.db import MIGRATION_LOCK_KEY, migration_head
-from tests import conftest
-from tests.helpers.database import fresh_postgres_database
 from tests.helpers.dockerfile import read_runtime_image
 from tests.helpers.platforms import migration_command
 from tests.helpers.server import base_environment
@@ -39,9 +38,9 @@ async def wait_for_waiters(conn: asyncpg.Connection, count: int) -> None:
 
 
 async def test_two_concurrent_migrations_both_succeed_and_leave_one_schema_at_head(
-    tmp_path,
+    tmp_path, scratch_postgres: Callable[[str], str]
 ) -> None:
-    url = await asyncio.to_thread(fresh_postgres_database, f"{conftest.worker_database_name()}_mig")
+    url = await asyncio.to_thread(scratch_postgres, "mig")
     root = read_runtime_image().layout(tmp_path / "image")
     env = base_environment(DATABASE_URL=url)
     holder = await connect(url)

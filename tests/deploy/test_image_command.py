@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests import conftest
 from tests.helpers.chatkit import create_thread_req, event_types, sse_events
-from tests.helpers.database import fresh_postgres_database
 from tests.helpers.dockerfile import RuntimeImage, read_runtime_image
 from tests.helpers.platforms import platform_environment, run_release_step
 from tests.helpers.server import free_port, start_server
 
 
-def platform_urls(database: str) -> tuple[str, str]:
+def platform_urls(url: str) -> tuple[str, str]:
     """The same database as Railway (`postgresql://`) and Fly (`postgres://…?sslmode=disable`)
     hand it over."""
-    rest = fresh_postgres_database(database).split("://", 1)[1]
+    rest = url.split("://", 1)[1]
     return f"postgresql://{rest}", f"postgres://{rest}?sslmode=disable"
 
 
@@ -38,10 +37,10 @@ def image_root(tmp_path: Path) -> Path:
 
 
 def test_image_command_serves_a_chatkit_turn_on_port_after_release_migration(
-    image_root: Path, tmp_path: Path
+    image_root: Path, tmp_path: Path, scratch_postgres: Callable[[str], str]
 ) -> None:
     image = read_runtime_image()
-    railway_url, fly_url = platform_urls(f"{conftest.worker_database_name()}_image")
+    railway_url, fly_url = platform_urls(scratch_postgres("image"))
     run_release_step(image_root, platform_environment(image, DATABASE_URL=fly_url))
 
     port = free_port()

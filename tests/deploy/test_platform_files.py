@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from app.config import Settings
 from app.http.sse import STREAM_CLEANUP_SECONDS
 from tests.helpers.dockerfile import read_runtime_image
 from tests.helpers.platforms import (
@@ -80,10 +81,21 @@ def test_compose_migrates_once_then_starts_the_app_with_optional_env_file() -> N
         "db": {"condition": "service_healthy"},
         "migrate": {"condition": "service_completed_successfully"},
     }
-    assert app["ports"] == ["8000:8000"]
+    # The demo trusts X-User-Id: reachable from this machine only.
+    assert app["ports"] == ["127.0.0.1:8000:8000"]
     assert app["environment"]["PORT"] == "8000"
     assert seconds(app["stop_grace_period"]) > SHUTDOWN_BOUND
+    # One service builds the image the other runs.
+    assert app["build"] == "."
+    assert "build" not in services["migrate"] and services["migrate"]["pull_policy"] == "never"
+    assert services["migrate"]["image"] == app["image"]
     for name in ("migrate", "app"):
+        environment = services[name]["environment"]
         assert services[name]["env_file"] == [{"path": ".env", "required": False}]
-        assert services[name]["environment"]["MODEL_PROVIDER"] == "${MODEL_PROVIDER:-fake}"
-        assert services[name]["environment"]["DATABASE_URL"].startswith("postgresql://")
+        # The app's development defaults decide the model and identity, so that a key in .env
+        # switches the fake model off.
+        assert "MODEL_PROVIDER" not in environment and "AUTH_TRUST_USER_HEADERS" not in environment
+        assert environment["DATABASE_URL"].startswith("postgresql://")
+        networks = environment["AUTH_HEADERS_ALLOWED_NETWORKS"].split(":-", 1)[1].rstrip("}")
+        settings = Settings(_env_file=None, auth_headers_allowed_networks=networks)
+        assert settings.auth_headers_allowed_networks  # valid CIDRs

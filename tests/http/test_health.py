@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 
 import httpx
 
@@ -26,8 +26,8 @@ async def test_readyz_on_a_migrated_database(client) -> None:
     assert response.json()["status"] == "ready"
 
 
-async def test_readyz_on_an_unmigrated_database(tmp_path: Path) -> None:
-    response = await probe(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", "/readyz")
+async def test_readyz_on_an_unmigrated_database(scratch_postgres) -> None:
+    response = await probe(await asyncio.to_thread(scratch_postgres, "unmigrated"), "/readyz")
     assert response.status_code == 503
     assert "alembic upgrade head" in response.json()["reason"]
 

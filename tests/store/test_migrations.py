@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.store.models import Base
-from tests.conftest import worker_database_name
-from tests.helpers.database import alembic_config, fresh_postgres_database
+from tests.helpers.database import alembic_config
 
 
 def table_names(url: str) -> set[str]:
@@ -28,10 +28,12 @@ def table_names(url: str) -> set[str]:
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_database(
+    request: pytest.FixtureRequest, tmp_path: Path, scratch_postgres: Callable[[str], str]
+) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
-    return fresh_postgres_database(f"{worker_database_name()}_migrations")
+    return scratch_postgres("migrations")
 
 
 def test_upgrade_downgrade_upgrade_without_drift(empty_database: str) -> None:

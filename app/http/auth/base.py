@@ -65,9 +65,11 @@ class InvalidToken(Unauthenticated):
 class AuthRequest:
     """A request's credentials, as the methods read them: each parsed once, when first asked."""
 
-    def __init__(self, headers: Headers, base_url: str) -> None:
+    def __init__(self, headers: Headers, base_url: str, *, elsewhere: str | None = None) -> None:
         self.headers = headers
         self.base_url = base_url
+        self.elsewhere = elsewhere
+        """Why the client is not on this machine (`app/http/auth/local.py`); None when it is."""
 
     @property
     def authorization(self) -> str | None:

@@ -1,7 +1,8 @@
 """`headers`: identity from a trusted proxy's `X-User-*` headers (`AUTH_TRUST_USER_HEADERS`).
 
 Any browser can send these headers, so they count only with the proxy's shared secret in
-`X-Proxy-Secret` (compared in constant time), which only development may go without. They never
+`X-Proxy-Secret` (compared in constant time), which only development may go without, and then
+only from clients on this machine (`app/http/auth/local.py`). They never
 count on a request that carries an `Authorization` header: a token always decides, whatever the
 order of `AUTH_METHODS`.
 """
@@ -43,6 +44,8 @@ class TrustedHeadersAuthenticator:
             sent = headers.get("x-proxy-secret", "").encode()
             if self.proxy_secret is None or not hmac.compare_digest(sent, self.proxy_secret):
                 raise Unauthenticated("Identity headers need a valid X-Proxy-Secret")
+        elif request.elsewhere is not None:
+            raise Unauthenticated(request.elsewhere)
         user_id = headers["x-user-id"].strip()
         if not is_valid_user_id(user_id):
             raise Unauthenticated(

@@ -22,6 +22,7 @@ from app.http.auth.base import Authenticator, AuthRequest, InvalidToken, Unauthe
 from app.http.auth.headers import TrustedHeadersAuthenticator
 from app.http.auth.hs256 import SharedSecretAuthenticator
 from app.http.auth.jwks import JwksAuthenticator
+from app.http.auth.local import LocalClients
 from app.http.errors import refuse
 
 METHODS: dict[str, Callable[[Settings], Authenticator]] = {
@@ -32,12 +33,30 @@ METHODS: dict[str, Callable[[Settings], Authenticator]] = {
 """Every authentication method, by the name `AUTH_METHODS` uses."""
 
 
-class Identity:
-    """Turns a request's headers into its caller (or `None`: no credentials were sent)."""
+ANONYMOUS = "anonymous"
 
-    def __init__(self, methods: Sequence[Authenticator], public_base_url: str | None) -> None:
+
+class Identity:
+    """Turns a request's headers into its caller (or `None`: no credentials were sent).
+
+    `anonymous` (development's demo, `Settings.demo_identity`): a local client that sends no
+    credentials is the user `anonymous`.
+    """
+
+    def __init__(
+        self,
+        methods: Sequence[Authenticator],
+        public_base_url: str | None,
+        *,
+        local: LocalClients | None = None,
+        anonymous: bool = False,
+        default_tier: str = "free",
+    ) -> None:
         self.methods = list(methods)
         self.public_base_url = public_base_url
+        self.local = local or LocalClients()
+        self.anonymous = anonymous
+        self.default_tier = default_tier
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Identity:
@@ -47,16 +66,32 @@ class Identity:
                 f"AUTH_METHODS: unknown method {unknown[0]!r} (known: {', '.join(METHODS)})"
             )
         methods = [METHODS[name](settings) for name in settings.auth_method_names]
-        return cls(methods, settings.public_base_url)
+        local = LocalClients.from_settings(settings)
+        return cls(
+            methods,
+            settings.public_base_url,
+            local=local,
+            anonymous=settings.demo_identity,
+            default_tier=settings.auth_default_tier,
+        )
 
     async def resolve(self, headers: Headers, scope: Scope) -> RequestContext | None:
-        request = AuthRequest(headers, self.base_url(headers, scope))
+        elsewhere = self.local.refusal(scope)
+        request = AuthRequest(headers, self.base_url(headers, scope), elsewhere=elsewhere)
         for method in self.methods:
             if method.recognizes(request):
                 return await method.authenticate(request)
         if request.authorization is not None:
             raise self._unrecognized(request)
+        if self.anonymous and elsewhere is None:
+            return request.context(ANONYMOUS, "development", tier=self.default_tier)
         return None
+
+    def missing(self, scope: Scope) -> Unauthenticated:
+        """The 401 for a request without credentials, saying why where it helps."""
+        if self.anonymous and (why := self.local.refusal(scope)) is not None:
+            return Unauthenticated(why)
+        return Unauthenticated("Authentication required: send `Authorization: Bearer <token>`")
 
     def base_url(self, headers: Headers, scope: Scope) -> str:
         """`PUBLIC_BASE_URL`, else the URL the client used (uvicorn applies forwarded headers)."""
@@ -99,9 +134,7 @@ class IdentityMiddleware:
             try:
                 context = await self.identity.resolve(Headers(scope=scope), scope)
                 if context is None and is_guarded(scope):
-                    raise Unauthenticated(
-                        "Authentication required: send `Authorization: Bearer <token>`"
-                    )
+                    raise self.identity.missing(scope)
             except Unauthenticated as exc:
                 await refuse(exc, scope, receive, send)
                 return

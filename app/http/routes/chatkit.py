@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from chatkit.errors import ErrorCode
 from chatkit.server import StreamingResult
-from chatkit.types import ErrorEvent
-from fastapi import APIRouter, Request, Response
+from chatkit.types import ChatKitReq, ErrorEvent
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
+from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from app.errors import BadRequest
 from app.http.deps import ContextDep, ServicesDep
@@ -23,8 +27,50 @@ router = APIRouter(tags=["chatkit"])
 # compresses and leaves responses that already name an encoding alone).
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Content-Encoding": "none"}
 
+with warnings.catch_warnings():
+    # One generic model's default (a type variable) cannot be shown; the schema is right without.
+    warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+    _REQUEST_SCHEMA = TypeAdapter(ChatKitReq).json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+REQUEST_SCHEMAS: dict[str, Any] = _REQUEST_SCHEMA.pop("$defs", {})
+"""The protocol's request models, for /docs (`document_request_body`)."""
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": _REQUEST_SCHEMA,
+            "example": {
+                "type": "threads.create",
+                "params": {
+                    "input": {
+                        "content": [{"type": "input_text", "text": "Hello there"}],
+                        "attachments": [],
+                        "inference_options": {},
+                    }
+                },
+            },
+        }
+    },
+}
+"""The body the SDK parses (`chatkit.types.ChatKitReq`, by its `type`). The route reads the raw
+bytes itself, so FastAPI cannot see it: /docs is told here, and parsing stays the SDK's."""
 
-@router.post("/chatkit")
+
+def document_request_body(app: FastAPI) -> None:
+    """Add the request models `REQUEST_BODY` refers to to the app's OpenAPI components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(REQUEST_SCHEMAS)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+@router.post("/chatkit", openapi_extra={"requestBody": REQUEST_BODY})
 async def chatkit(request: Request, services: ServicesDep, context: ContextDep) -> Response:
     body = await request.body()
     if b"\\u0000" in body or b"\x00" in body:

@@ -1,5 +1,5 @@
 """Platform probes: `/healthz` (process up), `/readyz` (database reachable, schema at head; MCP
-servers that are down are listed as degraded)."""
+servers that are down are listed as degraded; development's demo defaults are named)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             "run `alembic upgrade head`"
         )
     body: dict[str, object] = {"status": "ready", "revision": revision}
+    if notes := services.settings.demo_notes():
+        body["demo"] = notes  # what development chose because nothing was configured
     # MCP servers: one that is down leaves out its tools, not chat (still 200).
     if tool_servers := services.assistant.tool_servers():
         body["mcp_servers"] = tool_servers
