@@ -30,13 +30,14 @@ from app.server import ChatKitBackend
 from app.store.attachments import AttachmentLimits, Attachments
 from app.store.db import create_engine, migration_head
 from app.store.feedback import FeedbackStore
-from app.store.quotas import TokenQuota
 from app.store.files import DatabaseFileStorage, FileStorage
+from app.store.quotas import TokenQuota
 from app.store.s3 import S3Config, S3FileStorage
 from app.store.store import SQLAlchemyStore
 from app.store.tasks import TaskStore
 from app.store.tokens import TokenUsageStore
 from app.store.urls import signer_from_settings
+from app.store.userdata import UserData
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ class Services:
     feedback: FeedbackStore
     quota: TokenQuota
     """Token usage (`quota.tokens`), quotas and the usage report."""
+    userdata: UserData
+    """A user's data on request: export and erase."""
     model_client: ModelClient | None
     """The model provider's client; `None` for the fake model, or when its key is missing."""
     assistant: Assistant
@@ -83,6 +86,7 @@ class Services:
             tasks=tasks,
             feedback=feedback,
             quota=quota,
+            userdata=UserData(engine, files),
             model_client=model_client,
             assistant=assistant,
             server=ChatKitBackend(
