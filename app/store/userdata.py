@@ -11,6 +11,8 @@ The zip (`stream-zip`: built as it is sent, in constant memory, never whole on d
     attachments.json                 every attachment's record
     attachments/<id>/<file name>     its bytes
     <table>.json                     the rows of each other table: tasks, feedback, token_usage…
+
+Rate-limit counters (`usage_counters`) are erased but not exported.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ from stream_zip import ZIP_64, AsyncMemberFile, async_stream_zip
 
 from app.store.db import utcnow
 from app.store.files import FileStorage
-from app.store.models import AttachmentRow, Base, ItemRow, ThreadRow
+from app.store.models import AttachmentRow, Base, ItemRow, ThreadRow, UsageCounterRow
 
 EXPORT_FORMAT = 1
 ROWS_PER_FETCH = 500
 FILE_MODE = 0o600
 SPECIAL_TABLES = frozenset({ThreadRow.__tablename__, ItemRow.__tablename__})
 """Exported by thread rather than as a table."""
+NOT_EXPORTED = frozenset({UsageCounterRow.__tablename__})
+"""Rate-limit windows: counters of the last minute or day, not the user's data (erased all the
+same). The export request itself counts in them."""
 UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 
 
@@ -103,7 +108,11 @@ class UserData:
         return counts
 
     async def plan_export(self, user_id: str) -> ExportPlan:
-        counts = await self.counts(user_id)
+        counts = {
+            name: count
+            for name, count in (await self.counts(user_id)).items()
+            if name not in NOT_EXPORTED
+        }
         threads = (
             select(ThreadRow.id)
             .where(ThreadRow.user_id == user_id)
@@ -136,7 +145,7 @@ class UserData:
         for thread_id in plan.thread_ids:
             yield _member(f"threads/{thread_id}.json", now, self._thread(plan.user_id, thread_id))
         for table in user_tables():
-            if table.name not in SPECIAL_TABLES:
+            if table.name not in SPECIAL_TABLES | NOT_EXPORTED:
                 yield _member(f"{table.name}.json", now, self._rows(table, plan.user_id))
         for attachment_id, name in plan.attachments:
             path = f"attachments/{attachment_id}/{_safe_name(name)}"

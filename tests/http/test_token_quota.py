@@ -74,9 +74,8 @@ async def test_the_turn_that_crosses_the_line_finishes_and_the_next_is_refused(
     assert len(fake_model.script.calls) == 1
 
 
-async def test_a_spent_month_refuses_and_last_month_does_not_count(
-    client, services, fake_model: FakeModel
-) -> None:
+@pytest.mark.usefixtures("fake_model")
+async def test_a_spent_month_refuses_and_last_month_does_not_count(client, services) -> None:
     user = new_user()
     days_into_month = (utcnow() - Periods.at(utcnow()).month).days
     await spend(services, user, 10 * MONTHLY, days_ago=days_into_month + 1)  # last month
@@ -88,7 +87,8 @@ async def test_a_spent_month_refuses_and_last_month_does_not_count(
     assert f"used all {MONTHLY:,} tokens of this month" in event["message"]
 
 
-async def test_a_request_that_does_not_stream_is_a_429(client, services, fake_model) -> None:
+@pytest.mark.usefixtures("fake_model")
+async def test_a_request_that_does_not_stream_is_a_429(client, services) -> None:
     """`threads.sync_custom_action` is the protocol's non-streaming hook that may call a model
     (this server does not implement it: a 501 when under quota)."""
     user = new_user()
@@ -107,7 +107,8 @@ async def test_a_request_that_does_not_stream_is_a_429(client, services, fake_mo
     assert 0 < int(response.headers["Retry-After"]) <= 24 * 3600
 
 
-async def test_a_tier_without_a_cap_is_not_refused(client, services, fake_model) -> None:
+@pytest.mark.usefixtures("fake_model")
+async def test_a_tier_without_a_cap_is_not_refused(client, services) -> None:
     user = new_user()
     await spend(services, user, 10 * MONTHLY)
     events = await stream(client, user, create_thread_req("Hello"), **{"X-User-Tier": "pro"})
