@@ -68,9 +68,8 @@ async def run(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
             case "usage":
                 await usage_report(services, args.month or Periods.at(utcnow()).month, args, out)
             case "list-users":
-                for user_id in await services.userdata.user_ids():
-                    counts = await services.userdata.counts(user_id)
-                    rows = ", ".join(f"{name}={n}" for name, n in counts.items() if n)
+                for user_id, counts in (await services.userdata.users()).items():
+                    rows = ", ".join(f"{name}={n}" for name, n in sorted(counts.items()))
                     out.write(f"{user_id}\t{rows}\n")
             case "export":
                 path = args.output or Path(f"export-{safe_file_part(args.user)}.zip")

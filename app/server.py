@@ -42,6 +42,7 @@ from chatkit.types import (
     is_streaming_req,
 )
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.agent.agent import Assistant
 from app.agent.context import AssistantContext
@@ -347,7 +348,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 await self.quota.tokens.record(
                     context.user_id, thread.id, item_id, model, counts, utcnow()
                 )
-            except Exception as exc:
+            except (SQLAlchemyError, OSError) as exc:
                 logger.warning(
                     "Token usage of a turn in thread %s not recorded: %s",
                     thread.id,

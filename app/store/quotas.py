@@ -75,9 +75,6 @@ class TokenQuota:
         self.tokens = tokens
         self.clock = clock
 
-    def applies(self, tier: str) -> bool:
-        return any(limit is not None for limit in self.settings.token_quotas(tier))
-
     async def check(self, context: RequestContext) -> TokenQuotaExceeded | None:
         """The refusal if the caller's day or month is spent; no query when no quota applies."""
         daily, monthly = self.settings.token_quotas(context.tier)
