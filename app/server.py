@@ -262,10 +262,13 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 title.cancel()  # only a successful exchange is titled
             if not answered:
                 await self._record_usage(thread, message, context, result, None)
-        titled = await title if title is not None else None
+        titled = None
+        try:
+            titled = await title if title is not None else None
+        finally:  # the answer is given: its tokens count even if the client leaves now
+            await self._record_usage(thread, message, context, result, titled)
         if titled is not None:
             thread.title = titled.text
-        await self._record_usage(thread, message, context, result, titled)
 
     async def action(
         self,

@@ -6,6 +6,8 @@ the scripted fake model; PostgreSQL and SQLite.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -14,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.agent.fake_model import FakeModel, FakeToolCall, FakeTurn
 from app.store.models import TokenUsageRow
 from tests.agent.test_openai_provider import provider_app
+from tests.conftest import make_settings
+from tests.helpers.apps import running_app
 from tests.helpers.chatkit import (
     add_message_req,
     create_thread_req,
@@ -96,3 +100,30 @@ async def test_a_failed_turn_records_what_was_spent(running, fake_model: FakeMod
 
     [row] = await usage_rows(running.services.engine, user.user_id)
     assert tokens(row) == (0, 0, 2, 0)
+
+
+async def test_a_client_that_leaves_mid_answer_still_counts(database_url, user) -> None:
+    """The first model call finished (a tool call); the client leaves during the second: the
+    row is written by the cancelled turn, with what the first call reported."""
+    settings = make_settings(database_url, fake_model_delay_ms=2)
+    async with running_app(settings, socket=True) as running:
+        first = FakeTurn(text="Adding it.", tool_calls=[FakeToolCall("add_task", {"title": "M"})])
+        running.fake_model.script.push(first, FakeTurn.say("word " * 5000))
+        body = json.dumps(create_thread_req("Buy milk"))
+        headers = {"Content-Type": "application/json", "X-User-Id": user.user_id}
+        deltas = 0
+        async with running.client.stream("POST", "/chatkit", content=body, headers=headers) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: ") and '"delta"' in line:
+                    deltas += 1
+                    if deltas == 10:  # well into the second answer
+                        break
+        rows: list[Any] = []
+        for _ in range(500):
+            rows = await usage_rows(running.services.engine, user.user_id)
+            if rows:
+                break
+            await asyncio.sleep(0.01)
+
+    assert [tokens(row) for row in rows] == [(0, 0, 2, 0)]
+    assert not running.fake_model.script.calls[-1].finished
