@@ -98,14 +98,17 @@ class UserData:
         (database-stored bytes go with their rows; other storages are told afterwards).
         """
         counts: dict[str, int] = {}
+        attachment_ids: list[str] = []
         async with self.engine.begin() as conn:
-            owned = AttachmentRow.user_id == user_id
-            attachment_ids = list(
-                (await conn.execute(select(AttachmentRow.id).where(owned))).scalars()
-            )
             for table in user_tables():
-                result = await conn.execute(delete(table).where(table.c.user_id == user_id))
-                counts[table.name] = result.rowcount
+                stmt = delete(table).where(table.c.user_id == user_id)
+                if table is AttachmentRow.__table__:
+                    # The ids of exactly the rows deleted, an upload racing the erase included.
+                    result = await conn.execute(stmt.returning(table.c.id))
+                    attachment_ids = list(result.scalars())
+                    counts[table.name] = len(attachment_ids)
+                else:
+                    counts[table.name] = (await conn.execute(stmt)).rowcount
         if attachment_ids:
             await self.files.delete(attachment_ids)
         counts["attachment_files"] = len(attachment_ids)
