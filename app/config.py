@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    BaseModel,
     BeforeValidator,
     Field,
     SecretStr,
@@ -77,6 +78,19 @@ CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
 """A list setting, written comma-separated in the environment."""
 MimeTypeList = Annotated[CommaList, AfterValidator(lambda types: [t.lower() for t in types])]
 TierLimits = Annotated[dict[str, int | None], NoDecode]
+TIER_LIMIT_SETTINGS = ("rate_limit_daily_messages", "token_quota_daily", "token_quota_monthly")
+
+
+class ModelPrice(BaseModel):
+    """What a million tokens of one model cost: input, cached input, output (reasoning tokens
+    are output tokens)."""
+
+    input: float = Field(ge=0)
+    cached_input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+PriceTable = Annotated[dict[str, ModelPrice], NoDecode]
 
 
 def normalize_database_url(url: str) -> str:
@@ -101,6 +115,40 @@ def normalize_database_url(url: str) -> str:
     if scheme in {"sqlite", "sqlite+aiosqlite"}:
         return f"sqlite+aiosqlite://{rest}"
     raise ValueError(f"unsupported scheme {scheme!r}: use postgresql:// or sqlite:///")
+
+
+def parse_tier_limits(text: str) -> dict[str, int | None]:
+    """`free=200,pro=unlimited` as `{"free": 200, "pro": None}`."""
+    limits: dict[str, int | None] = {}
+    for part in comma_items(text):
+        tier, sep, raw = (x.strip() for x in part.partition("="))
+        if not sep or not tier:
+            raise ValueError(f"expected tier=count pairs like free=200,pro=5000, got {part!r}")
+        if raw.lower() == "unlimited":
+            limits[tier] = None
+        elif raw.isdigit():
+            limits[tier] = int(raw)
+        else:
+            raise ValueError(f"{tier}: expected a count or `unlimited`, got {raw!r}")
+    return limits
+
+
+def parse_prices(text: str) -> dict[str, dict[str, str]]:
+    """`gpt-4.1=2/0.5/8` as `{"gpt-4.1": {"input": "2", "cached_input": "0.5", "output": "8"}}`.
+
+    The model is everything before the last `=` (names may hold `/` or `:`).
+    """
+    prices: dict[str, dict[str, str]] = {}
+    for part in comma_items(text):
+        model, sep, raw = (x.strip() for x in part.rpartition("="))
+        figures = raw.split("/")
+        if not sep or not model or len(figures) != 3:
+            raise ValueError(
+                "expected model=input/cached/output prices per million tokens, like "
+                f"gpt-4.1-mini=0.40/0.10/1.60, got {part!r}"
+            )
+        prices[model] = dict(zip(("input", "cached_input", "output"), figures, strict=True))
+    return prices
 
 
 class Settings(BaseSettings):
@@ -191,6 +239,14 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_DAILY_MESSAGES)
     )
     max_concurrent_streams_per_user: int = Field(default=3, ge=0)
+
+    # Token usage (see docs/operations.md, "Usage and quotas")
+    token_quota_daily: TierLimits = Field(default_factory=dict)
+    """Tokens (input + output) per user and UTC day, by tier; empty: no daily token quota."""
+    token_quota_monthly: TierLimits = Field(default_factory=dict)
+    """Tokens per user and UTC calendar month, by tier; empty: no monthly token quota."""
+    usage_prices: PriceTable = Field(default_factory=dict)
+    """`model=input/cached/output` in currency units per million tokens: costs in the reports."""
 
     # Attachments (see docs/attachments.md)
     attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
@@ -306,24 +362,17 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL, e.g. https://app.example.com/api/auth/token")
         return value
 
-    @field_validator("rate_limit_daily_messages", mode="before")
+    @field_validator(*TIER_LIMIT_SETTINGS, mode="before")
     @classmethod
     def _parse_tier_limits(cls, value: object) -> object:
         """`free=200,pro=5000`: `unlimited` lifts a cap, `*` is the default tier's if unlisted."""
-        if not isinstance(value, str):
-            return value
-        limits: dict[str, int | None] = {}
-        for part in comma_items(value):
-            tier, sep, raw = (x.strip() for x in part.partition("="))
-            if not sep or not tier:
-                raise ValueError(f"expected tier=count pairs like free=200,pro=5000, got {part!r}")
-            if raw.lower() == "unlimited":
-                limits[tier] = None
-            elif raw.isdigit():
-                limits[tier] = int(raw)
-            else:
-                raise ValueError(f"{tier}: expected a count or `unlimited`, got {raw!r}")
-        return limits
+        return parse_tier_limits(value) if isinstance(value, str) else value
+
+    @field_validator("usage_prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: object) -> object:
+        """`gpt-4.1-mini=0.40/0.10/1.60,...`: per million input, cached input, output tokens."""
+        return parse_prices(value) if isinstance(value, str) else value
 
     @field_validator("auth_headers_allowed_networks")
     @classmethod
@@ -359,13 +408,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _quota_for_the_default_tier(self) -> Self:
-        limits, default = self.rate_limit_daily_messages, self.auth_default_tier
-        if default not in limits and "*" not in limits:
-            raise ValueError(
-                f"RATE_LIMIT_DAILY_MESSAGES names neither AUTH_DEFAULT_TIER ({default}) nor `*`, "
-                f"so users of that tier would have no quota: add {default}=<count> "
-                f"(or {default}=unlimited)"
-            )
+        """A tier limit that is set must cover the default tier (by name or `*`): unknown tiers
+        count as it. The token quotas may be left empty (no token quota)."""
+        default = self.auth_default_tier
+        for name in TIER_LIMIT_SETTINGS:
+            limits: dict[str, int | None] = getattr(self, name)
+            if name != "rate_limit_daily_messages" and not limits:
+                continue
+            if default not in limits and "*" not in limits:
+                raise ValueError(
+                    f"{name.upper()} names neither AUTH_DEFAULT_TIER ({default}) nor `*`, "
+                    f"so users of that tier would have no quota: add {default}=<count> "
+                    f"(or {default}=unlimited)"
+                )
         return self
 
     @model_validator(mode="after")
@@ -480,6 +535,23 @@ class Settings(BaseSettings):
         """
         limits = self.rate_limit_daily_messages
         return limits.get(self.known_tier(tier), limits.get("*"))
+
+    def token_quotas(self, tier: str) -> tuple[int | None, int | None]:
+        """The tier's (daily, monthly) token quotas; None is unlimited (or no quota set).
+
+        Unknown tiers count as the default tier, as for messages.
+        """
+        return (
+            self._tier_limit(self.token_quota_daily, tier),
+            self._tier_limit(self.token_quota_monthly, tier),
+        )
+
+    def _tier_limit(self, limits: dict[str, int | None], tier: str) -> int | None:
+        if not limits:
+            return None
+        if tier != "*" and tier in limits:
+            return limits[tier]
+        return limits.get(self.auth_default_tier, limits.get("*"))
 
     @property
     def playground_on(self) -> bool:

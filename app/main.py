@@ -13,7 +13,7 @@ from app.config import Settings, load_settings
 from app.http.edge import add_edge_middleware
 from app.http.errors import register_exception_handlers
 from app.http.request_id import RequestIdMiddleware
-from app.http.routes import attachments, chatkit, health, playground
+from app.http.routes import account, attachments, chatkit, health, playground
 from app.logging import configure_logging
 from app.services import Services
 
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(chatkit.router)
     chatkit.document_request_body(app)
     app.include_router(attachments.router)
+    app.include_router(account.router)
     app.include_router(health.router)
     if settings.playground_on:
         app.include_router(playground.router)

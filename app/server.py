@@ -20,6 +20,7 @@ from chatkit.store import NotFoundError
 from chatkit.types import (
     AudioInput,
     ChatKitReq,
+    ErrorEvent,
     FeedbackKind,
     ItemsFeedbackReq,
     ItemsListReq,
@@ -32,6 +33,7 @@ from chatkit.types import (
     ThreadsCreateReq,
     ThreadsListReq,
     ThreadsRetryAfterItemReq,
+    ThreadsSyncCustomActionReq,
     ThreadStreamEvent,
     TranscriptionResult,
     UserMessageInput,
@@ -40,20 +42,23 @@ from chatkit.types import (
     is_streaming_req,
 )
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.agent.agent import Assistant
 from app.agent.context import AssistantContext
 from app.agent.converter import HistoryConverter
 from app.agent.errors import stream_error_for
+from app.agent.model import model_name
 from app.agent.streaming import EndOnError, ItemIds
-from app.agent.title import first_user_text
+from app.agent.title import Title, first_user_text
 from app.agent.widgets import WIDGET_ACTIONS
 from app.context import RequestContext
 from app.errors import AppError, BadRequest
 from app.store.attachments import Attachments
-from app.store.db import has_id_shape
+from app.store.db import has_id_shape, utcnow
 from app.store.errors import is_outage
 from app.store.feedback import FeedbackStore
+from app.store.quotas import TokenQuota, TokenQuotaExceeded
 from app.store.store import (
     ATTACHMENT_PREFIXES,
     ITEM_PREFIXES,
@@ -61,6 +66,7 @@ from app.store.store import (
     SQLAlchemyStore,
 )
 from app.store.tasks import TaskStore
+from app.store.tokens import TokenCounts
 
 logger = logging.getLogger(__name__)
 MAX_LIST_ITEMS = 100
@@ -90,6 +96,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         *,
         tasks: TaskStore,
         feedback: FeedbackStore,
+        quota: TokenQuota,
     ) -> None:
         super().__init__(store, attachments)
         self.store: SQLAlchemyStore = store
@@ -97,6 +104,9 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         self.assistant = assistant
         self.tasks = tasks
         self.feedback = feedback
+        self.quota = quota
+        """Token quotas, checked before a request that may call the model; `quota.tokens`
+        records each turn's usage."""
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -109,8 +119,13 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         """
         parsed = REQUEST_ADAPTER.validate_json(request)
         await self._check(parsed, context)
+        refusal = await self._quota_refusal(parsed, context)
         if is_streaming_req(parsed):
+            if refusal is not None:
+                return StreamingResult(refused(refusal))
             return StreamingResult(self._closing_turns(self._process_streaming(parsed, context)))
+        if refusal is not None:
+            raise refusal
         with sdk_refusals():
             return NonStreamingResult(await self._process_non_streaming(parsed, context))
 
@@ -156,6 +171,16 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             case _:
                 pass
 
+    async def _quota_refusal(
+        self, request: ChatKitReq, context: RequestContext
+    ) -> TokenQuotaExceeded | None:
+        """Over a token quota, a request that may call the model is refused before it runs,
+        nothing written: every streaming request, and `threads.sync_custom_action` (a hook an
+        integration may answer with a model call)."""
+        if not (is_streaming_req(request) or isinstance(request, ThreadsSyncCustomActionReq)):
+            return None
+        return await self.quota.check(context)
+
     def respond(
         self,
         thread: ThreadMetadata,
@@ -167,21 +192,25 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         The SDK stops reading a turn when saving one of its items fails, and leaves it
         suspended: closed here, its clean-up runs at once rather than whenever it is collected.
         """
-        turn = self._answer(thread, context)
+        turn = self._answer(thread, context, input_user_message)
         turns = OPEN_TURNS.get()
         if turns is not None:
             turns.append(turn)
         return turn
 
     async def _answer(
-        self, thread: ThreadMetadata, context: RequestContext
+        self,
+        thread: ThreadMetadata,
+        context: RequestContext,
+        message: UserMessageItem | None = None,
     ) -> AsyncGenerator[ThreadStreamEvent, None]:
         """Run the agent over the thread's recent items and stream its answer.
 
         A failure of the model ends the turn with a readable error event; the answer streamed so
         far is not saved (finished items, such as tool widgets, are), so the thread holds only
         complete items and `threads.retry_after_item` starts clean. Titles the thread after its
-        first successful exchange (the title is written while the answer streams).
+        first successful exchange (the title is written while the answer streams). What the
+        model calls used, the title's included, is recorded as the turn's one usage row.
         """
         agent_context = self._agent_context(thread, context)
         ids = ItemIds(lambda kind: self.store.generate_item_id(kind, thread, context))
@@ -231,8 +260,15 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 result.cancel()  # e.g. the client went away: stop the model
             if title is not None and not answered:
                 title.cancel()  # only a successful exchange is titled
-        if title is not None:
-            thread.title = await title
+            if not answered:
+                await self._record_usage(thread, message, context, result, None)
+        titled = None
+        try:
+            titled = await title if title is not None else None
+        finally:  # the answer is given: its tokens count even if the client leaves now
+            await self._record_usage(thread, message, context, result, titled)
+        if titled is not None:
+            thread.title = titled.text
 
     async def action(
         self,
@@ -287,6 +323,42 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         with anyio.CancelScope(shield=True):
             await super().handle_stream_cancelled(thread, pending_items, context)
 
+    async def _record_usage(
+        self,
+        thread: ThreadMetadata,
+        message: UserMessageItem | None,
+        context: RequestContext,
+        result: RunResultStreaming | None,
+        title: Title | None,
+    ) -> None:
+        """One INSERT per turn: the run's usage plus the title call's, under the reply model.
+
+        Shielded (a disconnect cancels the turn, and the tokens were spent all the same); a
+        failed write is logged, never the turn's failure: the answer has been given.
+        """
+        counts = TokenCounts()
+        if result is not None:
+            counts += TokenCounts.from_usage(result.context_wrapper.usage)
+        if title is not None:
+            counts += TokenCounts.from_usage(title.usage)
+        if counts == TokenCounts():
+            return
+        agent = result.last_agent if result is not None else None
+        model = model_name(agent.model if agent is not None else None)
+        item_id = message.id if message is not None else None
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.quota.tokens.record(
+                    context.user_id, thread.id, item_id, model, counts, utcnow()
+                )
+            except (SQLAlchemyError, OSError) as exc:
+                logger.warning(
+                    "Token usage of a turn in thread %s not recorded: %s",
+                    thread.id,
+                    type(exc).__name__,
+                    exc_info=None if is_outage(exc) else exc,
+                )
+
     def _agent_context(self, thread: ThreadMetadata, context: RequestContext) -> AssistantContext:
         """What the tools (and the widget actions) see: the thread, the store, the caller."""
         return AssistantContext(
@@ -307,6 +379,12 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 break
             after = page.after
         return items[::-1]
+
+
+async def refused(refusal: TokenQuotaExceeded) -> AsyncGenerator[bytes, None]:
+    """A stream of one error event that tells why the request was refused."""
+    event = ErrorEvent(message=refusal.message, allow_retry=False)
+    yield b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"
 
 
 @contextmanager

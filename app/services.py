@@ -31,11 +31,14 @@ from app.store.attachments import AttachmentLimits, Attachments
 from app.store.db import create_engine, migration_head
 from app.store.feedback import FeedbackStore
 from app.store.files import DatabaseFileStorage, FileStorage
+from app.store.quotas import TokenQuota
 from app.store.s3 import S3Config, S3FileStorage
 from app.store.schema import Schema
 from app.store.store import SQLAlchemyStore
 from app.store.tasks import TaskStore
+from app.store.tokens import TokenUsageStore
 from app.store.urls import signer_from_settings
+from app.store.userdata import UserData
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,10 @@ class Services:
     attachments: Attachments
     tasks: TaskStore
     feedback: FeedbackStore
+    quota: TokenQuota
+    """Token usage (`quota.tokens`), quotas and the usage report."""
+    userdata: UserData
+    """A user's data on request: export and erase."""
     model_client: ModelClient | None
     """The model provider's client; `None` for the fake model, or when its key is missing."""
     assistant: Assistant
@@ -71,6 +78,7 @@ class Services:
         attachments = Attachments(store, files, urls, AttachmentLimits.from_settings(settings))
         tasks, feedback = TaskStore(engine), FeedbackStore(store)
         head = migration_head()
+        quota = TokenQuota(settings, TokenUsageStore(engine))
         model_client = build_model_client(settings)
         model = build_model(settings, model_client, agent_config.model)
         assistant = Assistant(AgentSetup(settings, agent_config, model_client, model))
@@ -81,9 +89,13 @@ class Services:
             attachments=attachments,
             tasks=tasks,
             feedback=feedback,
+            quota=quota,
+            userdata=UserData(engine, files),
             model_client=model_client,
             assistant=assistant,
-            server=ChatKitBackend(store, attachments, assistant, tasks=tasks, feedback=feedback),
+            server=ChatKitBackend(
+                store, attachments, assistant, tasks=tasks, feedback=feedback, quota=quota
+            ),
             identity=Identity.from_settings(settings),
             rate_limiter=RateLimiter(settings, engine),
             streams=OpenStreams(),

@@ -21,7 +21,7 @@ from app.agent.errors import not_configured
 from app.agent.factory import AgentSetup, agent_from_factory
 from app.agent.fake_model import FakeModel
 from app.agent.mcp import CALLER_ID, McpProgress, McpServers, build_server
-from app.agent.title import generate_title
+from app.agent.title import Title, write_title
 from app.config import ModelApi
 from app.context import RequestContext
 
@@ -123,8 +123,8 @@ class Assistant:
             hooks=self.hooks,
         )
 
-    async def title(self, text: str) -> str:
-        return await generate_title(self.title_model, text)
+    async def title(self, text: str) -> Title:
+        return await write_title(self.title_model, text)
 
     def tool_servers(self) -> dict[str, str]:
         """Each MCP server's state: `connecting`, `connected` or `down`."""

@@ -99,3 +99,15 @@ def build_model(
             tokens=settings.fake_model_tokens, delay=settings.fake_model_delay_ms / 1000
         )
     return model_client.model(name or settings.chatkit_model) if model_client else None
+
+
+def model_name(model: str | Model | None) -> str:
+    """The name usage is recorded under: the provider's model (or Azure deployment) name."""
+    if isinstance(model, str):
+        return model
+    if isinstance(model, FakeModel):
+        return "fake"
+    name = getattr(model, "model", None)
+    if isinstance(name, str):
+        return name
+    return type(model).__name__ if model is not None else "unknown"

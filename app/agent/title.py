@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 
-from agents import Agent, Model, RunConfig, Runner
+from agents import Agent, Model, RunConfig, Runner, Usage
 from chatkit.types import ThreadItem, UserMessageItem, UserMessageTextContent
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,18 @@ def clean_title(raw: str) -> str:
     return title[:TITLE_CHARS]
 
 
-async def generate_title(model: Model | None, text: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Title:
+    """A thread's title, and the tokens its model call used (none for a fallback title)."""
+
+    text: str
+    usage: Usage = field(default_factory=Usage)
+
+
+async def write_title(model: Model | None, text: str) -> Title:
     """Ask `model` for a title; any failure (or no model) falls back to the message's words."""
     if model is None or not text.strip():
-        return fallback_title(text)
+        return Title(fallback_title(text))
     agent: Agent[None] = Agent(name="Title writer", instructions=TITLE_INSTRUCTIONS, model=model)
     try:
         async with asyncio.timeout(TITLE_TIMEOUT_SECONDS):
@@ -50,8 +59,13 @@ async def generate_title(model: Model | None, text: str) -> str:
         title = clean_title(str(result.final_output))
     except Exception as exc:  # a title is decoration: never fail the turn for it
         logger.warning("Title generation failed (%s); using the first words", type(exc).__name__)
-        return fallback_title(text)
-    return title or fallback_title(text)
+        return Title(fallback_title(text))
+    return Title(title or fallback_title(text), result.context_wrapper.usage)
+
+
+async def generate_title(model: Model | None, text: str) -> str:
+    """The title's text alone."""
+    return (await write_title(model, text)).text
 
 
 def first_user_text(items: list[ThreadItem]) -> str:

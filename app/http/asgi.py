@@ -6,10 +6,14 @@ from starlette.types import Message, Receive, Scope
 
 CHATKIT_PATH = "/chatkit"
 DIRECT_UPLOAD_PATH = "/chatkit/attachments"
+ACCOUNT_PATHS = frozenset({"/chatkit/usage", "/chatkit/export", "/chatkit/me"})
+"""The caller's own usage and data (`app/http/routes/account.py`)."""
+GUARDED_PATHS = frozenset({CHATKIT_PATH, DIRECT_UPLOAD_PATH, *ACCOUNT_PATHS})
 
 
 def is_guarded(scope: Scope) -> bool:
-    """Requests that must carry an identity and a domain key: the protocol route and uploads.
+    """Requests that must carry an identity and a domain key: the protocol route, uploads, and
+    the caller's usage and data.
 
     Other `/chatkit/attachments/...` URLs are signed links a browser opens without headers; their
     routes check the signature. CORS preflights (`OPTIONS`) never need credentials.
@@ -17,7 +21,7 @@ def is_guarded(scope: Scope) -> bool:
     return (
         scope["type"] == "http"
         and scope["method"] != "OPTIONS"
-        and scope["path"].rstrip("/") in {CHATKIT_PATH, DIRECT_UPLOAD_PATH}
+        and scope["path"].rstrip("/") in GUARDED_PATHS
     )
 
 

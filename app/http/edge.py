@@ -25,6 +25,7 @@ CORS_ALLOW_HEADERS = [
     "Authorization",
     "Content-Type",
     "X-ChatKit-Domain-Key",
+    "X-Confirm-Erase",
     "X-Proxy-Secret",
     "X-Request-Id",
     "X-User-Email",
@@ -32,7 +33,7 @@ CORS_ALLOW_HEADERS = [
     "X-User-Name",
     "X-User-Tier",
 ]
-CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate", "X-Request-Id"]
+CORS_EXPOSE_HEADERS = ["Content-Disposition", "Retry-After", "WWW-Authenticate", "X-Request-Id"]
 
 
 def add_edge_middleware(

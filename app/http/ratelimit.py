@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from app.http.asgi import is_guarded, is_protocol_request, read_body, replay
 from app.http.errors import refuse
 from app.store.db import utcnow
 from app.store.errors import is_outage
+from app.store.quotas import duration, seconds_until
 from app.store.usage import UsageCounters, Window
 
 logger = logging.getLogger(__name__)
@@ -106,11 +106,11 @@ class RateLimiter:
             return None
         if over.bucket == REQUESTS:
             return _per_minute_refusal(now, over, "requests")
-        wait = _seconds_until(now, over.start + timedelta(days=1))
+        wait = seconds_until(now, over.start + timedelta(days=1))
         return Refusal(
             "quota_exceeded",
             f"You have used all {over.limit} messages for today on the {context.tier} plan. "
-            f"The quota resets at 00:00 UTC, in {_duration(wait)}.",
+            f"The quota resets at 00:00 UTC, in {duration(wait)}.",
             wait,
         )
 
@@ -144,7 +144,7 @@ class RateLimiter:
 
 
 def _per_minute_refusal(now: datetime, window: Window, what: str) -> Refusal:
-    wait = _seconds_until(now, window.start + timedelta(minutes=1))
+    wait = seconds_until(now, window.start + timedelta(minutes=1))
     return Refusal(
         "rate_limited",
         f"Too many {what}: the limit is {window.limit} per minute. Try again in {wait} seconds.",
@@ -201,15 +201,3 @@ def _request_type(body: bytes) -> str | None:
         return None
     kind = parsed.get("type") if isinstance(parsed, dict) else None
     return kind if isinstance(kind, str) else None
-
-
-def _seconds_until(now: datetime, end: datetime) -> int:
-    return max(1, math.ceil((end - now).total_seconds()))
-
-
-def _duration(seconds: int) -> str:
-    hours, rest = divmod(seconds, 3600)
-    minutes = max(1, math.ceil(rest / 60)) if hours == 0 else rest // 60
-    if hours == 0:
-        return f"{minutes} minute{'s' * (minutes != 1)}"
-    return f"{hours} hour{'s' * (hours != 1)} {minutes} minute{'s' * (minutes != 1)}"

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -135,4 +136,35 @@ class FeedbackRow(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "item_id", name="uq_feedback_user_item"),
         Index("ix_feedback_thread", "thread_id"),
+    )
+
+
+class TokenUsageRow(Base):
+    """The tokens one turn used: its model calls and its title call, one row per turn.
+
+    Kept when the thread is deleted (it is what the turn cost); erased with the user. The index
+    serves the quota check and the reports: one user's rows since a day or a month began.
+    """
+
+    __tablename__ = "token_usage"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(ID)
+    item_id: Mapped[str | None] = mapped_column(ID)
+    """The user message the turn answered, when there is one."""
+    model: Mapped[str] = mapped_column(String(255))
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index(
+            "ix_token_usage_user_created",
+            "user_id",
+            "created_at",
+            postgresql_include=["input_tokens", "output_tokens"],
+        ),
     )

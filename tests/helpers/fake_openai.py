@@ -93,6 +93,10 @@ class FakeOpenAI:
     """The model names served (others get OpenAI's 404 `model_not_found`); None: any."""
     received: list[Received] = field(default_factory=list)
     """Every request, in order."""
+    cached_tokens: int = 0
+    """Of the `INPUT_TOKENS` each request reports, how many were cached."""
+    reasoning_tokens: int = 0
+    """Reasoning tokens each request reports (beside its output tokens)."""
     base_url: str = ""
     root_url: str = ""
 
@@ -176,7 +180,8 @@ class FakeOpenAI:
 
     def _responses(self, body: dict[str, Any]) -> Response:
         if not body.get("stream"):
-            return JSONResponse(_response(body, [_message(_id("msg"), self.title)], "completed"))
+            output = [_message(_id("msg"), self.title)]
+            return JSONResponse(self._response(body, output, "completed"))
         return StreamingResponse(self._responses_stream(body), media_type="text/event-stream")
 
     async def _responses_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -187,7 +192,7 @@ class FakeOpenAI:
             event["sequence_number"] = next(sequence)
             return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
-        yield sse({"type": "response.created", "response": _response(body, [], "in_progress")})
+        yield sse({"type": "response.created", "response": self._response(body, [], "in_progress")})
         output: list[dict[str, Any]] = []
         if reply.text is not None:
             message_id = _id("msg")
@@ -242,7 +247,9 @@ class FakeOpenAI:
             yield sse(
                 {"type": "response.output_item.done", "output_index": index, "item": output[-1]}
             )
-        yield sse({"type": "response.completed", "response": _response(body, output, "completed")})
+        yield sse(
+            {"type": "response.completed", "response": self._response(body, output, "completed")}
+        )
 
     # Chat Completions
 
@@ -253,7 +260,7 @@ class FakeOpenAI:
             completion = {
                 **_chunk_head(body, "chat.completion"),
                 "choices": [choice],
-                "usage": _chat_usage(self.title),
+                "usage": self._chat_usage(self.title),
             }
             return JSONResponse(completion)
         return StreamingResponse(self._chat_stream(body), media_type="text/event-stream")
@@ -278,9 +285,47 @@ class FakeOpenAI:
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         yield chunk({}, "tool_calls" if reply.tool_calls else "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {**head, "choices": [], "usage": _chat_usage(text, len(reply.tool_calls))}
+            usage = {**head, "choices": [], "usage": self._chat_usage(text, len(reply.tool_calls))}
             yield f"data: {json.dumps(usage)}\n\n".encode()
         yield b"data: [DONE]\n\n"
+
+    def _response(
+        self, body: dict[str, Any], output: list[dict[str, Any]], status: str
+    ) -> dict[str, Any]:
+        texts = " ".join(
+            part["text"] for item in output if item["type"] == "message" for part in item["content"]
+        )
+        calls = sum(item["type"] == "function_call" for item in output)
+        tokens = output_tokens(texts, calls)
+        return {
+            "id": _id("resp"),
+            "object": "response",
+            "created_at": 1_700_000_000,
+            "model": body.get("model", "unknown"),
+            "status": status,
+            "output": output,
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+            "parallel_tool_calls": True,
+            "usage": {
+                "input_tokens": INPUT_TOKENS,
+                "input_tokens_details": {"cached_tokens": self.cached_tokens},
+                "output_tokens": tokens,
+                "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+                "total_tokens": INPUT_TOKENS + tokens,
+            },
+        }
+
+    def _chat_usage(self, text: str, tool_calls: int = 0) -> dict[str, Any]:
+        tokens = output_tokens(text, tool_calls)
+        return {
+            "prompt_tokens": INPUT_TOKENS,
+            "completion_tokens": tokens,
+            "total_tokens": INPUT_TOKENS + tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
 
 
 def last_tool_output(body: dict[str, Any]) -> str:
@@ -323,33 +368,6 @@ def _message(message_id: str, text: str) -> dict[str, Any]:
     }
 
 
-def _response(body: dict[str, Any], output: list[dict[str, Any]], status: str) -> dict[str, Any]:
-    texts = " ".join(
-        part["text"] for item in output if item["type"] == "message" for part in item["content"]
-    )
-    calls = sum(item["type"] == "function_call" for item in output)
-    tokens = output_tokens(texts, calls)
-    return {
-        "id": _id("resp"),
-        "object": "response",
-        "created_at": 1_700_000_000,
-        "model": body.get("model", "unknown"),
-        "status": status,
-        "output": output,
-        "tool_choice": "auto",
-        "tools": [],
-        "top_p": 1.0,
-        "parallel_tool_calls": True,
-        "usage": {
-            "input_tokens": INPUT_TOKENS,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": INPUT_TOKENS + tokens,
-        },
-    }
-
-
 def _chunk_head(body: dict[str, Any], kind: str) -> dict[str, Any]:
     return {
         "id": _id("chatcmpl"),
@@ -357,15 +375,6 @@ def _chunk_head(body: dict[str, Any], kind: str) -> dict[str, Any]:
         "created": 1_700_000_000,
         "model": body.get("model", "unknown"),
         "system_fingerprint": None,
-    }
-
-
-def _chat_usage(text: str, tool_calls: int = 0) -> dict[str, int]:
-    tokens = output_tokens(text, tool_calls)
-    return {
-        "prompt_tokens": INPUT_TOKENS,
-        "completion_tokens": tokens,
-        "total_tokens": INPUT_TOKENS + tokens,
     }
 
 

@@ -3,6 +3,8 @@ local S3 (moto's server on loopback), and the attachment routes on top of it."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -213,6 +215,37 @@ async def test_thread_deletion_and_orphan_cleanup_remove_objects(client, service
     assert f"attachments/{orphan}" in keys(bucket)
     await cleanup_orphans(services.attachments, settings)
     assert f"attachments/{orphan}" not in keys(bucket)
+
+
+async def test_erase_removes_the_users_objects_and_only_theirs(client, services, bucket) -> None:
+    user, other = f"user-{uuid4().hex[:8]}", f"user-{uuid4().hex[:8]}"
+    in_thread, loose = await upload(client, user), await upload(client, user)
+    await stream(
+        client, user, {"type": "threads.create", "params": {"input": user_input("x", [in_thread])}}
+    )
+    theirs = await upload(client, other)
+    assert {f"attachments/{key}" for key in (in_thread, loose, theirs)} <= keys(bucket)
+
+    response = await client.delete(
+        "/chatkit/me", headers={"X-User-Id": user, "X-Confirm-Erase": "erase my data"}
+    )
+    assert response.status_code == 200, response.text
+    erased = response.json()["erased"]
+    assert (erased["attachments"], erased["attachment_files"]) == (2, 2)
+    assert f"attachments/{in_thread}" not in keys(bucket)
+    assert f"attachments/{loose}" not in keys(bucket)
+    assert f"attachments/{theirs}" in keys(bucket)
+    assert await owned_rows(services.engine, AttachmentRow, user_id=user) == 0
+    assert await owned_rows(services.engine, AttachmentRow, user_id=other) == 1
+
+
+async def test_export_reads_the_bytes_from_s3(client, bucket) -> None:
+    user = f"user-{uuid4().hex[:8]}"
+    attachment_id = await upload(client, user, b"from the bucket")
+    assert f"attachments/{attachment_id}" in keys(bucket)
+    response = await client.get("/chatkit/export", headers={"X-User-Id": user})
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert archive.read(f"attachments/{attachment_id}/a.txt") == b"from the bucket"
 
 
 async def test_storage_outage_is_503_and_leaves_no_metadata(database_url) -> None:
