@@ -30,6 +30,7 @@ from chatkit.types import (
     ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
+    ThreadsCustomActionReq,
     ThreadsListReq,
     ThreadsRetryAfterItemReq,
     ThreadStreamEvent,
@@ -42,6 +43,7 @@ from chatkit.types import (
 from pydantic import TypeAdapter, ValidationError
 
 from app.agent.agent import Assistant
+from app.agent.approvals import ApprovalFlow
 from app.agent.context import AssistantContext
 from app.agent.converter import HistoryConverter
 from app.agent.errors import stream_error_for
@@ -90,6 +92,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         *,
         tasks: TaskStore,
         feedback: FeedbackStore,
+        approvals: ApprovalFlow,
     ) -> None:
         super().__init__(store, attachments)
         self.store: SQLAlchemyStore = store
@@ -97,6 +100,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         self.assistant = assistant
         self.tasks = tasks
         self.feedback = feedback
+        self.approvals = approvals
+        self.actions = {**WIDGET_ACTIONS, **approvals.actions}
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -150,6 +155,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 )
                 if not isinstance(item, UserMessageItem):
                     raise BadRequest(f"Item {item.id} is not a user message")
+            case ThreadsCustomActionReq():
+                await self.approvals.check(request.params.thread_id, request.params.action, context)
             case ThreadsListReq() | ItemsListReq():
                 if request.params.limit is not None and request.params.limit < 1:
                     raise BadRequest("params.limit must be at least 1")
@@ -203,13 +210,9 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 yield ids.rewrite(event)
             if run.error is not None:
                 raise run.error
-            if result.interruptions:  # issue 14, part 3 (approvals) replaces this refusal
-                names = ", ".join(sorted({item.name or "a tool" for item in result.interruptions}))
-                raise CustomStreamError(
-                    f"The assistant needs your approval to use {names}, and this server cannot "
-                    "ask for it yet: the tool was not run.",
-                    allow_retry=False,
-                )
+            if result.interruptions:  # tools that ask first: wait for the user's decision
+                async for event in self.approvals.pause(result, agent_context):
+                    yield event
             answered = True
         except Exception as exc:
             error = stream_error_for(exc)
@@ -241,8 +244,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         sender: WidgetItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        """A widget's button: the handler `WIDGET_ACTIONS` names for the action's type."""
-        handler = WIDGET_ACTIONS.get(action.type)
+        """A widget's button: the handler `WIDGET_ACTIONS` (or the approvals) name for its type."""
+        handler = self.actions.get(action.type)
         if handler is None:
             raise CustomStreamError(f"Unknown action {action.type!r}.", allow_retry=False)
         async for event in handler(action, sender, self._agent_context(thread, context)):
