@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import AsyncExitStack
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +39,14 @@ from tests.helpers.chatkit import (
     sse_events,
     stream,
 )
+from tests.helpers.mcp import (
+    HttpMcpServer,
+    http_server_toml,
+    read_calls,
+    stdio_server_toml,
+    write_toml,
+)
+from tests.helpers.server import free_port
 
 
 def card_parts(widget: dict[str, Any]) -> tuple[str, list[str], list[str]]:
@@ -65,9 +75,7 @@ def tool_results(fake_model: FakeModel) -> list[str]:
 
 async def approval_row(services: Services, approval_id: str) -> Any:
     async with services.engine.connect() as conn:
-        return (
-            await conn.execute(select(ApprovalRow).where(ApprovalRow.id == approval_id))
-        ).one()
+        return (await conn.execute(select(ApprovalRow).where(ApprovalRow.id == approval_id))).one()
 
 
 async def ask_to_delete(client, fake_model: FakeModel, user_id: str, task: Task):
@@ -215,8 +223,7 @@ async def test_a_double_click_resumes_the_run_once(client, services, fake_model,
     )
 
     outcomes = sorted(
-        "error" if error_events(events) else "resumed"
-        for events in map(events_of, responses)
+        "error" if error_events(events) else "resumed" for events in map(events_of, responses)
     )
     assert outcomes == ["error", "resumed"]
     errors = [e["message"] for r in responses for e in error_events(events_of(r))]
@@ -262,11 +269,12 @@ async def test_a_stale_approval_is_refused(client, services, fake_model, user):
     task = await services.tasks.add(user.user_id, "Old")
     thread_id, widget, approval_id = await ask_to_delete(client, fake_model, user.user_id, task)
     max_age = timedelta(seconds=services.settings.approval_max_age_seconds)
+    created_at = (await approval_row(services, approval_id)).created_at
     async with services.engine.begin() as conn:
         await conn.execute(
             update(ApprovalRow)
             .where(ApprovalRow.id == approval_id)
-            .values(created_at=ApprovalRow.created_at - max_age - timedelta(seconds=1))
+            .values(created_at=created_at - max_age - timedelta(seconds=1))
         )
 
     events = events_of(
@@ -316,3 +324,55 @@ def test_arguments_read_as_lines() -> None:
     assert readable_arguments("[1, 2]") == [("arguments", "[1, 2]")]
     assert readable_arguments("not json") == [("arguments", "not json")]
     assert readable_arguments(json.dumps({"text": "x" * 600}))[0][1].endswith("…")
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_an_mcp_tool_with_require_approval_waits_for_the_user(
+    postgres_url, tmp_path: Path, user, transport
+):
+    """`require_approval` in agent.toml, a real FastMCP server: nothing reaches the server until
+    the user approves; a rejected call never does."""
+    calls = tmp_path / "calls.jsonl"
+    extra = 'require_approval = ["delete_everything"]'
+    async with AsyncExitStack() as stack:
+        if transport == "stdio":
+            toml = stdio_server_toml("local", calls, extra)
+        else:
+            server = await stack.enter_async_context(HttpMcpServer(free_port(), calls))
+            toml = http_server_toml("local", server.port, extra)
+        settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
+        running = await stack.enter_async_context(running_app(settings))
+        client = running.client
+
+        rejected = await stream(client, user.user_id, create_thread_req("/delete_everything"))
+        [card] = done_items(rejected, "widget")
+        assert card_parts(card["widget"])[1] == ["delete_everything"]
+        await stream(client, user.user_id, create_thread_req('/add {"a": 1, "b": 1}'))
+        assert [c["tool"] for c in read_calls(calls)] == ["add"]  # the server is called, but
+        events = events_of(
+            await click(
+                client,
+                user.user_id,
+                created_thread_id(rejected),
+                card["id"],
+                REJECT_ACTION,
+                buttons(card["widget"])["Reject"]["payload"]["approval_id"],
+            )
+        )
+        assert done_items(events, "assistant_message")[0]["content"][0]["text"] == (
+            f"The tool answered: {REJECTED}"
+        )
+        assert [c["tool"] for c in read_calls(calls)] == ["add"]  # not for the rejected call
+
+        asked = await stream(client, user.user_id, create_thread_req("/delete_everything"))
+        [card] = done_items(asked, "widget")
+        thread_id = created_thread_id(asked)
+        approval_id = buttons(card["widget"])["Approve"]["payload"]["approval_id"]
+        events = events_of(
+            await click(client, user.user_id, thread_id, card["id"], APPROVE_ACTION, approval_id)
+        )
+
+        assert error_events(events) == []
+        assert [c["tool"] for c in read_calls(calls)] == ["add", "delete_everything"]
+        texts = assistant_texts(await stored_items(running.services, user.user_id, thread_id))
+        assert texts == ["The tool answered: deleted"]
