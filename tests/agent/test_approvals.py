@@ -88,7 +88,9 @@ async def ask_to_delete(client, fake_model: FakeModel, user_id: str, task: Task)
     return created_thread_id(events), widget, approval_id
 
 
-async def click(client, user_id: str, thread_id: str, widget_id: str, action: str, approval_id):
+async def click(
+    client, user_id: str, thread_id: str, widget_id: str | None, action: str, approval_id: str
+):
     payload = {"approval_id": approval_id}
     return await post(client, user_id, custom_action_req(thread_id, widget_id, action, payload))
 
