@@ -108,6 +108,11 @@ STATUS_BADGES = {
     "approved": ("Approved", "success"),
     "rejected": ("Rejected", "danger"),
 }
+STATUS_TEXTS = {
+    "pending": "Waiting for your approval",
+    "approved": "Approved",
+    "rejected": "Rejected",
+}
 
 
 def approval_widget(approval: Approval) -> WidgetRoot:
@@ -163,7 +168,7 @@ def approval_widget(approval: Approval) -> WidgetRoot:
 def approval_text(approval: Approval) -> str:
     """The widget as plain text: its copy text."""
     calls = "; ".join(f"{call.name} {call.arguments}" for call in approval.calls)
-    return f"Approval {STATUS_BADGES[approval.status][0].lower()}: {calls}"
+    return f"{STATUS_TEXTS[approval.status]}: {calls}"
 
 
 class ApprovalFlow:
