@@ -227,6 +227,8 @@ class ApprovalFlow:
         caller, thread = context.request_context, context.thread
         decision: Decision = "approved" if action.type == APPROVE_ACTION else "rejected"
         agent = self.assistant.agent_for(caller)
+        if agent.model is None:  # decide nothing that cannot go on
+            raise CustomStreamError(self.assistant.not_configured, allow_retry=False)
 
         async def restore(approval: Approval) -> RunState[Any, Any]:
             state = await RunState.from_string(

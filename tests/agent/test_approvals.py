@@ -290,15 +290,16 @@ async def test_a_stale_approval_is_refused(client, services, fake_model, user):
 
 
 async def test_the_approval_survives_a_restart(database_url, user):
-    """Paused by one app; approved in another built afresh on the same database."""
+    """Paused by one server; approved in another built afresh on the same database (both
+    served by uvicorn on a loopback port)."""
     settings = make_settings(database_url)
-    async with running_app(settings) as first:
+    async with running_app(settings, socket=True) as first:
         task = await first.services.tasks.add(user.user_id, "Survivor")
         thread_id, widget, approval_id = await ask_to_delete(
             first.client, first.fake_model, user.user_id, task
         )
 
-    async with running_app(settings) as second:
+    async with running_app(settings, socket=True) as second:
         second.fake_model.script.push(FakeTurn.say("Done after the restart."))
         events = events_of(
             await click(
@@ -378,3 +379,25 @@ async def test_an_mcp_tool_with_require_approval_waits_for_the_user(
         assert [c["tool"] for c in read_calls(calls)] == ["add", "delete_everything"]
         texts = assistant_texts(await stored_items(running.services, user.user_id, thread_id))
         assert texts == ["The tool answered: deleted"]
+
+
+async def test_a_state_that_cannot_resume_leaves_the_approval_pending(
+    client, services, fake_model, user
+):
+    task = await services.tasks.add(user.user_id, "Kept")
+    thread_id, widget, approval_id = await ask_to_delete(client, fake_model, user.user_id, task)
+    state = json.loads((await approval_row(services, approval_id)).state)
+    state["current_agent"]["name"] = "An agent this server does not have"
+    async with services.engine.begin() as conn:
+        await conn.execute(
+            update(ApprovalRow).where(ApprovalRow.id == approval_id).values(state=json.dumps(state))
+        )
+
+    events = events_of(
+        await click(client, user.user_id, thread_id, widget["id"], APPROVE_ACTION, approval_id)
+    )
+
+    [error] = error_events(events)
+    assert "can no longer be resumed" in error["message"]
+    assert (await approval_row(services, approval_id)).status == "pending"
+    assert [t.id for t in await services.tasks.list(user.user_id)] == [task.id]
