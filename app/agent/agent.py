@@ -11,10 +11,17 @@ import json
 import logging
 from typing import Any
 
-from agents import Agent, Model, RunConfig, RunContextWrapper, Runner, TResponseInputItem
+from agents import (
+    Agent,
+    Model,
+    RunConfig,
+    RunContextWrapper,
+    Runner,
+    RunState,
+    TResponseInputItem,
+)
 from agents.agent import MCPConfig
 from agents.result import RunResultStreaming
-from agents.run_state import RunState
 from chatkit.errors import CustomStreamError
 
 from app.agent.context import AssistantContext

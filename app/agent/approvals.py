@@ -22,8 +22,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from agents import RunResultStreaming, UserError
-from agents.run_state import RunState
+from agents import RunResultStreaming, RunState, UserError
 from chatkit.actions import Action
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
