@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from agents import RunResultStreaming, RunState, UserError
+from agents import RunContextWrapper, RunResultStreaming, RunState, UserError
 from chatkit.actions import Action
 from chatkit.agents import stream_agent_response
 from chatkit.errors import CustomStreamError
@@ -65,6 +65,14 @@ REJECTED = "The user rejected this tool call, so it was not run. Do not call it 
 """What the model reads as a rejected call's result."""
 MAX_ARGUMENT_CHARS = 500
 """An argument's value is cut to this many characters in the widget."""
+
+
+class ToolsUnavailableError(Exception):
+    """A waiting call's tool is not there now (its MCP server is down): decide nothing yet."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
 
 
 class ApprovalPayload(BaseModel):
@@ -233,7 +241,13 @@ class ApprovalFlow:
             state = await RunState.from_string(
                 agent, approval.state, context_deserializer=lambda _: context
             )
-            for item in state.get_interruptions():
+            pending = state.get_interruptions()
+            tools = await agent.get_all_tools(RunContextWrapper(context))
+            available = {getattr(tool, "name", None) for tool in tools}
+            missing = sorted({item.name or "" for item in pending} - available)
+            if missing:
+                raise ToolsUnavailableError(missing)
+            for item in pending:
                 if decision == "approved":
                     state.approve(item)
                 else:
@@ -259,6 +273,12 @@ class ApprovalFlow:
             raise CustomStreamError(
                 "This request waited too long for approval and expired; nothing was run. "
                 "Ask the assistant again.",
+                allow_retry=False,
+            ) from exc
+        except ToolsUnavailableError as exc:
+            raise CustomStreamError(
+                f"{' and '.join(exc.names)} cannot be reached right now; nothing was run and "
+                "the request still waits for you: try again shortly.",
                 allow_retry=False,
             ) from exc
         except UserError as exc:

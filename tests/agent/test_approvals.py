@@ -25,6 +25,7 @@ from app.config import Settings
 from app.services import Services
 from app.store.models import ApprovalRow
 from app.store.tasks import Task
+from tests.agent.test_mcp import wait_until_state
 from tests.conftest import make_settings
 from tests.helpers.agent import assistant_texts, stored_items
 from tests.helpers.apps import running_app
@@ -40,6 +41,7 @@ from tests.helpers.chatkit import (
     stream,
 )
 from tests.helpers.mcp import (
+    FAST_RETRIES,
     HttpMcpServer,
     http_server_toml,
     read_calls,
@@ -401,3 +403,41 @@ async def test_a_state_that_cannot_resume_leaves_the_approval_pending(
     assert "can no longer be resumed" in error["message"]
     assert (await approval_row(services, approval_id)).status == "pending"
     assert [t.id for t in await services.tasks.list(user.user_id)] == [task.id]
+
+
+async def test_a_call_whose_mcp_server_is_down_waits_until_it_is_back(
+    postgres_url, tmp_path: Path, user
+):
+    calls = tmp_path / "calls.jsonl"
+    async with AsyncExitStack() as stack:
+        server = await stack.enter_async_context(HttpMcpServer(free_port(), calls))
+        extra = 'require_approval = ["delete_everything"]'
+        toml = FAST_RETRIES + http_server_toml("local", server.port, extra)
+        settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
+        running = await stack.enter_async_context(running_app(settings))
+        client = running.client
+        asked = await stream(client, user.user_id, create_thread_req("/delete_everything"))
+        [card] = done_items(asked, "widget")
+        thread_id = created_thread_id(asked)
+        approval_id = buttons(card["widget"])["Approve"]["payload"]["approval_id"]
+        await server.kill()
+        await wait_until_state(client, "local", "down")
+
+        events = events_of(
+            await click(client, user.user_id, thread_id, card["id"], APPROVE_ACTION, approval_id)
+        )
+
+        [error] = error_events(events)
+        assert error["message"].startswith("delete_everything cannot be reached right now")
+        assert [e for e in events if e["type"] == "thread.item.replaced"] == []
+        assert (await approval_row(running.services, approval_id)).status == "pending"
+
+        await server.start()
+        await wait_until_state(client, "local", "connected")
+        events = events_of(
+            await click(client, user.user_id, thread_id, card["id"], APPROVE_ACTION, approval_id)
+        )
+        assert error_events(events) == []
+        assert [c["tool"] for c in read_calls(calls)] == ["delete_everything"]
+        texts = assistant_texts(await stored_items(running.services, user.user_id, thread_id))
+        assert texts == ["The tool answered: deleted"]
