@@ -207,6 +207,8 @@ class Settings(BaseSettings):
     """A JSON file of `mcpServers`, as Claude Desktop, Cursor and VS Code write them."""
     agent_factory: str | None = None
     """`package.module:function` returning the agent (wins over AGENT_CONFIG)."""
+    approval_max_age_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    """How long a tool call may wait for the user's approval; an older one is refused."""
 
     # Identity
     auth_methods: CommaList = Field(default_factory=list)

@@ -31,6 +31,7 @@ from chatkit.types import (
     ThreadsAddStructuredInputReq,
     ThreadsAddUserMessageReq,
     ThreadsCreateReq,
+    ThreadsCustomActionReq,
     ThreadsListReq,
     ThreadsRetryAfterItemReq,
     ThreadsSyncCustomActionReq,
@@ -42,20 +43,20 @@ from chatkit.types import (
     is_streaming_req,
 )
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.agent.agent import Assistant
+from app.agent.approvals import ApprovalFlow
 from app.agent.context import AssistantContext
 from app.agent.converter import HistoryConverter
 from app.agent.errors import stream_error_for
-from app.agent.model import model_name
 from app.agent.streaming import EndOnError, ItemIds
 from app.agent.title import Title, first_user_text
+from app.agent.usage import UsageRecorder
 from app.agent.widgets import WIDGET_ACTIONS
 from app.context import RequestContext
 from app.errors import AppError, BadRequest
 from app.store.attachments import Attachments
-from app.store.db import has_id_shape, utcnow
+from app.store.db import has_id_shape
 from app.store.errors import is_outage
 from app.store.feedback import FeedbackStore
 from app.store.quotas import TokenQuota, TokenQuotaExceeded
@@ -66,7 +67,6 @@ from app.store.store import (
     SQLAlchemyStore,
 )
 from app.store.tasks import TaskStore
-from app.store.tokens import TokenCounts
 
 logger = logging.getLogger(__name__)
 MAX_LIST_ITEMS = 100
@@ -97,6 +97,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         tasks: TaskStore,
         feedback: FeedbackStore,
         quota: TokenQuota,
+        approvals: ApprovalFlow,
     ) -> None:
         super().__init__(store, attachments)
         self.store: SQLAlchemyStore = store
@@ -107,6 +108,9 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         self.quota = quota
         """Token quotas, checked before a request that may call the model; `quota.tokens`
         records each turn's usage."""
+        self.usage = UsageRecorder(quota.tokens)
+        self.approvals = approvals
+        self.actions = {**WIDGET_ACTIONS, **approvals.actions}
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -165,6 +169,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 )
                 if not isinstance(item, UserMessageItem):
                     raise BadRequest(f"Item {item.id} is not a user message")
+            case ThreadsCustomActionReq():
+                await self.approvals.check(request.params.thread_id, request.params.action, context)
             case ThreadsListReq() | ItemsListReq():
                 if request.params.limit is not None and request.params.limit < 1:
                     raise BadRequest("params.limit must be at least 1")
@@ -232,13 +238,9 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 yield ids.rewrite(event)
             if run.error is not None:
                 raise run.error
-            if result.interruptions:  # issue 14, part 3 (approvals) replaces this refusal
-                names = ", ".join(sorted({item.name or "a tool" for item in result.interruptions}))
-                raise CustomStreamError(
-                    f"The assistant needs your approval to use {names}, and this server cannot "
-                    "ask for it yet: the tool was not run.",
-                    allow_retry=False,
-                )
+            if result.interruptions:  # tools that ask first: wait for the user's decision
+                async for event in self.approvals.pause(result, agent_context):
+                    yield event
             answered = True
         except Exception as exc:
             error = stream_error_for(exc)
@@ -277,8 +279,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         sender: WidgetItem | None,
         context: RequestContext,
     ) -> AsyncIterator[ThreadStreamEvent]:
-        """A widget's button: the handler `WIDGET_ACTIONS` names for the action's type."""
-        handler = WIDGET_ACTIONS.get(action.type)
+        """A widget's button: the handler `WIDGET_ACTIONS` (or the approvals) name for its type."""
+        handler = self.actions.get(action.type)
         if handler is None:
             raise CustomStreamError(f"Unknown action {action.type!r}.", allow_retry=False)
         async for event in handler(action, sender, self._agent_context(thread, context)):
@@ -331,33 +333,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         result: RunResultStreaming | None,
         title: Title | None,
     ) -> None:
-        """One INSERT per turn: the run's usage plus the title call's, under the reply model.
-
-        Shielded (a disconnect cancels the turn, and the tokens were spent all the same); a
-        failed write is logged, never the turn's failure: the answer has been given.
-        """
-        counts = TokenCounts()
-        if result is not None:
-            counts += TokenCounts.from_usage(result.context_wrapper.usage)
-        if title is not None:
-            counts += TokenCounts.from_usage(title.usage)
-        if counts == TokenCounts():
-            return
-        agent = result.last_agent if result is not None else None
-        model = model_name(agent.model if agent is not None else None)
         item_id = message.id if message is not None else None
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.quota.tokens.record(
-                    context.user_id, thread.id, item_id, model, counts, utcnow()
-                )
-            except (SQLAlchemyError, OSError) as exc:
-                logger.warning(
-                    "Token usage of a turn in thread %s not recorded: %s",
-                    thread.id,
-                    type(exc).__name__,
-                    exc_info=None if is_outage(exc) else exc,
-                )
+        await self.usage.record(context.user_id, thread.id, item_id, result, title)
 
     def _agent_context(self, thread: ThreadMetadata, context: RequestContext) -> AssistantContext:
         """What the tools (and the widget actions) see: the thread, the store, the caller."""

@@ -15,18 +15,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agent.agent import Assistant
+from app.agent.approvals import ApprovalFlow
 from app.agent.config import load_agent_config
 from app.agent.factory import AgentSetup
 from app.agent.model import ModelClient, build_model, build_model_client
+from app.agent.usage import UsageRecorder
 from app.config import Settings
 from app.http.auth.identity import Identity
 from app.http.ratelimit import RateLimiter
 from app.http.sse import OpenStreams
 from app.server import ChatKitBackend
+from app.store.approvals import ApprovalStore
 from app.store.attachments import AttachmentLimits, Attachments
 from app.store.db import create_engine, migration_head
 from app.store.feedback import FeedbackStore
@@ -55,6 +59,7 @@ class Services:
     """Token usage (`quota.tokens`), quotas and the usage report."""
     userdata: UserData
     """A user's data on request: export and erase."""
+    approvals: ApprovalStore
     model_client: ModelClient | None
     """The model provider's client; `None` for the fake model, or when its key is missing."""
     assistant: Assistant
@@ -82,6 +87,20 @@ class Services:
         model_client = build_model_client(settings)
         model = build_model(settings, model_client, agent_config.model)
         assistant = Assistant(AgentSetup(settings, agent_config, model_client, model))
+        approvals = ApprovalStore(engine)
+        max_age = timedelta(seconds=settings.approval_max_age_seconds)
+        flow = ApprovalFlow(
+            approvals, assistant, max_age=max_age, usage=UsageRecorder(quota.tokens)
+        )
+        server = ChatKitBackend(
+            store,
+            attachments,
+            assistant,
+            tasks=tasks,
+            feedback=feedback,
+            quota=quota,
+            approvals=flow,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -91,11 +110,10 @@ class Services:
             feedback=feedback,
             quota=quota,
             userdata=UserData(engine, files),
+            approvals=approvals,
             model_client=model_client,
             assistant=assistant,
-            server=ChatKitBackend(
-                store, attachments, assistant, tasks=tasks, feedback=feedback, quota=quota
-            ),
+            server=server,
             identity=Identity.from_settings(settings),
             rate_limiter=RateLimiter(settings, engine),
             streams=OpenStreams(),

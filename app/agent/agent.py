@@ -11,7 +11,15 @@ import json
 import logging
 from typing import Any
 
-from agents import Agent, Model, RunConfig, RunContextWrapper, Runner, TResponseInputItem
+from agents import (
+    Agent,
+    Model,
+    RunConfig,
+    RunContextWrapper,
+    Runner,
+    RunState,
+    TResponseInputItem,
+)
 from agents.agent import MCPConfig
 from agents.result import RunResultStreaming
 from chatkit.errors import CustomStreamError
@@ -104,8 +112,11 @@ class Assistant:
         return self.agent.clone(model=model, mcp_servers=servers)
 
     def run(
-        self, agent_input: list[TResponseInputItem], context: AssistantContext
+        self,
+        agent_input: list[TResponseInputItem] | RunState[AssistantContext, Any],
+        context: AssistantContext,
     ) -> RunResultStreaming:
+        """Start a turn, or resume one from its state (`app/agent/approvals.py`)."""
         agent = self.agent_for(context.request_context)
         if agent.model is None:
             raise CustomStreamError(self.not_configured, allow_retry=False)

@@ -94,9 +94,9 @@ async def update_task(
     return to_json({"updated": _summary(task)})
 
 
-@function_tool(failure_error_function=explain_error)
+@function_tool(failure_error_function=explain_error, needs_approval=True)
 async def delete_task(ctx: Ctx, task_id: str) -> str:
-    """Delete a task from the user's list and show the list.
+    """Delete a task from the user's list and show the list (the user approves it first).
 
     Args:
         task_id: The task's id, as returned by list_tasks or add_task.

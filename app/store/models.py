@@ -168,3 +168,26 @@ class TokenUsageRow(Base):
             postgresql_include=["input_tokens", "output_tokens"],
         ),
     )
+
+
+class ApprovalRow(Base):
+    """A run paused on tool calls that wait for the user's yes or no (`app/store/approvals.py`).
+
+    `state` is the Agents SDK's `RunState.to_json()`, kept as the text it was written as.
+    """
+
+    __tablename__ = "approvals"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(ID, ForeignKey("threads.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(ID)
+    """The approval widget's thread item."""
+    calls: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    """The pending tool calls: `call_id`, `name`, `arguments` (the model's JSON text)."""
+    state: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_approvals_user_thread", "user_id", "thread_id", "created_at"),)

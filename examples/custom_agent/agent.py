@@ -2,8 +2,9 @@
 
 It starts from the configured agent (instructions, model, built-in tools, `AGENT_CONFIG` if
 set), then adds a function tool of its own and a local MCP server (`notes_server.py`, over
-stdio). The app connects that server at startup, keeps it connected and closes it at shutdown,
-as it does for the servers of the configuration.
+stdio), whose `clear_notes` waits for the user's approval. The app connects that server at
+startup, keeps it connected and closes it at shutdown, as it does for the servers of the
+configuration.
 """
 
 from __future__ import annotations
@@ -37,14 +38,13 @@ async def roll_dice(ctx: RunContextWrapper[AssistantContext], sides: int = 6) ->
     return f"{ctx.context.request_context.name or 'You'} rolled {roll} on a d{sides}."
 
 
-# APPROVAL (issue 14, part 3, not built yet): a tool that acts for the user asks first. Mark a
-# function tool with the Agents SDK's `needs_approval`, e.g.
+# APPROVAL: a tool that acts for the user asks first. The run stops before the call, the thread
+# shows an approval widget (the tool, its arguments, Approve / Reject), and the user's click
+# resumes it, even after a restart. An MCP server's tools ask with `require_approval` (below); a
+# function tool with the Agents SDK's `needs_approval`, as the built-in `delete_task` does:
 #
 #     @function_tool(needs_approval=True)
 #     async def forget_everything(ctx: RunContextWrapper[AssistantContext]) -> str: ...
-#
-# and an MCP server's tools with `require_approval=["clear_notes"]` (below). Until approvals
-# land, such a call is not run and the turn says so.
 
 
 def build(setup: AgentSetup) -> Agent[AssistantContext]:
@@ -55,7 +55,7 @@ def build(setup: AgentSetup) -> Agent[AssistantContext]:
         name="notes",
         cache_tools_list=True,
         client_session_timeout_seconds=10,
-        # require_approval=["clear_notes"],  # APPROVAL (part 3)
+        require_approval={"clear_notes": "always"},  # APPROVAL: the user says yes first
     )
     return agent.clone(
         name="Dice and notes",

@@ -21,6 +21,7 @@ from tests.helpers.chatkit import (
     add_message_req,
     create_thread_req,
     created_thread_id,
+    done_items,
     error_events,
     stream,
 )
@@ -236,12 +237,13 @@ async def test_a_slow_call_an_error_result_and_an_unapproved_tool_end_readably(
             "The tool answered: Error executing tool fail: disk full"
         )
 
-        # A tool that needs approval is not run (issue 14's part 3 will ask the user).
+        # A tool that needs approval waits for the user (tests/agent/test_approvals.py).
         events = await stream(
             client, user.user_id, add_message_req(thread_id, "/delete_everything")
         )
-        [error] = error_events(events)
-        assert "needs your approval to use delete_everything" in error["message"]
+        assert error_events(events) == []
+        [card] = done_items(events, "widget")
+        assert card["widget"]["children"][0]["children"][0]["value"] == "Approval needed"
 
         await stream(client, user.user_id, add_message_req(thread_id, '/add {"a": 1, "b": 2}'))
         assert (await texts_of(running, user.user_id, thread_id))[-1] == "The tool answered: 3"

@@ -7,6 +7,7 @@ from typing import Any
 
 from chatkit.types import ClientToolCallItem, WidgetItem
 
+from app.agent.approvals import APPROVE_ACTION
 from app.agent.fake_model import FakeModel, FakeTurn
 from app.store.tasks import Task
 from tests.helpers.agent import assistant_texts, stored_items, widget_rows
@@ -14,6 +15,7 @@ from tests.helpers.chatkit import (
     client_tool_output_req,
     create_thread_req,
     created_thread_id,
+    custom_action_req,
     done_items,
     event_types,
     stream,
@@ -99,10 +101,23 @@ async def test_update_task_changes_only_given_fields(client, services, fake_mode
     assert widget_rows(widget["widget"]) == [("New title", False)]
 
 
-async def test_delete_task_removes_it(client, services, fake_model, user):
+async def approved(client, user_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Click Approve on the turn's approval widget: the events of the resumed run."""
+    [card] = done_items(events, "widget")
+    action = card["widget"]["children"][-1]["children"][0]["onClickAction"]
+    assert action["type"] == APPROVE_ACTION
+    request = custom_action_req(
+        created_thread_id(events), card["id"], action["type"], action["payload"]
+    )
+    return await stream(client, user_id, request)
+
+
+async def test_delete_task_asks_first_then_removes_it(client, services, fake_model, user):
     keep, drop = await seed(services, user.user_id, "Keep", "Drop")
 
-    events = await run_tool(client, fake_model, user.user_id, "delete_task", task_id=drop.id)
+    asked = await run_tool(client, fake_model, user.user_id, "delete_task", task_id=drop.id)
+    assert len(await services.tasks.list(user.user_id)) == 2  # not before the user says yes
+    events = await approved(client, user.user_id, asked)
 
     assert [t.id for t in await services.tasks.list(user.user_id)] == [keep.id]
     [widget] = done_items(events, "widget")
@@ -114,7 +129,8 @@ async def test_a_tool_cannot_touch_another_users_task(
 ):
     [theirs] = await seed(services, other_user.user_id, "Theirs")
 
-    events = await run_tool(client, fake_model, user.user_id, "delete_task", task_id=theirs.id)
+    asked = await run_tool(client, fake_model, user.user_id, "delete_task", task_id=theirs.id)
+    events = await approved(client, user.user_id, asked)
 
     assert [t.id for t in await services.tasks.list(other_user.user_id)] == [theirs.id]
     assert done_items(events, "widget") == []

@@ -114,6 +114,22 @@ async def test_playground_in_development(
         [task] = await rows(engine, TaskRow, user_id=user)
         assert (task.title, task.done) == ("Buy milk", True)
 
+        # A tool that asks first: delete_task stops on an approval card; Approve resumes the run.
+        await send(chat, f'/delete_task {{"task_id": "{task.id}"}}')
+        await expect(items(chat, "widget").last).to_contain_text(
+            "Waiting for your approval: delete_task"
+        )
+        card_id = await items(chat, "widget").last.get_attribute("data-item-id")
+        card = chat.locator(f"li[data-item-id='{card_id}']")
+        assert len(await rows(engine, TaskRow, user_id=user)) == 1
+        await card.locator("button[data-action='approval.approve']").click()
+        await settle(chat)
+        await expect(card).to_contain_text("Approved: delete_task")
+        await expect(card.locator("button")).to_have_count(0)
+        await expect(items(chat, "assistant_message").last).to_contain_text('"deleted"')
+        assert await rows(engine, TaskRow, user_id=user) == []
+        await expect(items(chat, "widget").last).to_contain_text("No tasks yet.")
+
         # A client tool: the agent's switch_theme runs in the page through onClientTool.
         await chat.get_by_role("button", name="Dark theme").click()
         await settle(chat)

@@ -178,6 +178,7 @@ async def test_chatkit_stream_carries_comments_while_the_reply_is_slow(sqlite_ur
         tasks=built.tasks,
         feedback=built.feedback,
         quota=built.quota,
+        approvals=built.server.approvals,
     )
     async with running_app(settings, services=replace(built, server=slow)) as running:
         client = running.client
