@@ -42,6 +42,7 @@ from chatkit.types import (
 from pydantic import TypeAdapter, ValidationError
 
 from app.agent.agent import Assistant
+from app.agent.attachments import AttachmentInputs
 from app.agent.context import AssistantContext
 from app.agent.converter import HistoryConverter
 from app.agent.errors import stream_error_for
@@ -90,8 +91,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         *,
         tasks: TaskStore,
         feedback: FeedbackStore,
+        model_inputs: AttachmentInputs,
     ) -> None:
         super().__init__(store, attachments)
+        self.model_inputs = model_inputs
         self.store: SQLAlchemyStore = store
         self.attachments = attachments
         self.assistant = assistant
@@ -195,7 +198,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         result = None
         answered = False
         try:
-            converter = HistoryConverter(self.attachments, context, self.assistant.api)
+            converter = HistoryConverter(self.model_inputs.turn(context), self.assistant.api)
             agent_input = await converter.to_agent_input(history)
             result = self.assistant.run(agent_input, agent_context)
             run = EndOnError(result)

@@ -136,3 +136,33 @@ class FeedbackRow(Base):
         UniqueConstraint("user_id", "item_id", name="uq_feedback_user_item"),
         Index("ix_feedback_thread", "thread_id"),
     )
+
+
+class ProviderFileRow(Base):
+    """An attachment's copy in a model provider's Files API, per provider and base URL.
+
+    No foreign key: deleting the attachment must first learn the file id, to delete the
+    provider's copy (`app.store.model_files`); the key leads with `user_id`.
+    """
+
+    __tablename__ = "provider_files"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    attachment_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(255), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class RenditionRow(Base):
+    """What the model gets of an attachment sent inline: a downscaled image (`data`), or, with
+    `data` NULL, the original file, whose type and size are kept here for the byte budget."""
+
+    __tablename__ = "attachment_renditions"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    attachment_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    mime_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
