@@ -63,7 +63,9 @@ async def test_images_become_input_image_data_urls(attachments, inputs, user) ->
     ("name", "mime_type", "data"),
     [("paper.pdf", "application/pdf", PDF), ("notes.md", "text/markdown", "# Ünï".encode())],
 )
-async def test_pdf_and_text_become_input_file(attachments, inputs, user, name, mime_type, data) -> None:
+async def test_pdf_and_text_become_input_file(
+    attachments, inputs, user, name, mime_type, data
+) -> None:
     attachment = await attachments.add_uploaded(name, mime_type, data, user)
     part = await inputs.turn(user).part(attachment)
     assert part == {
@@ -82,7 +84,9 @@ async def test_unreadable_formats_become_a_note(attachments, inputs, user) -> No
         assert attachment.name in part["text"] and "cannot read" in part["text"]
 
 
-async def test_missing_or_foreign_content_is_not_read(attachments, inputs, user, other_user) -> None:
+async def test_missing_or_foreign_content_is_not_read(
+    attachments, inputs, user, other_user
+) -> None:
     pending = await attachments.create_attachment(
         AttachmentCreateParams(name="later.txt", size=3, mime_type="text/plain"), user
     )
