@@ -72,6 +72,7 @@ async def turn(
     attachments: list[str] | None = None,
 ) -> str:
     """One successful turn; returns the thread id."""
+    payload: dict[str, Any]
     if thread_id is None:
         payload = {"type": "threads.create", "params": {"input": user_input(text, attachments)}}
     else:

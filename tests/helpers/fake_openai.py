@@ -128,6 +128,9 @@ class FakeOpenAI:
     """The model names served (others get OpenAI's 404 `model_not_found`); None: any."""
     received: list[Received] = field(default_factory=list)
     """Every model request, in order."""
+    keep_bodies: bool = True
+    """False (benchmarks): `received` keeps each request's size and whether it streamed, not
+    its body, so large requests do not pile up in memory."""
     files: dict[str, FakeFile] = field(default_factory=dict)
     """The files held now, by id."""
     uploads: list[FakeFile] = field(default_factory=list)
@@ -150,6 +153,13 @@ class FakeOpenAI:
         """Drop a file without a request, as the provider's expiry would."""
         del self.files[file_id]
 
+    def sizes(self) -> list[dict[str, Any]]:
+        """Each model request's path, body size and whether it streamed, in order."""
+        return [
+            {"path": r.path, "size": r.size, "stream": bool(r.body.get("stream"))}
+            for r in self.received
+        ]
+
     def paths(self) -> dict[str, int]:
         """How many requests each path received."""
         return dict(Counter(request.path for request in self.received))
@@ -160,6 +170,7 @@ class FakeOpenAI:
         routes = [
             Route("/health", lambda _: JSONResponse({"status": "ok"})),
             Route("/requests", lambda _: JSONResponse(self.paths())),
+            Route("/received", lambda _: JSONResponse(self.sizes())),
         ]
         if "responses" in self.apis:
             routes += [
@@ -203,10 +214,11 @@ class FakeOpenAI:
                     request.url.path,
                     dict(request.query_params),
                     dict(request.headers),
-                    body,
+                    body if self.keep_bodies else {"stream": body.get("stream")},
                     len(raw),
                 )
             )
+            del raw
             if self.failure == "500":
                 return _error(500, "server_error", "The server had an error.")
             if self.failure == "429":

@@ -177,6 +177,7 @@ async def test_chatkit_stream_carries_comments_while_the_reply_is_slow(sqlite_ur
         built.server.assistant,
         tasks=built.tasks,
         feedback=built.feedback,
+        model_inputs=built.model_inputs,
     )
     async with running_app(settings, services=replace(built, server=slow)) as running:
         client = running.client
