@@ -179,11 +179,9 @@ def out(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, db: str) -> None:
     image = noise_png(args.image_mb)
     out(f"image: {len(image) / 1e6:.1f} MB PNG; {args.rounds} rounds x {args.turns} later turns")
-    db = fresh_postgres_database("chatkit_bench_attachments")
-    migrate(db)
     RESULTS.mkdir(parents=True, exist_ok=True)
     endpoint = start_model_endpoint(RESULTS / "attachments-model.log", args.tokens, 0)
     servers = [
@@ -254,7 +252,9 @@ def main() -> None:
     parser.add_argument("--image-mb", type=float, default=15.0)
     parser.add_argument("--tokens", type=int, default=5, help="words per model answer")
     parser.add_argument("--before", metavar="CHECKOUT", help="another checkout to compare")
-    asyncio.run(run(parser.parse_args()))
+    db = fresh_postgres_database("chatkit_bench_attachments")
+    migrate(db)
+    asyncio.run(run(parser.parse_args(), db))
 
 
 if __name__ == "__main__":
