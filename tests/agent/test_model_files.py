@@ -223,3 +223,30 @@ async def test_ten_20_mb_files_keep_a_thread_working(database_url, user) -> None
     first, second = fake.streamed()
     assert first.size < 10_000 and second.size < 10_000
     assert len(user_parts(second)) == 11
+
+
+async def test_azure_gets_files_as_assistants_files_and_images_inline(database_url, user) -> None:
+    async with FakeOpenAI() as fake:
+        settings = make_settings(
+            database_url,
+            model_provider="azure",
+            azure_openai_endpoint=fake.root_url,
+            azure_openai_api_key="azure-secret-key",
+            openai_api_version="2025-04-01-preview",
+            chatkit_model="chat-deployment",
+            openai_max_retries=0,
+            attachment_allowed_mime_types="*/*",
+        )
+        async with running_app(settings) as running:
+            pdf_id = await upload(running, user.user_id, "report.pdf", "application/pdf", PDF)
+            image_id = await upload(running, user.user_id, "dot.png", "image/png", png())
+            thread_id = await turn(running, user.user_id, "Read", attachments=[pdf_id, image_id])
+            await turn(running, user.user_id, "Again", thread_id)
+
+    [pdf_file] = fake.uploads
+    assert (pdf_file.purpose, pdf_file.data) == ("assistants", PDF)
+    for request in fake.streamed():
+        assert request.path == "/openai/responses"
+        pdf_part, image_part = user_parts(request)[1:]
+        assert pdf_part == {"type": "input_file", "file_id": pdf_file.id, "filename": "report.pdf"}
+        assert image_part["image_url"].startswith("data:image/png;base64,")
