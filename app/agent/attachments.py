@@ -55,6 +55,8 @@ TEXT_FILE_TYPES = frozenset({"application/json", "application/xml", "application
 """Besides `text/*`, formats that are text: Chat Completions gets them as text parts."""
 MODEL_FILE_TYPES = TEXT_FILE_TYPES | {"application/pdf"}
 """Besides `text/*`, file formats given to the model as `input_file` (Responses API)."""
+UPLOADS_AT_ONCE = 3
+"""Uploads to the provider in flight at once, per turn (each holds its file in memory)."""
 ENCODED_CACHE_BYTES = 64 * 1024 * 1024
 """Encoded inline attachments kept in memory per process, least recently used dropped first."""
 
@@ -223,6 +225,9 @@ class TurnAttachments:
             self.file_ids.update(
                 await self.inputs.store.file_ids(self.user_id, files.key, [a.id for a in by_file])
             )
+            missing = [a for a in by_file if a.id not in self.file_ids]
+            if missing:
+                await self._upload_all(missing)
         inline = [a for a, _ in fresh if self.plans[a.id].route in ("image", "data", "text")]
         if inline:
             await self._budget(inline)
@@ -278,7 +283,7 @@ class TurnAttachments:
         mime_type = attachment.mime_type.lower()
         match plan.route:
             case "file":
-                return await self._by_file_id(attachment, plan)
+                return self._by_file_id(attachment)
             case "image" | "data" | "text":
                 return await self._inline(attachment, plan)
             case "refuse":
@@ -298,19 +303,34 @@ class TurnAttachments:
                     "cannot read.]"
                 )
 
-    async def _by_file_id(self, attachment: Attachment, plan: Plan) -> ResponseInputContentParam:
+    async def _upload_all(self, attachments: Sequence[Attachment]) -> None:
+        """Upload attachments new to the provider, `UPLOADS_AT_ONCE` at a time. One that fails
+        fails the turn if it came with the new message; an older one becomes a note."""
+        limit = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+        async def upload(attachment: Attachment) -> None:
+            async with limit:
+                try:
+                    file_id = await self._upload(attachment)
+                except openai.APIError:
+                    if self.plans[attachment.id].new:
+                        raise
+                    logger.warning("Could not upload attachment %s", attachment.id, exc_info=True)
+                    return
+            if file_id is not None:
+                self.file_ids[attachment.id] = file_id
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for attachment in attachments:
+                    group.create_task(upload(attachment))
+        except BaseExceptionGroup as errors:
+            raise errors.exceptions[0] from None  # the provider's error, as a turn expects
+
+    def _by_file_id(self, attachment: Attachment) -> ResponseInputContentParam:
         file_id = self.file_ids.get(attachment.id)
         if file_id is None:
-            try:
-                file_id = await self._upload(attachment)
-            except openai.APIError:
-                if plan.new:
-                    raise
-                logger.warning("Could not upload attachment %s", attachment.id, exc_info=True)
-                file_id = None
-            if file_id is None:
-                return _unavailable(attachment)
-            self.file_ids[attachment.id] = file_id
+            return _unavailable(attachment)  # no content, or an older one's upload failed
         self.refs[file_id] = attachment
         if attachment.mime_type.lower() in MODEL_IMAGE_TYPES:
             return ResponseInputImageParam(type="input_image", detail="auto", file_id=file_id)
