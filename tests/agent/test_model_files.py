@@ -100,7 +100,7 @@ async def test_uploaded_once_then_referred_to_by_file_id(database_url, user) -> 
         await turn(running, user.user_id, "Once more?", thread_id)
 
     # The turn that introduced them uploaded each once, whole, with the documented purpose.
-    image_file, pdf_file = fake.uploads
+    image_file, pdf_file = sorted(fake.uploads, key=lambda file: file.filename)
     assert (image_file.purpose, image_file.filename, image_file.data) == (
         "vision",
         "dot.png",
@@ -144,7 +144,7 @@ async def test_deleting_attachments_and_threads_deletes_the_provider_copies(
         kept = await upload(running, user.user_id, "kept.pdf", "application/pdf", PDF)
         dropped = await upload(running, user.user_id, "dropped.pdf", "application/pdf", PDF)
         thread_id = await turn(running, user.user_id, "Read", attachments=[kept, dropped])
-        kept_file, dropped_file = fake.uploads
+        dropped_file, kept_file = sorted(fake.uploads, key=lambda file: file.filename)
         inputs = running.services.model_inputs
         key = inputs.files.key if inputs.files else ""
 
@@ -218,7 +218,8 @@ async def test_ten_20_mb_files_keep_a_thread_working(database_url, user) -> None
         thread_id = await turn(running, user.user_id, "Read all", attachments=ids)
         await turn(running, user.user_id, "Summarize again", thread_id)
 
-    assert [file.sha256 for file in fake.uploads] == digests
+    uploads = sorted(fake.uploads, key=lambda file: file.filename)
+    assert [file.sha256 for file in uploads] == digests
     assert all(file.size == size for file in fake.uploads)
     first, second = fake.streamed()
     assert first.size < 10_000 and second.size < 10_000
