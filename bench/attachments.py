@@ -70,6 +70,8 @@ def noise_png(megabytes: float) -> bytes:
 def server_env(database_url: str, model_url: str, port: int) -> dict[str, str]:
     return {
         "DATABASE_URL": database_url,
+        "DATABASE_POOL_SIZE": "3",  # one user at a time; the PostgreSQL server is shared
+        "DATABASE_MAX_OVERFLOW": "2",
         "ENVIRONMENT": "development",
         "AUTH_TRUST_USER_HEADERS": "true",
         "PORT": str(port),
