@@ -200,6 +200,8 @@ class TurnAttachments:
     """File id -> attachment, for every file id this turn sent."""
     replaced: dict[str, str] = field(default_factory=dict)
     """Stale file id -> the id of its new upload."""
+    refused: set[str] = field(default_factory=set)
+    """Older attachments whose upload the provider refused."""
     inline_bytes: int = 0
     """The inline bytes this turn's request carries, as planned."""
 
@@ -316,6 +318,7 @@ class TurnAttachments:
                     if self.plans[attachment.id].new:
                         raise
                     logger.warning("Could not upload attachment %s", attachment.id, exc_info=True)
+                    self.refused.add(attachment.id)
                     return
             if file_id is not None:
                 self.file_ids[attachment.id] = file_id
@@ -329,8 +332,10 @@ class TurnAttachments:
 
     def _by_file_id(self, attachment: Attachment) -> ResponseInputContentParam:
         file_id = self.file_ids.get(attachment.id)
+        if attachment.id in self.refused:
+            return _note(f"[The provider refused the file {attachment.name!r}: you cannot see it.]")
         if file_id is None:
-            return _unavailable(attachment)  # no content, or an older one's upload failed
+            return _unavailable(attachment)
         self.refs[file_id] = attachment
         if attachment.mime_type.lower() in MODEL_IMAGE_TYPES:
             return ResponseInputImageParam(type="input_image", detail="auto", file_id=file_id)

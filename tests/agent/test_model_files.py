@@ -251,3 +251,19 @@ async def test_azure_gets_files_as_assistants_files_and_images_inline(database_u
         pdf_part, image_part = user_parts(request)[1:]
         assert pdf_part == {"type": "input_file", "file_id": pdf_file.id, "filename": "report.pdf"}
         assert image_part["image_url"].startswith("data:image/png;base64,")
+
+
+async def test_a_refused_upload_fails_its_own_turn_only(database_url, user) -> None:
+    async with FakeOpenAI(refuse_uploads=True) as fake, files_app(database_url, fake) as running:
+        pdf_id = await upload(running, user.user_id, "odd.pdf", "application/pdf", PDF)
+        payload = {"type": "threads.create", "params": {"input": user_input("Read", [pdf_id])}}
+        events = await stream(running.client, user.user_id, payload)
+        [error] = error_events(events)
+        thread_id = created_thread_id(events)
+        await turn(running, user.user_id, "Never mind, hello", thread_id)
+
+    assert fake.uploads == []
+    [answered] = fake.streamed()  # the first turn never reached the model
+    note = user_parts(answered, 0)[1]
+    assert note["type"] == "input_text" and "refused the file 'odd.pdf'" in note["text"]
+    assert error["message"]

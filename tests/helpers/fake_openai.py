@@ -128,6 +128,8 @@ class FakeOpenAI:
     """The model names served (others get OpenAI's 404 `model_not_found`); None: any."""
     received: list[Received] = field(default_factory=list)
     """Every model request, in order."""
+    refuse_uploads: bool = False
+    """Answer every upload with a 400, as a provider refusing a file does."""
     keep_bodies: bool = True
     """False (benchmarks): `received` keeps each request's size and whether it streamed, not
     its body, so large requests do not pile up in memory."""
@@ -237,6 +239,8 @@ class FakeOpenAI:
     # The Files API
 
     async def _upload(self, request: Request) -> Response:
+        if self.refuse_uploads:
+            return _error(400, "invalid_request_error", "This file type is not supported.")
         form = await request.form()
         upload, purpose = form.get("file"), form.get("purpose")
         if isinstance(upload, str) or upload is None or not isinstance(purpose, str):
