@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from openai.types.responses import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.agent.provider_files import ProviderFiles
-from app.agent.renditions import image_rendition
+from app.agent.renditions import EncodedCache, image_rendition
 from app.config import ModelApi
 from app.context import RequestContext
 from app.store.attachments import Attachments
@@ -57,8 +56,6 @@ MODEL_FILE_TYPES = TEXT_FILE_TYPES | {"application/pdf"}
 """Besides `text/*`, file formats given to the model as `input_file` (Responses API)."""
 UPLOADS_AT_ONCE = 3
 """Uploads to the provider in flight at once, per turn (each holds its file in memory)."""
-ENCODED_CACHE_BYTES = 64 * 1024 * 1024
-"""Encoded inline attachments kept in memory per process, least recently used dropped first."""
 
 Route = Literal["file", "image", "data", "text", "refuse", "unreadable"]
 """How an attachment travels: by provider file id; inline as an image, a file's data URL or
@@ -97,36 +94,6 @@ def route(mime_type: str, api: ModelApi, files: ProviderFiles | None) -> Route:
             return "file"
         return "refuse" if api == "chat_completions" else "data"
     return "unreadable"
-
-
-class EncodedCache:
-    """Encoded inline attachments by (owner, attachment id), bounded in characters."""
-
-    def __init__(self, max_chars: int = ENCODED_CACHE_BYTES) -> None:
-        self.max_chars = max_chars
-        self._entries: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._chars = 0
-
-    def get(self, key: tuple[str, str]) -> str | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: tuple[str, str], value: str) -> None:
-        if len(value) > self.max_chars:
-            return
-        self.discard(key)
-        self._entries[key] = value
-        self._chars += len(value)
-        while self._chars > self.max_chars:
-            _, dropped = self._entries.popitem(last=False)
-            self._chars -= len(dropped)
-
-    def discard(self, key: tuple[str, str]) -> None:
-        value = self._entries.pop(key, None)
-        if value is not None:
-            self._chars -= len(value)
 
 
 class AttachmentInputs:

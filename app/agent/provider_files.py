@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OPENAI_HOST = "api.openai.com"
+DELETE_TIMEOUT_SECONDS = 10.0
+"""How long a deletion waits for the provider: it runs inside the user's delete request."""
 MAX_PROVIDER_KEY = 255
 
 
@@ -83,7 +85,11 @@ class ProviderFiles:
                     copy.file_id,
                     copy.provider,
                 )
-        await asyncio.gather(*(self._delete_one(file_id) for file_id in ours))
+        try:
+            async with asyncio.timeout(DELETE_TIMEOUT_SECONDS):
+                await asyncio.gather(*(self._delete_one(file_id) for file_id in ours))
+        except TimeoutError:
+            logger.warning("Provider file deletion timed out: %s may be left", ", ".join(ours))
 
     async def _delete_one(self, file_id: str) -> None:
         try:

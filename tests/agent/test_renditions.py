@@ -7,10 +7,10 @@ import io
 
 from PIL import Image
 
-from app.agent.attachments import EncodedCache, route
+from app.agent.attachments import route
 from app.agent.model import build_model_client
 from app.agent.provider_files import ProviderFiles, provider_files
-from app.agent.renditions import MAX_SIDE, image_rendition
+from app.agent.renditions import MAX_SIDE, EncodedCache, image_rendition
 from tests.conftest import make_settings
 
 
