@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     """Azure's `api-version`, e.g. `2025-04-01-preview` (the Responses API needs a 2025 one)."""
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    model_files_api: Literal["auto", "on", "off"] = "auto"
+    """Upload attachments to the provider's Files API once and refer to them by id: `auto`
+    for OpenAI and Azure OpenAI, `on` for another server that has one, `off` to send inline."""
     fake_model_tokens: int = Field(default=40, ge=1, le=100_000)
     fake_model_delay_ms: float = Field(default=15.0, ge=0, le=60_000)
 
@@ -256,6 +259,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["image/*", "application/pdf", "text/*"]
     )
     attachment_max_per_message: int = Field(default=10, ge=0)
+    attachment_inline_budget_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=2**30)
+    """Inline attachments (no Files API) one model request may carry, encoded: older ones past
+    it become a note naming the file."""
     attachment_signing_secret: SecretStr | None = None
     attachment_url_ttl_seconds: int = Field(default=3600, ge=10)
     attachment_orphan_max_age_seconds: int = Field(default=24 * 3600, ge=60)
@@ -315,7 +321,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"ATTACHMENT_STORAGE=s3 needs {', '.join(missing)}")
         return self
 
-    @field_validator("model_provider", "model_api", mode="before")
+    @field_validator("model_provider", "model_api", "model_files_api", mode="before")
     @classmethod
     def _lower_choice(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

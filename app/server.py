@@ -46,6 +46,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.agent.agent import Assistant
 from app.agent.approvals import ApprovalFlow
+from app.agent.attachments import AttachmentInputs
 from app.agent.context import AssistantContext
 from app.agent.converter import HistoryConverter
 from app.agent.errors import stream_error_for
@@ -98,8 +99,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         feedback: FeedbackStore,
         quota: TokenQuota,
         approvals: ApprovalFlow,
+        model_inputs: AttachmentInputs,
     ) -> None:
         super().__init__(store, attachments)
+        self.model_inputs = model_inputs
         self.store: SQLAlchemyStore = store
         self.attachments = attachments
         self.assistant = assistant
@@ -230,7 +233,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         result = None
         answered = False
         try:
-            converter = HistoryConverter(self.attachments, context, self.assistant.api)
+            converter = HistoryConverter(self.model_inputs.turn(context), self.assistant.api)
             agent_input = await converter.to_agent_input(history)
             result = self.assistant.run(agent_input, agent_context)
             run = EndOnError(result)

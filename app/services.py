@@ -21,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agent.agent import Assistant
 from app.agent.approvals import ApprovalFlow
+from app.agent.attachments import AttachmentInputs
 from app.agent.config import load_agent_config
 from app.agent.factory import AgentSetup
 from app.agent.model import ModelClient, build_model, build_model_client
+from app.agent.provider_files import provider_files
 from app.agent.usage import UsageRecorder
 from app.config import Settings
 from app.http.auth.identity import Identity
@@ -35,6 +37,7 @@ from app.store.attachments import AttachmentLimits, Attachments
 from app.store.db import create_engine, migration_head
 from app.store.feedback import FeedbackStore
 from app.store.files import DatabaseFileStorage, FileStorage
+from app.store.model_files import ModelFileStore
 from app.store.quotas import TokenQuota
 from app.store.s3 import S3Config, S3FileStorage
 from app.store.schema import Schema
@@ -53,6 +56,8 @@ class Services:
     engine: AsyncEngine
     store: SQLAlchemyStore
     attachments: Attachments
+    model_inputs: AttachmentInputs
+    """How attachments reach the model: uploaded once, or inline within a byte budget."""
     tasks: TaskStore
     feedback: FeedbackStore
     quota: TokenQuota
@@ -79,12 +84,20 @@ class Services:
         engine = create_engine(settings)
         files = file_storage(settings, engine)
         urls = signer_from_settings(settings)
+        model_client = build_model_client(settings)
         store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
         attachments = Attachments(store, files, urls, AttachmentLimits.from_settings(settings))
+        model_inputs = AttachmentInputs(
+            attachments,
+            ModelFileStore(engine),
+            provider_files(settings, model_client),
+            api=model_client.api if model_client else "responses",
+            inline_budget=settings.attachment_inline_budget_bytes,
+        )
+        store.attachments_deleted = model_inputs.forget
         tasks, feedback = TaskStore(engine), FeedbackStore(store)
         head = migration_head()
         quota = TokenQuota(settings, TokenUsageStore(engine))
-        model_client = build_model_client(settings)
         model = build_model(settings, model_client, agent_config.model)
         assistant = Assistant(AgentSetup(settings, agent_config, model_client, model))
         approvals = ApprovalStore(engine)
@@ -100,16 +113,18 @@ class Services:
             feedback=feedback,
             quota=quota,
             approvals=flow,
+            model_inputs=model_inputs,
         )
         return cls(
             settings=settings,
             engine=engine,
             store=store,
             attachments=attachments,
+            model_inputs=model_inputs,
             tasks=tasks,
             feedback=feedback,
             quota=quota,
-            userdata=UserData(engine, files),
+            userdata=UserData(engine, files, forget_model_copies=model_inputs.forget_user),
             approvals=approvals,
             model_client=model_client,
             assistant=assistant,

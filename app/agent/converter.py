@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from agents import TResponseInputItem
 from chatkit.agents import ThreadItemConverter
@@ -10,6 +11,7 @@ from chatkit.types import (
     AssistantMessageItem,
     Attachment,
     HiddenContextItem,
+    ThreadItem,
     UserMessageItem,
     UserMessageTagContent,
 )
@@ -19,10 +21,8 @@ from openai.types.responses import (
     ResponseInputTextParam,
 )
 
-from app.agent.attachments import attachment_to_model_input
+from app.agent.attachments import TURN_ATTACHMENTS, TurnAttachments
 from app.config import ModelApi
-from app.context import RequestContext
-from app.store.attachments import Attachments
 
 
 def assistant_text_message(item: AssistantMessageItem) -> EasyInputMessageParam:
@@ -34,20 +34,24 @@ def assistant_text_message(item: AssistantMessageItem) -> EasyInputMessageParam:
 
 
 class HistoryConverter(ThreadItemConverter):
-    """One turn's converter: reads the caller's attachments, and writes the assistant's past
-    answers, in the form the model's API takes; renders @-tags and structured hidden context as
-    text instead of failing the turn."""
+    """One turn's converter: gives the caller's attachments as `attachments` plans them, and
+    writes the assistant's past answers, in the form the model's API takes; renders @-tags and
+    structured hidden context as text instead of failing the turn."""
 
-    def __init__(
-        self,
-        attachments: Attachments,
-        context: RequestContext,
-        api: ModelApi = "responses",
-    ) -> None:
+    def __init__(self, attachments: TurnAttachments, api: ModelApi = "responses") -> None:
         self.attachments = attachments
-        self.context = context
         self.api = api
         self._in_last_message = True
+
+    async def to_agent_input(
+        self, thread_items: Sequence[ThreadItem] | ThreadItem
+    ) -> list[TResponseInputItem]:
+        """Plan the attachments of the whole history first (the byte budget counts from the
+        newest), and make them the current turn's, for its model calls (`TURN_ATTACHMENTS`)."""
+        items = list(thread_items) if isinstance(thread_items, Sequence) else [thread_items]
+        await self.attachments.prepare(items)
+        TURN_ATTACHMENTS.set(self.attachments)
+        return await super().to_agent_input(items)
 
     async def user_message_to_input(
         self, item: UserMessageItem, is_last_message: bool = True
@@ -58,13 +62,7 @@ class HistoryConverter(ThreadItemConverter):
     async def attachment_to_message_content(
         self, attachment: Attachment
     ) -> ResponseInputContentParam:
-        return await attachment_to_model_input(
-            attachment,
-            self.attachments,
-            self.context,
-            api=self.api,
-            new_message=self._in_last_message,
-        )
+        return await self.attachments.part(attachment, new=self._in_last_message)
 
     async def assistant_message_to_input(
         self, item: AssistantMessageItem

@@ -9,17 +9,24 @@
 
 Clients take their values from `Settings` only (no SDK-global defaults). Replies, titles and
 whatever else needs a model ask `ModelClient.model(name)`, so they all reach the same provider.
+
+The models re-upload attachments whose provider file id went stale, then retry the request once
+(`refreshing_stream`), so an expired or deleted copy never fails a turn.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from agents import Model, ModelSettings
+import openai
+from agents import Model, ModelResponse, ModelSettings
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
 from agents.models.openai_responses import OpenAIResponsesModel
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
+from app.agent.attachments import TURN_ATTACHMENTS
 from app.agent.fake_model import FakeModel
 from app.config import ModelApi, Settings
 
@@ -39,8 +46,8 @@ class ModelClient:
     def model(self, name: str) -> Model:
         """A model (an Azure deployment) by name, speaking this client's API."""
         if self.api == "chat_completions":
-            return OpenAIChatCompletionsModel(model=name, openai_client=self.client)
-        return OpenAIResponsesModel(model=name, openai_client=self.client)
+            return ChatCompletionsModel(model=name, openai_client=self.client)
+        return ResponsesModel(model=name, openai_client=self.client)
 
     @property
     def model_settings(self) -> ModelSettings:
@@ -55,6 +62,88 @@ class ModelClient:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+class ResponsesModel(OpenAIResponsesModel):
+    """The Responses API, retried once with fresh file ids when the provider lost some."""
+
+    def stream_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        parent = super().stream_response
+        return refreshing_stream(
+            lambda item: parent(system_instructions, item, *args, **kwargs), input
+        )
+
+    async def get_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
+        parent = super().get_response
+        return await refreshing_call(
+            lambda item: parent(system_instructions, item, *args, **kwargs), input
+        )
+
+
+class ChatCompletionsModel(OpenAIChatCompletionsModel):
+    """Chat Completions, retried once with fresh file ids when the provider lost some."""
+
+    def stream_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        parent = super().stream_response
+        return refreshing_stream(
+            lambda item: parent(system_instructions, item, *args, **kwargs), input
+        )
+
+    async def get_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
+        parent = super().get_response
+        return await refreshing_call(
+            lambda item: parent(system_instructions, item, *args, **kwargs), input
+        )
+
+
+async def refreshing_stream(
+    call: Callable[[Any], AsyncIterator[Any]], model_input: Any
+) -> AsyncIterator[Any]:
+    """Stream `call(model_input)`; if the provider refuses it before the first event because a
+    file id is stale, re-upload (`TurnAttachments.refresh`) and stream the retry instead."""
+    turn = TURN_ATTACHMENTS.get()
+    if turn is None or isinstance(model_input, str):
+        async for event in call(model_input):
+            yield event
+        return
+    model_input = turn.rewrite(model_input)
+    started = False
+    try:
+        async for event in call(model_input):
+            started = True
+            yield event
+        return
+    except openai.APIStatusError as error:
+        retry = None if started else await turn.refresh(model_input, error)
+        if retry is None:
+            raise
+    async for event in call(retry):
+        yield event
+
+
+async def refreshing_call(call: Callable[[Any], Any], model_input: Any) -> ModelResponse:
+    """`refreshing_stream` for a call that is not streamed."""
+    turn = TURN_ATTACHMENTS.get()
+    if turn is None or isinstance(model_input, str):
+        response: ModelResponse = await call(model_input)
+        return response
+    model_input = turn.rewrite(model_input)
+    try:
+        response = await call(model_input)
+    except openai.APIStatusError as error:
+        retry = await turn.refresh(model_input, error)
+        if retry is None:
+            raise
+        response = await call(retry)
+    return response
 
 
 def build_model_client(settings: Settings) -> ModelClient | None:

@@ -191,3 +191,33 @@ class ApprovalRow(Base):
     decided_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_approvals_user_thread", "user_id", "thread_id", "created_at"),)
+
+
+class ProviderFileRow(Base):
+    """An attachment's copy in a model provider's Files API, per provider and base URL.
+
+    No foreign key: deleting the attachment must first learn the file id, to delete the
+    provider's copy (`app.store.model_files`); the key leads with `user_id`.
+    """
+
+    __tablename__ = "provider_files"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    attachment_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(255), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class RenditionRow(Base):
+    """What the model gets of an attachment sent inline: a downscaled image (`data`), or, with
+    `data` NULL, the original file, whose type and size are kept here for the byte budget."""
+
+    __tablename__ = "attachment_renditions"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    attachment_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    mime_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

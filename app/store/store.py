@@ -6,7 +6,7 @@ missing one. Each method is one short transaction, because a stream outlives its
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -71,6 +71,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         *,
         files: FileStorage | None = None,
         attachment_urls: AttachmentUrlSigner | None = None,
+        attachments_deleted: Callable[[str, Sequence[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
         self._single = autocommit(engine)
@@ -79,6 +80,9 @@ class SQLAlchemyStore(Store[RequestContext]):
         """Where attachment bytes live; deleting a thread deletes its attachments' content."""
         self.attachment_urls = attachment_urls
         """Re-signs image preview URLs on every load, since signed URLs expire."""
+        self.attachments_deleted = attachments_deleted
+        """Told (owner, ids) after attachments that may have reached the model are deleted, to
+        delete their model copies (`AttachmentInputs.forget`); never-attached ones reached none."""
         insert = upsert_insert(engine)
         # Built once: constructing an upsert costs more CPU than sending it.
         self._upsert_thread = owned_upsert(insert(ThreadRow), ThreadRow, ["data"])
@@ -151,6 +155,8 @@ class SQLAlchemyStore(Store[RequestContext]):
             attachment_ids = list(deleted.scalars())
         if self.files is not None and attachment_ids:
             await self.files.delete(attachment_ids)
+        if self.attachments_deleted is not None and attachment_ids:
+            await self.attachments_deleted(context.user_id, attachment_ids)
 
     # items
 
@@ -243,6 +249,8 @@ class SQLAlchemyStore(Store[RequestContext]):
             result = await conn.execute(stmt)
         if self.files is not None and result.rowcount:
             await self.files.delete([attachment_id])
+        if self.attachments_deleted is not None and result.rowcount:
+            await self.attachments_deleted(context.user_id, [attachment_id])
 
     # attachments, beyond the SDK's hooks: uploads, signed links, cleanup
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -31,16 +31,24 @@ from stream_zip import ZIP_64, AsyncMemberFile, async_stream_zip
 
 from app.store.db import utcnow
 from app.store.files import FileStorage
-from app.store.models import AttachmentRow, Base, ItemRow, ThreadRow, UsageCounterRow
+from app.store.models import (
+    AttachmentRow,
+    Base,
+    ItemRow,
+    RenditionRow,
+    ThreadRow,
+    UsageCounterRow,
+)
 
 EXPORT_FORMAT = 1
 ROWS_PER_FETCH = 500
 FILE_MODE = 0o600
 SPECIAL_TABLES = frozenset({ThreadRow.__tablename__, ItemRow.__tablename__})
 """Exported by thread rather than as a table."""
-NOT_EXPORTED = frozenset({UsageCounterRow.__tablename__})
+NOT_EXPORTED = frozenset({UsageCounterRow.__tablename__, RenditionRow.__tablename__})
 """Rate-limit windows: counters of the last minute or day, not the user's data (erased all the
-same). The export request itself counts in them."""
+same). The export request itself counts in them. Renditions: downscaled copies of attachments
+for the model, whose originals the export holds (erased all the same)."""
 UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 
 
@@ -63,9 +71,18 @@ class ExportPlan:
 class UserData:
     """Export and erase one user's data; list the users the database knows."""
 
-    def __init__(self, engine: AsyncEngine, files: FileStorage) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        files: FileStorage,
+        *,
+        forget_model_copies: Callable[[str], Awaitable[int]] | None = None,
+    ) -> None:
         self.engine = engine
         self.files = files
+        self.forget_model_copies = forget_model_copies
+        """Deletes the user's copies at the model provider (`AttachmentInputs.forget_user`):
+        run before the rows go, as it reads the provider's file ids from them."""
 
     async def counts(self, user_id: str) -> dict[str, int]:
         """The user's rows per table."""
@@ -94,10 +111,13 @@ class UserData:
     async def erase(self, user_id: str) -> dict[str, int]:
         """Delete every row of the user in one transaction, then their attachments' objects.
 
-        Returns the rows deleted per table, and `attachment_files`: the stored files removed
-        (database-stored bytes go with their rows; other storages are told afterwards).
+        Returns the rows deleted per table, `attachment_files`: the stored files removed
+        (database-stored bytes go with their rows; other storages are told afterwards), and
+        `provider_copies`: the copies deleted at the model provider (first, best effort).
         """
         counts: dict[str, int] = {}
+        if self.forget_model_copies is not None:
+            counts["provider_copies"] = await self.forget_model_copies(user_id)
         attachment_ids: list[str] = []
         async with self.engine.begin() as conn:
             for table in user_tables():

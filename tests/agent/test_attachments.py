@@ -15,7 +15,7 @@ from chatkit.types import (
     UserMessageTextContent,
 )
 
-from app.agent.attachments import attachment_to_model_input
+from app.agent.attachments import AttachmentInputs
 from app.agent.converter import HistoryConverter
 from app.services import Services
 from app.store.attachments import Attachments
@@ -30,18 +30,28 @@ def b64(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-async def attachments(database_url: str) -> AsyncIterator[Attachments]:
+async def services(database_url: str) -> AsyncIterator[Services]:
     settings = make_settings(
         database_url, attachment_signing_secret="s", attachment_allowed_mime_types="*/*"
     )
     services = Services.build(settings)
     async with services.lifespan():
-        yield services.attachments
+        yield services
 
 
-async def test_images_become_input_image_data_urls(attachments, user) -> None:
+@pytest.fixture
+def attachments(services: Services) -> Attachments:
+    return services.attachments
+
+
+@pytest.fixture
+def inputs(services: Services) -> AttachmentInputs:
+    return services.model_inputs
+
+
+async def test_images_become_input_image_data_urls(attachments, inputs, user) -> None:
     image = await attachments.add_uploaded("cat.png", "image/png", PNG, user)
-    part = await attachment_to_model_input(image, attachments, user)
+    part = await inputs.turn(user).part(image)
     assert part == {
         "type": "input_image",
         "detail": "auto",
@@ -53,9 +63,11 @@ async def test_images_become_input_image_data_urls(attachments, user) -> None:
     ("name", "mime_type", "data"),
     [("paper.pdf", "application/pdf", PDF), ("notes.md", "text/markdown", "# Ünï".encode())],
 )
-async def test_pdf_and_text_become_input_file(attachments, user, name, mime_type, data) -> None:
+async def test_pdf_and_text_become_input_file(
+    attachments, inputs, user, name, mime_type, data
+) -> None:
     attachment = await attachments.add_uploaded(name, mime_type, data, user)
-    part = await attachment_to_model_input(attachment, attachments, user)
+    part = await inputs.turn(user).part(attachment)
     assert part == {
         "type": "input_file",
         "file_data": f"data:{mime_type};base64,{b64(data)}",
@@ -63,29 +75,31 @@ async def test_pdf_and_text_become_input_file(attachments, user, name, mime_type
     }
 
 
-async def test_unreadable_formats_become_a_note(attachments, user) -> None:
+async def test_unreadable_formats_become_a_note(attachments, inputs, user) -> None:
     archive = await attachments.add_uploaded("a.zip", "application/zip", b"PK\x03\x04", user)
     svg = await attachments.add_uploaded("v.svg", "image/svg+xml", b"<svg/>", user)
     for attachment in (archive, svg):
-        part = await attachment_to_model_input(attachment, attachments, user)
+        part = await inputs.turn(user).part(attachment)
         assert part["type"] == "input_text"
         assert attachment.name in part["text"] and "cannot read" in part["text"]
 
 
-async def test_missing_or_foreign_content_is_not_read(attachments, user, other_user) -> None:
+async def test_missing_or_foreign_content_is_not_read(
+    attachments, inputs, user, other_user
+) -> None:
     pending = await attachments.create_attachment(
         AttachmentCreateParams(name="later.txt", size=3, mime_type="text/plain"), user
     )
     await attachments.store.save_attachment(pending, user)
-    part = await attachment_to_model_input(pending, attachments, user)
+    part = await inputs.turn(user).part(pending)
     assert part == {"type": "input_text", "text": "[Attachment 'later.txt' is not available.]"}
 
     secret = await attachments.add_uploaded("secret.txt", "text/plain", b"mine", user)
-    part = await attachment_to_model_input(secret, attachments, other_user)
+    part = await inputs.turn(other_user).part(secret)
     assert part["type"] == "input_text" and "mine" not in str(part)
 
 
-async def test_an_image_attachment_reaches_the_scripted_model(attachments, user) -> None:
+async def test_an_image_attachment_reaches_the_scripted_model(attachments, inputs, user) -> None:
     image = await attachments.add_uploaded("cat.png", "image/png", PNG, user)
     message = UserMessageItem(
         id="msg_1",
@@ -95,7 +109,7 @@ async def test_an_image_attachment_reaches_the_scripted_model(attachments, user)
         attachments=[image.model_copy(update={"thread_id": "thr_1"})],
         inference_options={},
     )
-    agent_input = await HistoryConverter(attachments, user).to_agent_input([message])
+    agent_input = await HistoryConverter(inputs.turn(user)).to_agent_input([message])
     model = ScriptedModel([[assistant_message("A cat.")]])
     result = await Runner.run(
         Agent(name="test", model=model),

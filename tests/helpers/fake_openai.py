@@ -9,6 +9,10 @@ Azure's URLs.
   usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`), or a
   `chat.completion` without `stream`.
 
+- `/v1/files` (Azure: `/openai/files`) is a Files API stand-in: upload (multipart `file` and
+  `purpose`), retrieve, delete. `forget(file_id)` drops a file as an expiry would; a model request
+  naming a file id it does not hold is refused with a 404 naming the id, as OpenAI's is.
+
 It fails the way real providers do: HTTP 500, HTTP 429, or a connection dropped mid-answer; a
 route left out of `apis` answers a bare 404, as a server without that API does.
 
@@ -24,6 +28,7 @@ test against this server checks the app against the wire format, not against its
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from collections import Counter, deque
@@ -39,9 +44,12 @@ from starlette.routing import Route
 from tests.helpers.live_server import serve
 
 Failure = Literal["500", "429", "drop"]
-Api = Literal["responses", "chat_completions"]
+Api = Literal["responses", "chat_completions", "files"]
 INPUT_TOKENS = 10
 """Every request reports this many input tokens."""
+KEPT_FILE_BYTES = 1_000_000
+"""Uploaded files up to this size keep their bytes (for tests to compare); larger ones only
+their size and digest, so ten 20 MB uploads do not sit in memory."""
 
 
 class DroppedConnection(Exception):
@@ -68,6 +76,33 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: dict[str, Any]
+    size: int = 0
+    """The request body's length in bytes."""
+
+
+@dataclass(frozen=True)
+class FakeFile:
+    """One uploaded file."""
+
+    id: str
+    filename: str
+    purpose: str
+    mime_type: str
+    size: int
+    sha256: str
+    data: bytes | None
+    """The bytes, if at most `KEPT_FILE_BYTES`."""
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": self.size,
+            "created_at": 1_700_000_000,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+        }
 
 
 @dataclass
@@ -85,18 +120,29 @@ class FakeOpenAI:
     """With failure="drop": words sent before the connection is cut."""
     title: str = "A title from the model"
     """The text of non-streaming answers (the app asks for titles that way)."""
-    apis: tuple[Api, ...] = ("responses", "chat_completions")
+    apis: tuple[Api, ...] = ("responses", "chat_completions", "files")
     """The APIs served; the others' routes answer 404."""
     script: deque[FakeReply] = field(default_factory=deque)
     """Streamed answers to give, in order, before the unscripted words."""
     models: frozenset[str] | None = None
     """The model names served (others get OpenAI's 404 `model_not_found`); None: any."""
     received: list[Received] = field(default_factory=list)
-    """Every request, in order."""
+    """Every model request, in order."""
     cached_tokens: int = 0
     """Of the `INPUT_TOKENS` each request reports, how many were cached."""
     reasoning_tokens: int = 0
     """Reasoning tokens each request reports (beside its output tokens)."""
+    refuse_uploads: bool = False
+    """Answer every upload with a 400, as a provider refusing a file does."""
+    keep_bodies: bool = True
+    """False (benchmarks): `received` keeps each request's size and whether it streamed, not
+    its body, so large requests do not pile up in memory."""
+    files: dict[str, FakeFile] = field(default_factory=dict)
+    """The files held now, by id."""
+    uploads: list[FakeFile] = field(default_factory=list)
+    """Every file uploaded, in order."""
+    deleted: list[str] = field(default_factory=list)
+    """The file ids deleted through the API, in order."""
     base_url: str = ""
     root_url: str = ""
 
@@ -109,6 +155,17 @@ class FakeOpenAI:
         """The streamed (answer) requests; titles are asked for without streaming."""
         return [request for request in self.received if request.body.get("stream")]
 
+    def forget(self, file_id: str) -> None:
+        """Drop a file without a request, as the provider's expiry would."""
+        del self.files[file_id]
+
+    def sizes(self) -> list[dict[str, Any]]:
+        """Each model request's path, body size and whether it streamed, in order."""
+        return [
+            {"path": r.path, "size": r.size, "stream": bool(r.body.get("stream"))}
+            for r in self.received
+        ]
+
     def paths(self) -> dict[str, int]:
         """How many requests each path received."""
         return dict(Counter(request.path for request in self.received))
@@ -119,6 +176,7 @@ class FakeOpenAI:
         routes = [
             Route("/health", lambda _: JSONResponse({"status": "ok"})),
             Route("/requests", lambda _: JSONResponse(self.paths())),
+            Route("/received", lambda _: JSONResponse(self.sizes())),
         ]
         if "responses" in self.apis:
             routes += [
@@ -133,6 +191,12 @@ class FakeOpenAI:
                     "/openai/deployments/{deployment}/chat/completions",
                 )
             ]
+        if "files" in self.apis:
+            for root in ("/v1/files", "/openai/files"):
+                routes += [
+                    Route(root, self._upload, methods=["POST"]),
+                    Route(root + "/{file_id}", self._file, methods=["GET", "DELETE"]),
+                ]
         return Starlette(routes=routes)
 
     async def __aenter__(self) -> FakeOpenAI:
@@ -149,10 +213,18 @@ class FakeOpenAI:
 
     def _handler(self, answer: Callable[[dict[str, Any]], Response]) -> Callable[[Request], Any]:
         async def handle(request: Request) -> Response:
-            body = await request.json()
+            raw = await request.body()
+            body = json.loads(raw)
             self.received.append(
-                Received(request.url.path, dict(request.query_params), dict(request.headers), body)
+                Received(
+                    request.url.path,
+                    dict(request.query_params),
+                    dict(request.headers),
+                    body if self.keep_bodies else {"stream": body.get("stream")},
+                    len(raw),
+                )
             )
+            del raw
             if self.failure == "500":
                 return _error(500, "server_error", "The server had an error.")
             if self.failure == "429":
@@ -161,9 +233,47 @@ class FakeOpenAI:
                 model = body.get("model")
                 message = f"The model `{model}` does not exist or you do not have access to it."
                 return _error(404, "model_not_found", message)
+            for file_id in file_ids(body):
+                if file_id not in self.files:
+                    return _error(404, "invalid_request_error", f"No such File object: {file_id}")
             return answer(body)
 
         return handle
+
+    # The Files API
+
+    async def _upload(self, request: Request) -> Response:
+        if self.refuse_uploads:
+            return _error(400, "invalid_request_error", "This file type is not supported.")
+        form = await request.form()
+        upload, purpose = form.get("file"), form.get("purpose")
+        if isinstance(upload, str) or upload is None or not isinstance(purpose, str):
+            return _error(400, "invalid_request_error", "'file' and 'purpose' are required")
+        data = await upload.read()
+        file = FakeFile(
+            id=f"file-{secrets.token_hex(12)}",
+            filename=upload.filename or "upload",
+            purpose=purpose,
+            mime_type=upload.content_type or "application/octet-stream",
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            data=data if len(data) <= KEPT_FILE_BYTES else None,
+        )
+        del data
+        self.files[file.id] = file
+        self.uploads.append(file)
+        return JSONResponse(file.payload())
+
+    async def _file(self, request: Request) -> Response:
+        file_id = request.path_params["file_id"]
+        file = self.files.get(file_id)
+        if file is None:
+            return _error(404, "invalid_request_error", f"No such File object: {file_id}")
+        if request.method == "DELETE":
+            del self.files[file_id]
+            self.deleted.append(file_id)
+            return JSONResponse({"id": file_id, "object": "file", "deleted": True})
+        return JSONResponse(file.payload())
 
     def _next_reply(self) -> FakeReply:
         return self.script.popleft() if self.script else FakeReply(" ".join(self.answer_words()))
@@ -341,6 +451,19 @@ def last_tool_output(body: dict[str, Any]) -> str:
     assert (call["type"], output["type"]) == ("function_call", "function_call_output")
     assert output["call_id"] == call["call_id"]
     return str(output["output"])
+
+
+def file_ids(value: Any) -> list[str]:
+    """Every `file_id` a request body names, in order."""
+    if isinstance(value, list):
+        return [found for item in value for found in file_ids(item)]
+    if isinstance(value, dict):
+        return [
+            found
+            for key, item in value.items()
+            for found in ([item] if key == "file_id" and isinstance(item, str) else file_ids(item))
+        ]
+    return []
 
 
 def _id(prefix: str) -> str:

@@ -132,6 +132,8 @@ async def test_export_then_erase_then_an_empty_export(client, services) -> None:
         "tasks.json",
         "feedback.json",
         "token_usage.json",
+        "approvals.json",  # tables with a user_id column are exported, empty ones too
+        "provider_files.json",
         f"attachments/{attachment_id}/notes.txt",
     }
     manifest = read_json(archive, "manifest.json")
@@ -178,6 +180,8 @@ async def test_export_then_erase_then_an_empty_export(client, services) -> None:
         "tasks.json",
         "feedback.json",
         "token_usage.json",
+        "approvals.json",
+        "provider_files.json",
     }
     assert set(read_json(empty, "manifest.json")["rows"].values()) == {0}
     for name in ("attachments.json", "tasks.json", "feedback.json", "token_usage.json"):

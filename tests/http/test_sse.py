@@ -179,6 +179,7 @@ async def test_chatkit_stream_carries_comments_while_the_reply_is_slow(sqlite_ur
         feedback=built.feedback,
         quota=built.quota,
         approvals=built.server.approvals,
+        model_inputs=built.model_inputs,
     )
     async with running_app(settings, services=replace(built, server=slow)) as running:
         client = running.client
