@@ -58,7 +58,7 @@ class UsageCounters:
         async with self.engine.connect() as conn:
             # Several rows: one INSERT … VALUES (…), (…) … RETURNING ("insertmanyvalues").
             result = await conn.execute(self._increment_stmt, rows)
-            counts: dict[str, int] = {row.bucket: row.count for row in result}
+            counts: dict[str, int] = {row[0]: row[1] for row in result}  # bucket: count
             for index, window in enumerate(windows):
                 if counts[window.bucket] > window.limit:
                     later = [w.bucket for w in windows[index + 1 :]]
