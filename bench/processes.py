@@ -12,14 +12,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start(
-    args: list[str], env: dict[str, str], port: int, log: Path, ready_path: str = "/healthz"
+    args: list[str],
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    ready_path: str = "/healthz",
+    cwd: Path | None = None,
 ) -> ServerProcess:
-    """`python args...` with this environment plus `env`, once `ready_path` answers 200."""
+    """`python args...` (in `cwd`, default this checkout) with this environment plus `env`,
+    once `ready_path` answers 200."""
     return start_server(
         [sys.executable, *args],
         port=port,
         env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         log_path=log,
         ready_path=ready_path,
         startup_timeout=60,
