@@ -28,7 +28,7 @@ def start(
         cwd=cwd or ROOT,
         log_path=log,
         ready_path=ready_path,
-        startup_timeout=60,
+        startup_timeout=180,  # a loaded machine starts slowly
     )
 
 
