@@ -75,9 +75,10 @@ def server_env(
         "RATE_LIMIT_DAILY_MESSAGES": "*=1000000",
         "MAX_CONCURRENT_STREAMS_PER_USER": "100",
         "WEB_CONCURRENCY": "1",
-        # Every statement holds a connection for one round trip: 10 serve a 2-core process, and
-        # four server processes stay within PostgreSQL's default 100 connections.
-        "DATABASE_POOL_SIZE": "10",
+        # Every statement holds a connection for one round trip. Four server processes of
+        # 15 + 5 stay within PostgreSQL's default 100 connections; 10 + 5 ran out (30 s pool
+        # timeouts, answered 503) at 200 users on a machine loaded 10 times over.
+        "DATABASE_POOL_SIZE": "15",
         "DATABASE_MAX_OVERFLOW": "5",
     }
 
