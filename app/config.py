@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
+    database_pgbouncer: bool = False
+    """PgBouncer in transaction mode sits between the app and PostgreSQL: prepared statements
+    are neither cached nor reused, since the next transaction may run on another server
+    connection."""
     public_base_url: str | None = None
     sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
     """Seconds of silence after which an SSE comment keeps proxies from cutting the stream."""
@@ -319,6 +323,12 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"ATTACHMENT_STORAGE=s3 needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _pgbouncer_needs_postgres(self) -> Self:
+        if self.database_pgbouncer and self.is_sqlite:
+            raise ValueError("DATABASE_PGBOUNCER=true needs a postgresql:// DATABASE_URL")
         return self
 
     @field_validator("model_provider", "model_api", "model_files_api", mode="before")

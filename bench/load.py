@@ -6,7 +6,7 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,21 +96,25 @@ async def stream_turn(
 
 
 async def run_load(
-    base_url: str,
+    base_url: str | Sequence[str],
     users: int,
     messages: int,
     headers_for: Callable[[int], dict[str, str]],
     request_timeout: float = 120.0,
 ) -> LoadResult:
-    """Every user creates a thread, then sends `messages - 1` more messages, one after another."""
+    """Every user creates a thread, then sends `messages - 1` more messages, one after another.
+
+    With several base URLs (replicas of one server on one database), user n talks to the n-th
+    one, round robin, as a load balancer would spread them.
+    """
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
     result = LoadResult()
     limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=request_timeout, limits=limits
-    ) as client:
+    async with httpx.AsyncClient(timeout=request_timeout, limits=limits) as client:
 
         async def one_user(n: int) -> None:
             headers = headers_for(n)
+            url = f"{urls[n % len(urls)]}/chatkit"
             thread_id: str | None = None
             for m in range(messages):
                 if thread_id is None:
@@ -120,7 +124,7 @@ async def run_load(
                         "type": "threads.add_user_message",
                         "params": {"thread_id": thread_id, "input": user_input(f"msg {m}")},
                     }
-                turn, events = await stream_turn(client, "/chatkit", headers, payload)
+                turn, events = await stream_turn(client, url, headers, payload)
                 result.turns.append(turn)
                 for event in events:
                     if event["type"] == "thread.created":

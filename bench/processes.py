@@ -17,18 +17,18 @@ def start(
     port: int,
     log: Path,
     ready_path: str = "/healthz",
-    cwd: Path = ROOT,
+    cwd: Path | None = None,
 ) -> ServerProcess:
-    """`python args...` in `cwd` (another checkout's `app`, say) with this environment plus
-    `env`, once `ready_path` answers 200."""
+    """`python args...` in `cwd` (another checkout's `app`, say; default this checkout) with
+    this environment plus `env`, once `ready_path` answers 200."""
     return start_server(
         [sys.executable, *args],
         port=port,
         env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-        cwd=cwd,
+        cwd=cwd or ROOT,
         log_path=log,
         ready_path=ready_path,
-        startup_timeout=60,
+        startup_timeout=180,  # a loaded machine starts slowly
     )
 
 
@@ -37,3 +37,24 @@ def start_model_endpoint(log: Path, tokens: int, delay_ms: float, *flags: str) -
     port = free_port()
     args = ["-m", "bench.model_endpoint", "--port", str(port), "--tokens", str(tokens)]
     return start([*args, "--delay-ms", str(delay_ms), *flags], {}, port, log, "/health")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU of `pid` and its live descendants (uvicorn's workers are children of
+    its supervisor), from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tree: set[int] = {pid}
+    while True:
+        grown = tree | {child for child, parent in parents.items() if parent in tree}
+        if grown == tree:
+            return sum(times.get(member, 0.0) for member in tree)
+        tree = grown

@@ -4,6 +4,7 @@
 # With no settings this is the local demo (README, Quick start): the embedded SQLite file
 # ./chatkit.db (or DATABASE_URL), the fake model, identity from X-User-Id for this machine only.
 # Extra arguments go to uvicorn.
+# WEB_CONCURRENCY=N runs N worker processes (PostgreSQL only: SQLite has one writer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -13,4 +14,4 @@ ensure_uv
 # development tools from the same virtualenv).
 "${UV[@]}" run --frozen --no-dev alembic upgrade head
 exec "${UV[@]}" run --frozen --no-dev uvicorn app.main:app \
-  --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" --proxy-headers "$@"
+  --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" --loop uvloop --http httptools --proxy-headers "$@"

@@ -75,7 +75,8 @@ class Assistant:
         title_model = self.setup.model_named(titles.model) if titles.model else None
         title_model = title_model or (agent.model if isinstance(agent.model, Model) else None)
         # Titles cost a model call; the fake model's would be noise, so it gets the fallback.
-        self.title_model = None if isinstance(title_model, FakeModel) else title_model
+        by_words = titles.writer == "words" or isinstance(title_model, FakeModel)
+        self.title_model = None if by_words else title_model
 
     async def start(self) -> None:
         """Build `AGENT_FACTORY`'s agent, if set, and connect the MCP servers.

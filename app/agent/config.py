@@ -107,6 +107,9 @@ class TitlesConfig(Strict):
     """`[titles]`: thread titles after the first exchange."""
 
     enabled: bool = True
+    writer: Literal["model", "words"] = "model"
+    """`model`: a model writes them (one more model request per new thread); `words`: the
+    first words of the message, at no cost."""
     model: str | None = Field(default=None, min_length=1)
     """The model that writes them; else the reply model."""
 

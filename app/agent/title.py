@@ -6,7 +6,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from agents import Agent, Model, RunConfig, Runner, Usage
+from agents import ItemHelpers, Model, ModelSettings, Usage
+from agents.models.interface import ModelTracing
 from chatkit.types import ThreadItem, UserMessageItem, UserMessageTextContent
 
 logger = logging.getLogger(__name__)
@@ -47,20 +48,34 @@ class Title:
 
 
 async def write_title(model: Model | None, text: str) -> Title:
-    """Ask `model` for a title; any failure (or no model) falls back to the message's words."""
+    """Ask `model` for a title; any failure (or no model) falls back to the message's words.
+
+    One request, not streamed, straight to the model: an agent run around it (no tools, no
+    handoffs, one turn) would only add CPU to every new thread.
+    """
     if model is None or not text.strip():
         return Title(fallback_title(text))
-    agent: Agent[None] = Agent(name="Title writer", instructions=TITLE_INSTRUCTIONS, model=model)
     try:
         async with asyncio.timeout(TITLE_TIMEOUT_SECONDS):
-            result = await Runner.run(
-                agent, text[:2000], run_config=RunConfig(tracing_disabled=True)
+            response = await model.get_response(
+                TITLE_INSTRUCTIONS,
+                text[:2000],
+                ModelSettings(),
+                tools=[],
+                output_schema=None,
+                handoffs=[],
+                tracing=ModelTracing.DISABLED,
+                previous_response_id=None,
+                conversation_id=None,
+                prompt=None,
             )
-        title = clean_title(str(result.final_output))
+        title = clean_title(
+            "".join(ItemHelpers.extract_last_text(i) or "" for i in response.output)
+        )
     except Exception as exc:  # a title is decoration: never fail the turn for it
         logger.warning("Title generation failed (%s); using the first words", type(exc).__name__)
         return Title(fallback_title(text))
-    return Title(title or fallback_title(text), result.context_wrapper.usage)
+    return Title(title or fallback_title(text), response.usage)
 
 
 async def generate_title(model: Model | None, text: str) -> str:

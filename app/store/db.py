@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Collection
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.config import Settings
 
@@ -24,6 +26,8 @@ MAX_ID_LENGTH = 64
 ID_SHAPE = re.compile(r"([a-z]+)_[A-Za-z0-9_-]+")
 # PostgreSQL advisory lock that `migrations/env.py` holds while it migrates.
 MIGRATION_LOCK_KEY = 7_214_406_983_116_055_002
+PGBOUNCER = "chatkit_pgbouncer"
+"""The engine's execution option that says `DATABASE_PGBOUNCER` is on."""
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -34,12 +38,25 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     return create_async_engine(
         settings.database_url,
+        connect_args=_pgbouncer_arguments() if settings.database_pgbouncer else {},
+        execution_options={PGBOUNCER: settings.database_pgbouncer},
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         # No pre-ping (a round trip per checkout): a connection that died with the server is
         # detected on use, and SQLAlchemy then discards the whole pool.
         pool_recycle=1800,
     )
+
+
+def _pgbouncer_arguments() -> dict[str, Any]:
+    """asyncpg behind PgBouncer's transaction mode (PgBouncer before 1.21 keeps no prepared
+    statements across transactions): no statement caches, and a unique name for each statement
+    asyncpg still prepares, so that two clients never collide on one server connection."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -81,9 +98,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool, for single statements: no BEGIN/COMMIT (or ROLLBACK) round trips."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+class SingleStatements:
+    """Connections of the engine's pool for one statement each, which is atomic on its own.
+
+    No BEGIN/COMMIT (or ROLLBACK) round trips (AUTOCOMMIT), except behind PgBouncer's
+    transaction mode: there SQLAlchemy's asyncpg driver prepares a statement and executes it in
+    two exchanges, which only a transaction keeps on one server connection.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.transactions = bool(engine.get_execution_options().get(PGBOUNCER))
+        self.engine = (
+            engine if self.transactions else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+
+    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self.engine.begin() if self.transactions else self.engine.connect()
+
+
+def autocommit(engine: AsyncEngine) -> SingleStatements:
+    """The same pool, for single statements (see `SingleStatements`)."""
+    return SingleStatements(engine)
 
 
 def migration_head() -> str | None:

@@ -42,6 +42,7 @@ def test_image_command_serves_the_app_on_port_behind_a_proxy_with_bounded_shutdo
     for flag in (
         "--host 0.0.0.0",
         '--port "${PORT:-8000}"',
+        "--loop uvloop --http httptools",  # named: an image without them fails, not slows
         "--proxy-headers",
         "--forwarded-allow-ips '*'",
         '--timeout-graceful-shutdown "${GRACEFUL_SHUTDOWN_SECONDS:-20}"',

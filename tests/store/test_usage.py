@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.usage import UsageCounters, Window
@@ -57,3 +58,19 @@ async def test_a_refused_window_stops_the_later_ones(counters: UsageCounters) ->
     # The refused request did not use up a message: the next minute's message is the second.
     later = Window("requests", START + timedelta(minutes=1), limit=1)
     assert await counters.hit(who, [later, MESSAGES]) == (MESSAGES, 2)
+
+
+async def test_every_window_is_counted_in_one_statement(
+    counters: UsageCounters, engine: AsyncEngine
+) -> None:
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        assert await counters.hit(user(), [REQUESTS, MESSAGES]) is None
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert len(statements) == 1
