@@ -44,3 +44,13 @@ ensure_chromium() {
   apt-get install -y -qq chromium >/dev/null 2>&1 \
     || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 }
+
+ensure_pgbouncer() {
+  if command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbouncer ]]; then
+    return 0
+  fi
+  echo "Installing Debian's pgbouncer for tests/store/test_pgbouncer.py..."
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq pgbouncer >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
+}
