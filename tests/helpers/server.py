@@ -75,7 +75,7 @@ class ServerProcess:
     def port(self) -> int:
         return int(self.base_url.rsplit(":", 1)[1])
 
-    def wait_until_ready(self, path: str = "/healthz", timeout: float = 30.0) -> None:
+    def wait_until_ready(self, path: str = "/healthz", timeout: float = 90.0) -> None:
         """Poll `path` until it answers 200; fail with the log if the process exits or time
         runs out."""
 
@@ -141,7 +141,7 @@ def start_server(
     cwd: Path,
     log_path: Path,
     ready_path: str | None = "/healthz",
-    startup_timeout: float = 30.0,
+    startup_timeout: float = 90.0,
 ) -> ServerProcess:
     """Start `command` (which must listen on `port`) and, unless `ready_path` is None, wait
     until it answers there. The caller stops it, or uses it as a context manager."""
@@ -196,6 +196,6 @@ def app_server(
         cwd=workdir,
         log_path=workdir / f"server-{port}.log",
         ready_path="/healthz" if ready else None,
-        startup_timeout=60,  # the app's imports take seconds on a busy machine
+        startup_timeout=90,  # the app's imports take seconds on a busy machine
     ) as server:
         yield server
