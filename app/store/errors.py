@@ -5,6 +5,8 @@ and the streams (a retryable error event):
 
 - SQLSTATE class 08 (connection exception) and 57P01-57P03 (the server is shutting down,
   crashed, or not accepting connections yet), as PostgreSQL reports them while it restarts;
+- 53300 (too_many_connections): the server refuses a new session because `max_connections` (or
+  a role's limit) is reached, which passes once other sessions end;
 - connections that broke (`OSError`, or a connection SQLAlchemy invalidated) or that the pool
   could not hand out in time.
 
@@ -21,8 +23,8 @@ from app.errors import Unavailable
 
 OUTAGE_MESSAGE = "The database is unavailable; try again shortly."
 RETRY_AFTER_OUTAGE_SECONDS = 5
-OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
-"""admin_shutdown, crash_shutdown, cannot_connect_now."""
+OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+"""admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections."""
 
 
 class DatabaseUnavailable(Unavailable):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import pytest
@@ -95,6 +96,23 @@ async def test_nothing_listening_is_an_outage() -> None:
         assert is_outage(await raised(engine, text("SELECT 1")))
     finally:
         await engine.dispose()
+
+
+async def test_too_many_connections_is_an_outage(postgres_url: str) -> None:
+    """53300 (`too_many_connections`): a full server refuses new sessions until others end.
+    A role whose connection limit is 0 gets exactly that refusal."""
+    role = f"full_{uuid4().hex[:8]}"
+    admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    await admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+    engine = create_engine(make_settings(postgres_url.replace("postgres@", f"{role}@", 1)))
+    try:
+        error = await raised(engine, text("SELECT 1"))
+        assert "too many connections" in str(error)
+        assert is_outage(error)
+    finally:
+        await engine.dispose()
+        await admin.execute(f"DROP ROLE {role}")
+        await admin.close()
 
 
 async def test_a_server_shutting_down_is_an_outage(own_postgres: PostgresCluster) -> None:
