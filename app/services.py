@@ -26,6 +26,7 @@ from app.config import Settings
 from app.http.auth.identity import Identity
 from app.http.ratelimit import RateLimiter
 from app.http.sse import OpenStreams
+from app.observability.tracing import Tracing
 from app.server import ChatKitBackend
 from app.store.attachments import AttachmentLimits, Attachments
 from app.store.db import create_engine, migration_head
@@ -57,6 +58,8 @@ class Services:
     streams: OpenStreams
     migration_head: str | None
     """The newest migration: `/readyz` wants the database there."""
+    tracing: Tracing | None = None
+    """OpenTelemetry, when the standard `OTEL_*` variables ask for it (`app/observability`)."""
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -84,6 +87,7 @@ class Services:
             rate_limiter=RateLimiter(settings, engine),
             streams=OpenStreams(),
             migration_head=migration_head(),
+            tracing=Tracing.from_environment(settings.trace_user_id),
         )
 
     @asynccontextmanager
@@ -94,6 +98,8 @@ class Services:
         `agent=False` is for a command that runs no turns: the assistant is not started.
         """
         async with AsyncExitStack() as stack:
+            if self.tracing is not None:
+                stack.callback(self.tracing.shutdown)  # last: the spans of the clean-up too
             stack.push_async_callback(self.engine.dispose)
             if self.model_client is not None:
                 stack.push_async_callback(self.model_client.aclose)
