@@ -99,7 +99,9 @@ class Services:
         """
         async with AsyncExitStack() as stack:
             if self.tracing is not None:
-                stack.callback(self.tracing.shutdown)  # last: the spans of the clean-up too
+                stack.push_async_callback(
+                    self.tracing.shutdown
+                )  # last: the spans of the clean-up too
             stack.push_async_callback(self.engine.dispose)
             if self.model_client is not None:
                 stack.push_async_callback(self.model_client.aclose)

@@ -14,6 +14,7 @@ The root span carries the request id and the user id, hashed unless `TRACE_USER_
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -149,15 +150,16 @@ class Tracing:
             instrumentor.instrument(**options, **extra)
             self._installed.append(instrumentor)
 
-    def shutdown(self) -> None:
-        """Remove the instrumentation, then export what is left."""
+    async def shutdown(self) -> None:
+        """Remove the instrumentation, then export what is left (in a thread: the exporter's
+        requests may block for their timeout)."""
         for instrumentor in reversed(self._installed):
             instrumentor.uninstrument()
         self._installed.clear()
         if self._app is not None:
             FastAPIInstrumentor.uninstrument_app(self._app)
             self._app = None
-        self.provider.shutdown()
+        await asyncio.to_thread(self.provider.shutdown)
 
 
 @dataclass(frozen=True, slots=True)
