@@ -102,7 +102,7 @@ class MeteredModel(Model):
         count_tokens(self.label, response.usage)
         return response
 
-    async def stream_response(  # type: ignore[override]
+    async def stream_response(
         self, *args: Any, **kwargs: Any
     ) -> AsyncIterator[ResponseStreamEvent]:
         started = time.perf_counter()

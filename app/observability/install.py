@@ -9,6 +9,7 @@ from __future__ import annotations
 from agents import set_trace_processors
 from agents.tracing import TracingProcessor
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from app.observability.agent_metrics import ToolMetrics, count_connections
 from app.observability.metrics_http import MetricsEndpoint, RequestMetricsMiddleware
@@ -26,7 +27,9 @@ def observe(app: FastAPI, services: Services) -> None:
     if settings.metrics_enabled:
         app.add_middleware(RequestMetricsMiddleware)
         endpoint = MetricsEndpoint.build(settings.metrics_token)
-        app.add_route(METRICS_PATH, endpoint, methods=["GET"], include_in_schema=False)
+        app.router.routes.append(
+            Route(METRICS_PATH, endpoint, methods=["GET"], include_in_schema=False)
+        )
         count_connections(services.engine)
         processors.append(ToolMetrics())
     if tracing is not None:
