@@ -1,0 +1,156 @@
+"""What metrics and traces cost: turns per second with both on, against both off, alternating.
+
+    uv run python -m bench.observability_overhead              # 50 users x 4 messages, 3 pairs
+    uv run python -m bench.observability_overhead --pairs 5 --users 50
+
+Two copies of the real server (as `bench.run` starts it: production settings, PostgreSQL, a JWT
+per request, the rate limiter) stream from the same local model endpoint:
+- "off": no METRICS_ENABLED, no OTEL_* variable (the default);
+- "on": METRICS_ENABLED with its token, `/metrics` scraped every few seconds during the load,
+  and OTEL_EXPORTER_OTLP_ENDPOINT pointing at a sink on loopback that takes every OTLP/HTTP
+  export (HTTP, SQL, httpx and agent spans, all sampled).
+The runs alternate (off, on, off, on, ...) so that both see the same drift in the machine's load;
+the figure is the ratio of the medians, with every pair's ratio beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import threading
+from contextlib import suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from bench.load import run_load
+from bench.processes import start, start_model_endpoint
+from bench.run import RESULTS, server_env, token_headers, warm_up
+from tests.helpers.database import fresh_postgres_database, migrate
+from tests.helpers.server import LOOPBACK, ServerProcess, free_port
+
+METRICS_TOKEN = "bench-metrics-token-0123456789"
+SCRAPE_SECONDS = 5.0
+
+
+class Sink(BaseHTTPRequestHandler):
+    """Takes OTLP/HTTP exports and counts their bytes (a collector's cost is not ours)."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.exported += len(body)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def start_sink() -> ThreadingHTTPServer:
+    sink = ThreadingHTTPServer((LOOPBACK, 0), Sink)
+    sink.exported = 0  # type: ignore[attr-defined]
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    return sink
+
+
+def start_server(name: str, env: dict[str, str], port: int) -> ServerProcess:
+    args = ["-m", "uvicorn", "app.main:app", "--host", LOOPBACK, "--port", str(port)]
+    return start([*args, "--no-access-log"], env, port, RESULTS / f"observability-{name}.log")
+
+
+async def scrape_while(server: ServerProcess, stop: asyncio.Event) -> int:
+    """GET /metrics every SCRAPE_SECONDS until `stop`, as Prometheus would; the scrapes done."""
+    scrapes = 0
+    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        while not stop.is_set():
+            response = await client.get("/metrics", headers=headers)
+            response.raise_for_status()
+            scrapes += 1
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SCRAPE_SECONDS)
+    return scrapes
+
+
+async def one_run(server: ServerProcess, users: int, messages: int, scrape: bool) -> float:
+    stop = asyncio.Event()
+    scraper = asyncio.create_task(scrape_while(server, stop)) if scrape else None
+    result = await run_load(server.base_url, users, messages, token_headers)
+    stop.set()
+    if scraper is not None:
+        await scraper
+    if result.errors:
+        raise SystemExit(f"errors: {sorted(set(result.errors))[:3]}")
+    return float(result.summary()["turns_per_s"])
+
+
+async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
+    model = start_model_endpoint(RESULTS / "model.log", args.tokens, args.delay_ms)
+    sink = start_sink()
+    model_url = f"{model.base_url}/v1"
+    off_port, on_port = free_port(), free_port()
+    on_env = {
+        "METRICS_ENABLED": "true",
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{sink.server_address[1]}",
+        "OTEL_SERVICE_NAME": "chatkit-bench",
+    }
+    servers: list[ServerProcess] = [model]
+    try:
+        off = start_server("off", server_env(db, model_url, off_port), off_port)
+        servers.append(off)
+        on = start_server("on", {**server_env(db, model_url, on_port), **on_env}, on_port)
+        servers.append(on)
+        await warm_up(off, auth=True)
+        await warm_up(on, auth=True)
+        figures: dict[str, list[float]] = {"off": [], "on": []}
+        for pair in range(args.pairs):
+            for name, server in (("off", off), ("on", on)):
+                turns = await one_run(server, args.users, args.messages, scrape=name == "on")
+                figures[name].append(turns)
+                print(f"pair {pair + 1} {name:3}: {turns:6.1f} turns/s")
+        exported = sink.exported  # type: ignore[attr-defined]
+    finally:
+        for process in reversed(servers):
+            process.stop()
+        sink.shutdown()
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    ratios = [on / off for off, on in zip(figures["off"], figures["on"], strict=True)]
+    return {
+        "args": vars(args),
+        "turns_per_s": figures,
+        "median": medians,
+        "ratio_of_medians": medians["on"] / medians["off"],
+        "pair_ratios": ratios,
+        "otlp_bytes_exported": exported,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=4)
+    parser.add_argument("--pairs", type=int, default=3, help="off/on runs, alternating")
+    parser.add_argument("--tokens", type=int, default=40, help="words per model answer")
+    parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between words")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    db = fresh_postgres_database("chatkit_bench_observability")
+    migrate(db)
+    figures = asyncio.run(run(args, db))
+    print(
+        f"median turns/s: off {figures['median']['off']:.1f}, on {figures['median']['on']:.1f}; "
+        f"on/off {figures['ratio_of_medians']:.3f}; per pair "
+        + ", ".join(f"{ratio:.2f}" for ratio in figures["pair_ratios"])
+        + f"; {figures['otlp_bytes_exported']} bytes of spans exported"
+    )
+    (RESULTS / "observability.json").write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
