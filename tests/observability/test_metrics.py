@@ -11,7 +11,8 @@ from uuid import uuid4
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.observability.metrics_http import MetricsEndpoint
+from app.observability.agent_metrics import MeteredModel
+from app.observability.metrics_http import MetricsEndpoint, RequestMetricsMiddleware
 from tests.conftest import make_settings
 from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import (
@@ -173,6 +174,11 @@ async def test_metrics_need_the_token(postgres_url):
 async def test_metrics_are_off_unless_enabled(postgres_url):
     async with running_app(make_settings(postgres_url)) as running:
         response = await running.client.get("/metrics", headers=AUTH)
+        # Nothing counts either: no middleware, no model wrapper, no SDK tracing.
+        middleware = [getattr(m, "cls", None) for m in running.app.user_middleware]
+        assert RequestMetricsMiddleware not in middleware
+        assert not isinstance(running.services.assistant.agent.model, MeteredModel)
+        assert running.services.assistant.run_config.tracing_disabled
         assert not any(
             isinstance(getattr(route, "app", None), MetricsEndpoint)
             or getattr(route, "path", "") == "/metrics"
