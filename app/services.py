@@ -98,10 +98,9 @@ class Services:
         `agent=False` is for a command that runs no turns: the assistant is not started.
         """
         async with AsyncExitStack() as stack:
-            if self.tracing is not None:
-                stack.push_async_callback(
-                    self.tracing.shutdown
-                )  # last: the spans of the clean-up too
+            if self.tracing is not None:  # closed last: the clean-up's spans are exported too
+                self.tracing.start(self.engine)
+                stack.push_async_callback(self.tracing.shutdown)
             stack.push_async_callback(self.engine.dispose)
             if self.model_client is not None:
                 stack.push_async_callback(self.model_client.aclose)

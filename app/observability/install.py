@@ -37,8 +37,8 @@ def observe(app: FastAPI, services: Services) -> None:
     if not processors and tracing is None:
         return
     # In place of the SDK's default processor, which exports to OpenAI; OpenInference's (in
-    # `tracing.instrument`) is added beside these.
+    # `Tracing.start`) is added beside these.
     set_trace_processors(processors)
     services.assistant.trace_runs()
     if tracing is not None:
-        tracing.instrument(app, services.engine)
+        tracing.instrument_app(app)  # the rest when it starts serving (`Services.lifespan`)

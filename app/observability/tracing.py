@@ -124,8 +124,8 @@ class Tracing:
         provider.add_span_processor(BatchSpanProcessor(exporter))
         return cls(provider, user_ids)
 
-    def instrument(self, app: FastAPI, engine: AsyncEngine) -> None:
-        """Instrument the app, the engine, HTTP clients and the Agents SDK with this provider."""
+    def instrument_app(self, app: FastAPI) -> None:
+        """The app's requests (this app's only: `create_app` may build one that never serves)."""
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.provider,
@@ -133,6 +133,10 @@ class Tracing:
             exclude_spans=["receive", "send"],  # a span per SSE chunk would cost more than it says
         )
         self._app = app
+
+    def start(self, engine: AsyncEngine) -> None:
+        """Instrument the engine, the HTTP clients and the Agents SDK, process-wide, while the
+        app serves (`Services.lifespan`): uvicorn builds the app twice and serves the second."""
         options: dict[str, Any] = {"tracer_provider": self.provider}
         instrumentations: list[tuple[BaseInstrumentor, dict[str, Any]]] = [
             # Its declared range stops below SQLAlchemy 2.1, whose engine events it uses
