@@ -100,11 +100,14 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{sink.server_address[1]}",
         "OTEL_SERVICE_NAME": "chatkit-bench",
     }
+    # Two servers at once on a PostgreSQL others use too: smaller pools than bench.run's.
+    pools = {"DATABASE_POOL_SIZE": "10", "DATABASE_MAX_OVERFLOW": "10"}
     servers: list[ServerProcess] = [model]
     try:
-        off = start_server("off", server_env(db, model_url, off_port), off_port)
+        off = start_server("off", {**server_env(db, model_url, off_port), **pools}, off_port)
         servers.append(off)
-        on = start_server("on", {**server_env(db, model_url, on_port), **on_env}, on_port)
+        on_env = {**server_env(db, model_url, on_port), **pools, **on_env}
+        on = start_server("on", on_env, on_port)
         servers.append(on)
         await warm_up(off, auth=True)
         await warm_up(on, auth=True)
