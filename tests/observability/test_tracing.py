@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from agents.tracing import get_trace_provider
+from agents.tracing.processors import BatchTraceProcessor
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -98,6 +99,9 @@ async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url
         settings = provider_settings(postgres_url, fake)
         services = dataclasses.replace(Services.build(settings), tracing=Tracing(provider))
         async with running_app(settings, services=services) as running:
+            # The Agents SDK's export to OpenAI stays off: its processors are ours.
+            processors = get_trace_provider()._multi_processor._processors  # type: ignore[attr-defined]
+            assert not any(isinstance(p, BatchTraceProcessor) for p in processors)
             with json_log_lines() as logs:  # after create_app, which sets the root's handlers
                 await stream(running.client, caller.user_id, create_thread_req("Add milk"))
                 # A refusal from the edge is logged inside the request's span.
