@@ -4,7 +4,8 @@
     uv run python -m bench.observability_overhead --pairs 5 --users 50
 
 Two copies of the real server (as `bench.run` starts it: production settings, PostgreSQL, a JWT
-per request, the rate limiter) stream from the same local model endpoint:
+per request, the rate limiter) stream from the same local model endpoint, on a PostgreSQL
+server of the benchmark's own when `initdb` is installed:
 - "off": no METRICS_ENABLED, no OTEL_* variable (the default);
 - "on": METRICS_ENABLED with its token, `/metrics` scraped every few seconds during the load,
   and OTEL_EXPORTER_OTLP_ENDPOINT pointing at a sink on loopback that takes every OTLP/HTTP
@@ -30,6 +31,7 @@ from bench.load import run_load
 from bench.processes import start, start_model_endpoint
 from bench.run import RESULTS, server_env, token_headers, warm_up
 from tests.helpers.database import fresh_postgres_database, migrate
+from tests.helpers.postgres_cluster import PostgresCluster, postgres_bin_dir
 from tests.helpers.server import LOOPBACK, ServerProcess, free_port
 
 METRICS_TOKEN = "bench-metrics-token-0123456789"
@@ -100,7 +102,7 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{sink.server_address[1]}",
         "OTEL_SERVICE_NAME": "chatkit-bench",
     }
-    # Two servers at once on a PostgreSQL others use too: smaller pools than bench.run's.
+    # Two servers at once: smaller pools than bench.run's.
     pools = {"DATABASE_POOL_SIZE": "10", "DATABASE_MAX_OVERFLOW": "10"}
     servers: list[ServerProcess] = [model]
     try:
@@ -143,9 +145,19 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between words")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    db = fresh_postgres_database("chatkit_bench_observability")
-    migrate(db)
-    figures = asyncio.run(run(args, db))
+    bin_dir = postgres_bin_dir()
+    cluster = PostgresCluster(bin_dir).init() if bin_dir else None
+    try:
+        if cluster is not None:  # its own: the shared server's connections run out under tests
+            cluster.start()
+            db = cluster.create_database("chatkit_bench_observability")
+        else:
+            db = fresh_postgres_database("chatkit_bench_observability")
+        migrate(db)
+        figures = asyncio.run(run(args, db))
+    finally:
+        if cluster is not None:
+            cluster.destroy()
     print(
         f"median turns/s: off {figures['median']['off']:.1f}, on {figures['median']['on']:.1f}; "
         f"on/off {figures['ratio_of_medians']:.3f}; per pair "
