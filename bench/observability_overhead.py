@@ -79,7 +79,11 @@ async def scrape_while(server: ServerProcess, stop: asyncio.Event) -> int:
     return scrapes
 
 
-async def one_run(server: ServerProcess, users: int, messages: int, scrape: bool) -> float:
+async def one_run(
+    server: ServerProcess, users: int, messages: int, scrape: bool
+) -> tuple[float, float]:
+    """Turns per second, and the server's CPU milliseconds per turn."""
+    cpu_before = server.cpu_seconds()
     stop = asyncio.Event()
     scraper = asyncio.create_task(scrape_while(server, stop)) if scrape else None
     result = await run_load(server.base_url, users, messages, token_headers)
@@ -88,7 +92,8 @@ async def one_run(server: ServerProcess, users: int, messages: int, scrape: bool
         await scraper
     if result.errors:
         raise SystemExit(f"errors: {sorted(set(result.errors))[:3]}")
-    return float(result.summary()["turns_per_s"])
+    cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / max(1, len(result.ok))
+    return float(result.summary()["turns_per_s"]), cpu_ms
 
 
 async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
@@ -114,11 +119,13 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         await warm_up(off, auth=True)
         await warm_up(on, auth=True)
         figures: dict[str, list[float]] = {"off": [], "on": []}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}
         for pair in range(args.pairs):
             for name, server in (("off", off), ("on", on)):
-                turns = await one_run(server, args.users, args.messages, scrape=name == "on")
+                turns, cpu_ms = await one_run(server, args.users, args.messages, name == "on")
                 figures[name].append(turns)
-                print(f"pair {pair + 1} {name:3}: {turns:6.1f} turns/s")
+                cpu[name].append(cpu_ms)
+                print(f"pair {pair + 1} {name:3}: {turns:6.1f} turns/s, {cpu_ms:5.1f} ms CPU/turn")
         exported = sink.exported  # type: ignore[attr-defined]
     finally:
         for process in reversed(servers):
@@ -126,9 +133,13 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         sink.shutdown()
     medians = {name: statistics.median(values) for name, values in figures.items()}
     ratios = [on / off for off, on in zip(figures["off"], figures["on"], strict=True)]
+    cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
     return {
         "args": vars(args),
         "turns_per_s": figures,
+        "cpu_ms_per_turn": cpu,
+        "cpu_median": cpu_medians,
+        "cpu_ratio_of_medians": cpu_medians["on"] / cpu_medians["off"],
         "median": medians,
         "ratio_of_medians": medians["on"] / medians["off"],
         "pair_ratios": ratios,
@@ -162,6 +173,8 @@ def main() -> None:
         f"median turns/s: off {figures['median']['off']:.1f}, on {figures['median']['on']:.1f}; "
         f"on/off {figures['ratio_of_medians']:.3f}; per pair "
         + ", ".join(f"{ratio:.2f}" for ratio in figures["pair_ratios"])
+        + f"; CPU ms/turn: off {figures['cpu_median']['off']:.1f}, "
+        f"on {figures['cpu_median']['on']:.1f} ({figures['cpu_ratio_of_medians']:.3f})"
         + f"; {figures['otlp_bytes_exported']} bytes of spans exported"
     )
     (RESULTS / "observability.json").write_text(json.dumps(figures, indent=2))
