@@ -69,7 +69,7 @@ async def scrape_while(server: ServerProcess, stop: asyncio.Event) -> int:
     """GET /metrics every SCRAPE_SECONDS until `stop`, as Prometheus would; the scrapes done."""
     scrapes = 0
     headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
         while not stop.is_set():
             response = await client.get("/metrics", headers=headers)
             response.raise_for_status()

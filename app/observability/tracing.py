@@ -20,33 +20,23 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import FastAPI
-from openinference.instrumentation import TraceConfig
-from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.httpx import (
-    HTTPX2ClientInstrumentor,
-    HTTPXClientInstrumentor,
-)
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
-)
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import ConfigurationError
 from app.context import RequestContext
 from app.logging import request_id_var
+
+if TYPE_CHECKING:  # imported when tracing is on, not before: unset costs nothing, imports included
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,
+    )
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +65,9 @@ def tracing_requested(environ: Mapping[str, str]) -> bool:
 
 def exporter_from_environment(environ: Mapping[str, str]) -> SpanExporter:
     """`OTEL_TRACES_EXPORTER` (`otlp`, the default, over HTTP/protobuf; or `console`)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
     names = [n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
     if len(names) != 1 or names[0] not in EXPORTERS[:2]:
         raise ConfigurationError(
@@ -116,6 +109,10 @@ class Tracing:
         environ = os.environ if environ is None else environ
         if not tracing_requested(environ):
             return None
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
         exporter = exporter_from_environment(environ)
         resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
         if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
@@ -126,6 +123,8 @@ class Tracing:
 
     def instrument_app(self, app: FastAPI) -> None:
         """The app's requests (this app's only: `create_app` may build one that never serves)."""
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.provider,
@@ -137,6 +136,14 @@ class Tracing:
     def start(self, engine: AsyncEngine) -> None:
         """Instrument the engine, the HTTP clients and the Agents SDK, process-wide, while the
         app serves (`Services.lifespan`): uvicorn builds the app twice and serves the second."""
+        from openinference.instrumentation import TraceConfig
+        from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+        from opentelemetry.instrumentation.httpx import (
+            HTTPX2ClientInstrumentor,
+            HTTPXClientInstrumentor,
+        )
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
         options: dict[str, Any] = {"tracer_provider": self.provider}
         instrumentations: list[tuple[BaseInstrumentor, dict[str, Any]]] = [
             # Its declared range stops below SQLAlchemy 2.1, whose engine events it uses
@@ -166,6 +173,8 @@ class Tracing:
             instrumentor.uninstrument()
         self._installed.clear()
         if self._app is not None:
+            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
             FastAPIInstrumentor.uninstrument_app(self._app)
             self._app = None
         await asyncio.to_thread(self.provider.shutdown)
