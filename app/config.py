@@ -30,6 +30,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatkit.db"
 DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
 
 MIN_JWT_SECRET_BYTES = 32
+MIN_METRICS_TOKEN_CHARS = 16
 DEFAULT_DAILY_MESSAGES: dict[str, int | None] = {"free": 200, "pro": 5000}
 
 # libpq spellings in platform URLs: asyncpg names some differently and rejects the rest.
@@ -296,6 +297,14 @@ class Settings(BaseSettings):
     playground_token_url: str | None = None
     playground_domain_key: str = "local-dev"
 
+    # Operations (see docs/operations.md): traces are configured by the standard OTEL_* variables
+    metrics_enabled: bool = False
+    """Serve Prometheus metrics at `GET /metrics`."""
+    metrics_token: SecretStr | None = None
+    """The bearer token `/metrics` requires (required in production with METRICS_ENABLED)."""
+    trace_user_id: Literal["hashed", "raw"] = "hashed"
+    """How a trace's root span names the user: a SHA-256 prefix, or the raw id (opt-in)."""
+
     @model_validator(mode="after")
     def _development_demo_defaults(self) -> Self:
         """With nothing configured, development is a working local demo (see `demo_notes`).
@@ -441,6 +450,13 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_CHARS} characters")
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         """Production refuses to start on unsafe settings, naming every one of them at once."""
@@ -532,6 +548,11 @@ class Settings(BaseSettings):
             problems.append(
                 f"ATTACHMENT_SIGNING_SECRET must be set, at least {MIN_JWT_SECRET_BYTES} "
                 "characters: it signs the short-lived attachment upload and preview URLs"
+            )
+        if self.metrics_enabled and self.metrics_token is None:
+            problems.append(
+                "METRICS_ENABLED=true needs METRICS_TOKEN (the bearer token your scraper sends), "
+                "or anyone could read the metrics"
             )
         return problems
 

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, carrying the current request's id.
+"""Structured logs: one JSON object per line, carrying the current request's id, and the
+trace's id while a span is being recorded (`app/observability/tracing.py`).
 
 Only messages and their arguments are logged: never request bodies or tokens.
 """
@@ -9,6 +10,8 @@ import json
 import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from opentelemetry import trace
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -23,6 +26,10 @@ class JsonFormatter(logging.Formatter):
         }
         if (request_id := request_id_var.get()) is not None:
             entry["request_id"] = request_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:  # never without a tracer provider: tracing is off
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -15,6 +15,7 @@ from app.http.errors import register_exception_handlers
 from app.http.request_id import RequestIdMiddleware
 from app.http.routes import account, attachments, chatkit, health, playground
 from app.logging import configure_logging
+from app.observability.install import observe
 from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if settings.playground_on:
         app.include_router(playground.router)
     add_edge_middleware(app, settings, services.identity, services.rate_limiter, services.schema)
+    observe(app, services)  # metrics and traces, if enabled
     app.add_middleware(RequestIdMiddleware)  # outermost: every log line of a request has its id
     return app
 

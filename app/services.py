@@ -31,6 +31,7 @@ from app.config import Settings
 from app.http.auth.identity import Identity
 from app.http.ratelimit import RateLimiter
 from app.http.sse import OpenStreams
+from app.observability.tracing import Tracing
 from app.server import ChatKitBackend
 from app.store.approvals import ApprovalStore
 from app.store.attachments import AttachmentLimits, Attachments
@@ -77,6 +78,8 @@ class Services:
     """The newest migration: `/readyz` wants the database there."""
     schema: Schema
     """Whether the database is there (the embedded one gets there itself, at startup)."""
+    tracing: Tracing | None = None
+    """OpenTelemetry, when the standard `OTEL_*` variables ask for it (`app/observability`)."""
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -134,6 +137,7 @@ class Services:
             streams=OpenStreams(),
             migration_head=head,
             schema=Schema(engine, settings.database_url, head, embedded=settings.is_sqlite),
+            tracing=Tracing.from_environment(settings.trace_user_id),
         )
 
     @asynccontextmanager
@@ -144,6 +148,9 @@ class Services:
         `agent=False` is for a command that runs no turns: the assistant is not started.
         """
         async with AsyncExitStack() as stack:
+            if self.tracing is not None:  # closed last: the clean-up's spans are exported too
+                self.tracing.start(self.engine)
+                stack.push_async_callback(self.tracing.shutdown)
             stack.push_async_callback(self.engine.dispose)
             await self.schema.prepare()
             if self.model_client is not None:

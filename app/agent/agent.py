@@ -7,9 +7,10 @@ off, so nothing leaves the machine but the model requests (and the MCP servers' 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from agents import (
     Agent,
@@ -32,11 +33,13 @@ from app.agent.mcp import CALLER_ID, McpProgress, McpServers, build_server
 from app.agent.title import Title, write_title
 from app.config import ModelApi
 from app.context import RequestContext
+from app.observability.agent_metrics import MeteredModel
 
 logger = logging.getLogger(__name__)
 
 MAX_TURNS = 10
 """Model calls per user message; a loop of tool calls beyond this ends with an error."""
+M = TypeVar("M", bound=Model | str | None)
 
 
 class Assistant:
@@ -55,8 +58,10 @@ class Assistant:
         """What the model input must fit: the fake model reads Responses API items."""
         self.not_configured = not_configured(setup.settings.model_provider)
         self.history_window = config.history_window
+        self.metered = setup.settings.metrics_enabled
+        """Whether model calls are counted (`app/observability/agent_metrics.py`)."""
         self.tier_models: dict[str, Model | None] = {
-            tier: setup.model_named(name) for tier, name in config.tier_models.items()
+            tier: self._meter(setup.model_named(name)) for tier, name in config.tier_models.items()
         }
         self.titles = config.titles.enabled
         self.run_config = RunConfig(tracing_disabled=True, trace_include_sensitive_data=False)
@@ -70,13 +75,29 @@ class Assistant:
             "failure_error_function": self._tool_failed,
             "include_server_in_tool_names": self.setup.config.mcp.prefix_tool_names,
         }
-        self.agent = agent.clone(mcp_servers=[], mcp_config={**mcp_config, **agent.mcp_config})
+        self.agent = agent.clone(
+            model=self._meter(agent.model),
+            mcp_servers=[],
+            mcp_config={**mcp_config, **agent.mcp_config},
+        )
         titles = self.setup.config.titles
         title_model = self.setup.model_named(titles.model) if titles.model else None
-        title_model = title_model or (agent.model if isinstance(agent.model, Model) else None)
+        model = agent.model.inner if isinstance(agent.model, MeteredModel) else agent.model
+        title_model = title_model or (model if isinstance(model, Model) else None)
         # Titles cost a model call; the fake model's would be noise, so it gets the fallback.
         by_words = titles.writer == "words" or isinstance(title_model, FakeModel)
-        self.title_model = None if by_words else title_model
+        self.title_model = None if by_words else self._meter(title_model)
+
+    def _meter(self, model: M) -> M:
+        """`model`, counted by `MeteredModel` when METRICS_ENABLED (a name is left as it is)."""
+        if self.metered and isinstance(model, Model) and not isinstance(model, MeteredModel):
+            return MeteredModel(model)  # type: ignore[return-value]
+        return model
+
+    def trace_runs(self) -> None:
+        """Let the Agents SDK trace runs, for the processors `app/observability` registers in
+        place of its export to OpenAI; still without inputs and outputs."""
+        self.run_config = dataclasses.replace(self.run_config, tracing_disabled=False)
 
     async def start(self) -> None:
         """Build `AGENT_FACTORY`'s agent, if set, and connect the MCP servers.

@@ -1,0 +1,171 @@
+"""Metrics from inside a turn: model calls (latency, errors by kind, tokens by model), tool
+calls by tool and outcome, and database connections in use.
+
+- `MeteredModel` wraps the agent's models (`Assistant` does it when METRICS_ENABLED): it sees
+  each call's exception, so it can say which kind of failure it was, and the usage the
+  provider reports in the call's final event.
+- `ToolMetrics` is an Agents SDK tracing processor: the SDK marks a failed tool's span, which
+  nothing else exposes (a failure reaches the model as a message).
+- `count_connections` follows the pool's checkouts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+from agents import Model, ModelResponse, Usage
+from agents.exceptions import ModelTimeoutError
+from agents.tracing import FunctionSpanData, Span, Trace, TracingProcessor
+from openai.types.responses import ResponseCompletedEvent, ResponseUsage
+from openai.types.responses.response_stream_event import ResponseStreamEvent
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.observability import metrics
+
+MAX_LABEL_CHARS = 64
+
+
+def model_label(model: Model) -> str:
+    """The model's name (an OpenAI model or Azure deployment), `fake`, or its class's name."""
+    name = getattr(model, "model", None)
+    if isinstance(name, str) and name:
+        return name[:MAX_LABEL_CHARS]
+    return "fake" if type(model).__name__ == "FakeModel" else type(model).__name__
+
+
+def error_kind(exc: BaseException) -> str:
+    """A bounded name for why a model call failed (the cases of `app.agent.errors`)."""
+    match exc:
+        case openai.AuthenticationError() | openai.PermissionDeniedError():
+            return "auth"
+        case openai.RateLimitError():
+            return "rate_limited"
+        case openai.NotFoundError():
+            return "not_found"
+        case openai.APIStatusError() if exc.status_code >= 500:
+            return "server_error"
+        case openai.APIStatusError():
+            return "refused"
+        case openai.APITimeoutError() | ModelTimeoutError() | TimeoutError():
+            return "timeout"
+        case (
+            openai.APIConnectionError()
+            | httpx.TransportError()
+            | httpx2.TransportError()
+            | ConnectionError()
+        ):
+            return "connection"
+        case _:
+            return metrics.OTHER
+
+
+def count_tokens(model: str, usage: Usage | ResponseUsage | None) -> None:
+    if usage is None:
+        return
+    input_details, output_details = usage.input_tokens_details, usage.output_tokens_details
+    counts = {
+        "input": usage.input_tokens,
+        "cached_input": input_details.cached_tokens if input_details else 0,
+        "output": usage.output_tokens,
+        "reasoning": output_details.reasoning_tokens if output_details else 0,
+    }
+    for kind, count in counts.items():
+        if count:
+            metrics.MODEL_TOKENS.labels(model, kind).inc(count)
+
+
+class MeteredModel(Model):
+    """A model that reports each call's duration, failure and token usage; otherwise the same."""
+
+    def __init__(self, model: Model) -> None:
+        self.inner = model
+        self.label = model_label(model)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # `model`, `_client` and the like, for readers
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        started = time.perf_counter()
+        try:
+            response = await self.inner.get_response(*args, **kwargs)
+        except Exception as exc:
+            metrics.MODEL_ERRORS.labels(self.label, error_kind(exc)).inc()
+            raise
+        finally:
+            metrics.MODEL_CALL_DURATION.labels(self.label).observe(time.perf_counter() - started)
+        count_tokens(self.label, response.usage)
+        return response
+
+    async def stream_response(
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[ResponseStreamEvent]:
+        started = time.perf_counter()
+        try:
+            async for stream_event in self.inner.stream_response(*args, **kwargs):
+                if isinstance(stream_event, ResponseCompletedEvent):
+                    count_tokens(self.label, stream_event.response.usage)
+                yield stream_event
+        except Exception as exc:
+            metrics.MODEL_ERRORS.labels(self.label, error_kind(exc)).inc()
+            raise
+        finally:
+            metrics.MODEL_CALL_DURATION.labels(self.label).observe(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def _cleanup_on_run_end(self, owner: object) -> None:
+        await self.inner._cleanup_on_run_end(owner)
+
+    def get_retry_advice(self, request: Any) -> Any:
+        return self.inner.get_retry_advice(request)
+
+
+class ToolMetrics(TracingProcessor):
+    """Counts the SDK's function spans as they end: the tool's name, and `error` if it failed."""
+
+    def on_span_end(self, span: Span[Any]) -> None:
+        data = span.span_data
+        if isinstance(data, FunctionSpanData):
+            outcome = "error" if span.error else "ok"
+            metrics.TOOL_CALLS.labels(data.name[:MAX_LABEL_CHARS], outcome).inc()
+
+    def on_trace_start(self, trace: Trace) -> None:
+        pass
+
+    def on_trace_end(self, trace: Trace) -> None:
+        pass
+
+    def on_span_start(self, span: Span[Any]) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self) -> None:
+        pass
+
+
+def count_connections(engine: AsyncEngine) -> None:
+    """Keep `chatkit_db_connections_in_use` at the pool's checked-out connections.
+
+    Pool events rather than a callback reading `pool.checkedout()` at scrape time: with several
+    workers, the scrape is answered by one of them, and only counters and gauges written by each
+    add up (`livesum`).
+    """
+    event.listen(engine.sync_engine, "checkout", _checked_out)
+    event.listen(engine.sync_engine, "checkin", _checked_in)
+
+
+def _checked_out(*_: object) -> None:
+    metrics.DB_CONNECTIONS_IN_USE.inc()
+
+
+def _checked_in(*_: object) -> None:
+    metrics.DB_CONNECTIONS_IN_USE.dec()

@@ -1,0 +1,208 @@
+"""OpenTelemetry traces, configured by the standard `OTEL_*` environment variables only.
+
+With none of them set, `Tracing.from_environment` returns `None`: no tracer provider, no
+instrumentation, nothing recorded. Otherwise one provider exports over OTLP/HTTP (the exporter
+reads `OTEL_EXPORTER_OTLP_*` itself; `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and
+`OTEL_TRACES_SAMPLER` are read by the SDK) and these are instrumented:
+- HTTP requests (FastAPI's instrumentation: the root span of a request);
+- SQL statements (SQLAlchemy, on the async engine's `sync_engine`);
+- outgoing HTTP (httpx, and httpx2 under the OpenAI client: the model calls);
+- the agent run (OpenInference's Agents SDK instrumentation: agent, model and tool spans).
+  Inputs and outputs are hidden, and the SDK's own export to OpenAI stays off.
+The root span carries the request id and the user id, hashed unless `TRACE_USER_ID=raw`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from opentelemetry import trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.config import ConfigurationError
+from app.context import RequestContext
+from app.logging import request_id_var
+
+if TYPE_CHECKING:  # imported when tracing is on, not before: unset costs nothing, imports included
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,
+    )
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+logger = logging.getLogger(__name__)
+
+EXPORTERS = ("otlp", "console", "none")
+SIGNAL_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+)
+"""Any of these (non-empty) asks for traces."""
+UNTRACED_URLS = "healthz,readyz,metrics"
+DEFAULT_SERVICE_NAME = "chatkit-backend"
+USER_HASH_CHARS = 16
+
+UserIdMode = Literal["hashed", "raw"]
+
+
+def tracing_requested(environ: Mapping[str, str]) -> bool:
+    """Whether the standard variables ask for traces (and `OTEL_SDK_DISABLED` does not forbid)."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return any(environ.get(name, "").strip() for name in SIGNAL_VARIABLES)
+
+
+def exporter_from_environment(environ: Mapping[str, str]) -> SpanExporter:
+    """`OTEL_TRACES_EXPORTER` (`otlp`, the default, over HTTP/protobuf; or `console`)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    names = [n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    if len(names) != 1 or names[0] not in EXPORTERS[:2]:
+        raise ConfigurationError(
+            "Invalid configuration:\n  OTEL_TRACES_EXPORTER: expected otlp, console or none, "
+            f"got {environ.get('OTEL_TRACES_EXPORTER')!r}"
+        )
+    if names[0] == "console":
+        return ConsoleSpanExporter()
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = environ.get(name, "").strip()
+        if protocol and protocol != "http/protobuf":
+            raise ConfigurationError(
+                f"Invalid configuration:\n  {name}: this server exports over http/protobuf "
+                f"only, got {protocol!r}"
+            )
+    return OTLPSpanExporter()
+
+
+def user_attribute(user_id: str, mode: UserIdMode) -> str:
+    """The user as the root span names them: a SHA-256 prefix unless raw ids are opted in."""
+    if mode == "raw":
+        return user_id
+    return hashlib.sha256(user_id.encode()).hexdigest()[:USER_HASH_CHARS]
+
+
+@dataclass
+class Tracing:
+    """A tracer provider and the instrumentation that feeds it, installed once per app."""
+
+    provider: TracerProvider
+    user_ids: UserIdMode = "hashed"
+    _installed: list[BaseInstrumentor] = field(default_factory=list)
+    _app: FastAPI | None = None
+
+    @classmethod
+    def from_environment(
+        cls, user_ids: UserIdMode = "hashed", environ: Mapping[str, str] | None = None
+    ) -> Tracing | None:
+        environ = os.environ if environ is None else environ
+        if not tracing_requested(environ):
+            return None
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        exporter = exporter_from_environment(environ)
+        resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+        if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        return cls(provider, user_ids)
+
+    def instrument_app(self, app: FastAPI) -> None:
+        """The app's requests (this app's only: `create_app` may build one that never serves)."""
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=self.provider,
+            excluded_urls=UNTRACED_URLS,
+            exclude_spans=["receive", "send"],  # a span per SSE chunk would cost more than it says
+        )
+        self._app = app
+
+    def start(self, engine: AsyncEngine) -> None:
+        """Instrument the engine, the HTTP clients and the Agents SDK, process-wide, while the
+        app serves (`Services.lifespan`): uvicorn builds the app twice and serves the second."""
+        from openinference.instrumentation import TraceConfig
+        from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+        from opentelemetry.instrumentation.httpx import (
+            HTTPX2ClientInstrumentor,
+            HTTPXClientInstrumentor,
+        )
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        options: dict[str, Any] = {"tracer_provider": self.provider}
+        instrumentations: list[tuple[BaseInstrumentor, dict[str, Any]]] = [
+            # Its declared range stops below SQLAlchemy 2.1, whose engine events it uses
+            # unchanged (tests/observability/test_tracing.py sees the statements).
+            (SQLAlchemyInstrumentor(), {"engine": engine.sync_engine, "skip_dep_check": True}),
+            (HTTPXClientInstrumentor(), {}),
+            (HTTPX2ClientInstrumentor(), {}),
+            (
+                OpenAIAgentsInstrumentor(),
+                {
+                    "exclusive_processor": False,  # beside ours (`sdk_trace_processors`)
+                    "config": TraceConfig(hide_inputs=True, hide_outputs=True),
+                },
+            ),
+        ]
+        for instrumentor, extra in instrumentations:
+            if instrumentor.is_instrumented_by_opentelemetry:
+                logger.warning("%s was already instrumented", type(instrumentor).__name__)
+                continue
+            instrumentor.instrument(**options, **extra)
+            self._installed.append(instrumentor)
+
+    async def shutdown(self) -> None:
+        """Remove the instrumentation, then export what is left (in a thread: the exporter's
+        requests may block for their timeout)."""
+        for instrumentor in reversed(self._installed):
+            instrumentor.uninstrument()
+        self._installed.clear()
+        if self._app is not None:
+            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+            FastAPIInstrumentor.uninstrument_app(self._app)
+            self._app = None
+        await asyncio.to_thread(self.provider.shutdown)
+
+
+@dataclass(frozen=True, slots=True)
+class RootSpanMiddleware:
+    """Names the request and its user on the request's span, once the edge knows the user.
+
+    Set when the response starts: identity is resolved by then (or the request was refused).
+    """
+
+    app: ASGIApp
+    user_ids: UserIdMode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        span = trace.get_current_span()
+
+        async def send_naming(message: Message) -> None:
+            if message["type"] == "http.response.start" and span.is_recording():
+                if (request_id := request_id_var.get()) is not None:
+                    span.set_attribute("chatkit.request_id", request_id)
+                context: RequestContext | None = scope.get("state", {}).get("context")
+                if context is not None:
+                    span.set_attribute("enduser.id", user_attribute(context.user_id, self.user_ids))
+            await send(message)
+
+        await self.app(scope, receive, send_naming)

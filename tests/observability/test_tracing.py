@@ -1,0 +1,256 @@
+"""OpenTelemetry traces of a real turn: collected in memory, and sent over OTLP/HTTP to a
+receiver on loopback; log lines carry the trace id; with no `OTEL_*` variable, nothing at all."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from agents.tracing import get_trace_provider
+from agents.tracing.processors import BatchTraceProcessor
+from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from app.logging import JsonFormatter
+from app.main import create_app
+from app.observability.tracing import SIGNAL_VARIABLES, RootSpanMiddleware, Tracing
+from app.services import Services
+from tests.conftest import make_settings, new_user
+from tests.helpers.apps import running_app
+from tests.helpers.chatkit import create_thread_req, post, stream
+from tests.helpers.fake_openai import FakeOpenAI, FakeReply
+from tests.helpers.server import LOOPBACK
+
+OTEL_VARIABLES = (*SIGNAL_VARIABLES, "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_PROTOCOL")
+
+
+@pytest.fixture(autouse=True)
+def no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in OTEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def provider_settings(database_url: str, fake: FakeOpenAI, **overrides: Any) -> Any:
+    return make_settings(
+        database_url,
+        model_provider="openai",
+        openai_api_key="sk-test",
+        openai_base_url=fake.base_url,
+        openai_max_retries=0,
+        **overrides,
+    )
+
+
+def attribute(span: ReadableSpan, name: str) -> Any:
+    return (span.attributes or {}).get(name)
+
+
+def url(span: ReadableSpan) -> Any:
+    return attribute(span, "url.full") or attribute(span, "http.url")
+
+
+def ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> Iterator[ReadableSpan]:
+    while span.parent is not None and span.parent.span_id in by_id:
+        span = by_id[span.parent.span_id]
+        yield span
+
+
+@contextmanager
+def json_log_lines() -> Iterator[io.StringIO]:
+    """Log lines as the app writes them, formatted while the request's context is current."""
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+
+
+async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    caller = new_user()
+    async with FakeOpenAI(tokens=4) as fake:
+        fake.script.extend(
+            [FakeReply.call("add_task", text="Adding.", title="Milk"), FakeReply("Added.")]
+        )
+        settings = provider_settings(postgres_url, fake)
+        services = dataclasses.replace(Services.build(settings), tracing=Tracing(provider))
+        async with running_app(settings, services=services) as running:
+            # The Agents SDK's export to OpenAI stays off: its processors are ours.
+            processors = get_trace_provider()._multi_processor._processors  # type: ignore[attr-defined]
+            assert not any(isinstance(p, BatchTraceProcessor) for p in processors)
+            with json_log_lines() as logs:  # after create_app, which sets the root's handlers
+                await stream(running.client, caller.user_id, create_thread_req("Add milk"))
+                # A refusal from the edge is logged inside the request's span.
+                refused = await post(running.client, None, create_thread_req())
+                assert refused.status_code == 401
+
+    spans = exporter.get_finished_spans()
+    by_id = {span.context.span_id: span for span in spans}
+    servers = [s for s in spans if s.kind == SpanKind.SERVER and s.name == "POST /chatkit"]
+    assert len(servers) == 2
+    turn, refusal = sorted(servers, key=lambda s: s.start_time or 0)
+    # The root span names the request and the user, hashed.
+    assert attribute(turn, "chatkit.request_id")
+    assert attribute(turn, "enduser.id") == hashlib.sha256(caller.user_id.encode()).hexdigest()[:16]
+    in_turn = [s for s in spans if s.context.trace_id == turn.context.trace_id]
+    # Every span of the turn hangs from the request's span.
+    for span in in_turn:
+        assert span is turn or turn in ancestors(span, by_id), span.name
+    database = [s for s in in_turn if attribute(s, "db.system") or attribute(s, "db.system.name")]
+    assert database
+    model_calls = [
+        s for s in in_turn if s.kind == SpanKind.CLIENT and "/v1/responses" in str(url(s))
+    ]
+    assert len(model_calls) == len(fake.received) == 3  # two answers and a title
+    kinds = {attribute(s, "openinference.span.kind") for s in in_turn}
+    assert {"AGENT", "LLM", "TOOL"} <= kinds
+    [tool] = [s for s in in_turn if attribute(s, "openinference.span.kind") == "TOOL"]
+    assert tool.name == "add_task"
+    # A model call's HTTP request is inside its LLM span.
+    llm_ids = {
+        s.context.span_id for s in in_turn if attribute(s, "openinference.span.kind") == "LLM"
+    }
+    streamed = [
+        s for s in model_calls if any(a.context.span_id in llm_ids for a in ancestors(s, by_id))
+    ]
+    assert len(streamed) == 2
+    # What the user wrote is not recorded.
+    assert not any("Add milk" in json.dumps(dict(s.attributes or {}), default=str) for s in spans)
+    # Log lines carry the trace id of the request they were written in.
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    [refusal_line] = [line for line in lines if line["msg"].startswith("Refused POST /chatkit")]
+    assert refusal_line["trace_id"] == format(refusal.context.trace_id, "032x")
+    assert {line["trace_id"] for line in lines if "trace_id" in line} >= {
+        format(turn.context.trace_id, "032x")
+    }
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace receiver: decodes each `ExportTraceServiceRequest` it is sent."""
+
+    received: list[ExportTraceServiceRequest]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        assert self.headers["Content-Type"] == "application/x-protobuf"
+        self.server.received.append(ExportTraceServiceRequest.FromString(body))  # type: ignore[attr-defined]
+        answer = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def otlp_receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    server = ThreadingHTTPServer((LOOPBACK, 0), Receiver)
+    received: list[ExportTraceServiceRequest] = []
+    server.received = received  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_spans_reach_an_otlp_receiver(postgres_url, monkeypatch):
+    caller = new_user()
+    with otlp_receiver() as (endpoint, received):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "chatkit-under-test")
+        async with FakeOpenAI(tokens=3) as fake:
+            settings = provider_settings(postgres_url, fake, trace_user_id="raw")
+            create_app(settings)  # uvicorn builds the app once before the one it serves
+            async with running_app(settings) as running:
+                assert running.services.tracing is not None
+                await stream(running.client, caller.user_id, create_thread_req("Hi"))
+        # Leaving the app flushed its spans.
+    spans = [
+        (resource_spans.resource, span)
+        for request in received
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+    [(resource, root)] = [(r, s) for r, s in spans if s.name == "POST /chatkit"]
+    service = {a.key: a.value.string_value for a in resource.attributes}["service.name"]
+    assert service == "chatkit-under-test"
+    root_attributes = {a.key: a.value.string_value for a in root.attributes}
+    assert root_attributes["enduser.id"] == caller.user_id  # TRACE_USER_ID=raw
+    same_trace = [s for _, s in spans if s.trace_id == root.trace_id]
+    assert len(same_trace) > 5
+    # The served app's statements are traced, though an app built before it never served.
+    assert any(a.key == "db.system" for s in same_trace for a in s.attributes)
+    assert any(s.name.startswith("POST") and s.kind == s.SPAN_KIND_CLIENT for s in same_trace)
+
+
+async def test_without_otel_variables_nothing_is_installed(postgres_url):
+    processors_before = get_trace_provider()._multi_processor._processors  # type: ignore[attr-defined]
+    async with running_app(make_settings(postgres_url)) as running:
+        services, app = running.services, running.app
+        assert services.tracing is None
+        assert services.assistant.run_config.tracing_disabled
+        assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
+        assert RootSpanMiddleware not in [getattr(m, "cls", None) for m in app.user_middleware]
+        for instrumentor in (
+            SQLAlchemyInstrumentor(),
+            HTTPXClientInstrumentor(),
+            HTTPX2ClientInstrumentor(),
+        ):
+            assert not instrumentor.is_instrumented_by_opentelemetry
+        assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        assert not trace.get_current_span().is_recording()
+        await stream(running.client, new_user().user_id, create_thread_req("Hi"))
+    assert get_trace_provider()._multi_processor._processors == processors_before  # type: ignore[attr-defined]
+
+
+def test_only_the_standard_variables_turn_tracing_on():
+    assert Tracing.from_environment(environ={}) is None
+    assert Tracing.from_environment(environ={"OTEL_TRACES_EXPORTER": "none"}) is None
+    on = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    assert Tracing.from_environment(environ={**on, "OTEL_SDK_DISABLED": "true"}) is None
+    tracing = Tracing.from_environment(environ=on)
+    assert tracing is not None
+    tracing.provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("OTEL_TRACES_EXPORTER", "zipkin"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+)
+def test_an_unsupported_exporter_is_refused_by_name(variable, value):
+    from app.config import ConfigurationError
+
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", variable: value}
+    with pytest.raises(ConfigurationError, match=variable):
+        Tracing.from_environment(environ=environ)
