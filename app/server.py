@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,6 +19,8 @@ from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageItem,
     AudioInput,
     ChatKitReq,
     FeedbackKind,
@@ -59,8 +62,12 @@ from app.store.store import (
     ITEM_PREFIXES,
     THREAD_PREFIXES,
     SQLAlchemyStore,
+    new_id,
 )
 from app.store.tasks import TaskStore
+from app.store.turns import TurnLocks
+from app.turns.registry import current_cut_note
+from app.turns.turn import BUSY_MESSAGE, ThreadBusy, TurnStream, new_turn_id
 
 logger = logging.getLogger(__name__)
 MAX_LIST_ITEMS = 100
@@ -90,6 +97,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         *,
         tasks: TaskStore,
         feedback: FeedbackStore,
+        locks: TurnLocks | None = None,
     ) -> None:
         super().__init__(store, attachments)
         self.store: SQLAlchemyStore = store
@@ -97,6 +105,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         self.assistant = assistant
         self.tasks = tasks
         self.feedback = feedback
+        self.locks = locks
+        """One turn per thread: a streaming request takes its thread's lock (`app/turns/`)."""
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -110,7 +120,14 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         parsed = REQUEST_ADAPTER.validate_json(request)
         await self._check(parsed, context)
         if is_streaming_req(parsed):
-            return StreamingResult(self._closing_turns(self._process_streaming(parsed, context)))
+            turn_id = new_turn_id()
+            thread_id = getattr(parsed.params, "thread_id", None)
+            if thread_id is not None and self.locks is not None:
+                await self.store.load_thread(thread_id, context)  # another user's: a 404
+                if not await self.locks.acquire(context.user_id, thread_id, turn_id):
+                    raise ThreadBusy(BUSY_MESSAGE)
+            stream = self._closing_turns(self._process_streaming(parsed, context))
+            return TurnStream(stream, turn_id=turn_id, thread_id=thread_id)
         with sdk_refusals():
             return NonStreamingResult(await self._process_non_streaming(parsed, context))
 
@@ -282,8 +299,11 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         """Save the partial answer and a note, shielded: this runs in a cancelled task.
 
         Starlette cancels a disconnected stream through an anyio cancel scope, which would cancel
-        every await here again and lose the writes.
+        every await here again and lose the writes. A turn cut by the server (its background
+        cap, a shutdown) also ends its answer with a note the reader sees.
         """
+        if (note := current_cut_note()) is not None:
+            pending_items = with_note(thread, pending_items, note)
         with anyio.CancelScope(shield=True):
             await super().handle_stream_cancelled(thread, pending_items, context)
 
@@ -307,6 +327,22 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 break
             after = page.after
         return items[::-1]
+
+
+def with_note(thread: ThreadMetadata, pending: list[ThreadItem], note: str) -> list[ThreadItem]:
+    """`pending` with `note` ending its last assistant message, or as a message of its own."""
+    messages = [item for item in pending if isinstance(item, AssistantMessageItem)]
+    if messages and messages[-1].content:
+        last = messages[-1].content[-1]
+        last.text = f"{last.text.rstrip()}\n\n{note}" if last.text.strip() else note
+        return pending
+    item = AssistantMessageItem(
+        id=new_id("message"),
+        thread_id=thread.id,
+        created_at=datetime.now(),
+        content=[AssistantMessageContent(text=note)],
+    )
+    return [*pending, item]
 
 
 @contextmanager

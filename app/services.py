@@ -35,6 +35,7 @@ from app.store.s3 import S3Config, S3FileStorage
 from app.store.store import SQLAlchemyStore
 from app.store.tasks import TaskStore
 from app.store.urls import signer_from_settings
+from app.turns.registry import Turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class Services:
     identity: Identity
     rate_limiter: RateLimiter
     streams: OpenStreams
+    turns: Turns
+    """The turns this process runs: they outlive the requests that start them."""
     migration_head: str | None
     """The newest migration: `/readyz` wants the database there."""
 
@@ -67,6 +70,7 @@ class Services:
         store = SQLAlchemyStore(engine, files=files, attachment_urls=urls)
         attachments = Attachments(store, files, urls, AttachmentLimits.from_settings(settings))
         tasks, feedback = TaskStore(engine), FeedbackStore(store)
+        turns = Turns.from_settings(settings, store)
         model_client = build_model_client(settings)
         model = build_model(settings, model_client, agent_config.model)
         assistant = Assistant(AgentSetup(settings, agent_config, model_client, model))
@@ -79,16 +83,20 @@ class Services:
             feedback=feedback,
             model_client=model_client,
             assistant=assistant,
-            server=ChatKitBackend(store, attachments, assistant, tasks=tasks, feedback=feedback),
+            server=ChatKitBackend(
+                store, attachments, assistant, tasks=tasks, feedback=feedback, locks=turns.locks
+            ),
             identity=Identity.from_settings(settings),
             rate_limiter=RateLimiter(settings, engine),
             streams=OpenStreams(),
+            turns=turns,
             migration_head=migration_head(),
         )
 
     @asynccontextmanager
     async def lifespan(self, *, agent: bool = True) -> AsyncIterator[Services]:
-        """Serve; then let interrupted streams save their partial replies, and only then close
+        """Serve; then cut the turns still running and let interrupted streams save their
+        partial replies (turns first: a cut turn ends its readers' streams), and only then close
         the MCP servers, file storage, the model client and the database.
 
         `agent=False` is for a command that runs no turns: the assistant is not started.
@@ -102,6 +110,9 @@ class Services:
                 stack.push_async_callback(self.assistant.aclose)
                 await self.assistant.start()
             stack.push_async_callback(self.streams.close)
+            if agent:
+                self.turns.open()
+                stack.push_async_callback(self.turns.close)  # first: turns save, then streams end
             yield self
 
 

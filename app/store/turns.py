@@ -1,0 +1,137 @@
+"""Turn locks and turn events: the shared state of running turns, in the database.
+
+A lock is a lease: the turn that holds it renews it while it runs, and an expired lease is no
+lock at all, so a process that crashed mid-turn leaves nothing that outlives `TURN_LEASE_SECONDS`.
+Events are kept for the thread's latest turn only, for clients that re-attach on any replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.db import autocommit, upsert_insert, utcnow
+from app.store.models import ThreadRow, TurnEventRow, TurnLockRow
+from app.store.store import TURN_LOCK_REASON
+
+
+class TurnLocks:
+    """One running turn per thread, across every replica sharing the database."""
+
+    def __init__(self, engine: AsyncEngine, lease: timedelta) -> None:
+        self._single = autocommit(engine)
+        self.lease = lease
+        insert = upsert_insert(engine)
+        stmt = insert(TurnLockRow)
+        self._acquire = stmt.on_conflict_do_update(
+            index_elements=[TurnLockRow.user_id, TurnLockRow.thread_id],
+            set_={
+                "turn_id": stmt.excluded.turn_id,
+                "reason": stmt.excluded.reason,
+                "expires_at": stmt.excluded.expires_at,
+            },
+            where=TurnLockRow.expires_at <= bindparam("p_now", type_=TurnLockRow.expires_at.type),
+        )
+
+    async def acquire(self, user_id: str, thread_id: str, turn_id: str) -> bool:
+        """Take the thread's lock for `turn_id`, unless another turn holds an unexpired one.
+
+        The thread must exist and be the user's (the caller has loaded it).
+        """
+        now = utcnow()
+        row = {
+            "user_id": user_id,
+            "thread_id": thread_id,
+            "turn_id": turn_id,
+            "reason": TURN_LOCK_REASON,
+            "expires_at": now + self.lease,
+            "p_now": now,
+        }
+        async with self._single.connect() as conn:
+            result = await conn.execute(self._acquire, row)
+        return bool(result.rowcount)
+
+    async def renew(self, user_id: str, thread_id: str, turn_id: str) -> bool:
+        """Extend the lease; false if the turn no longer holds it."""
+        stmt = (
+            update(TurnLockRow)
+            .where(
+                TurnLockRow.user_id == user_id,
+                TurnLockRow.thread_id == thread_id,
+                TurnLockRow.turn_id == turn_id,
+            )
+            .values(expires_at=utcnow() + self.lease)
+        )
+        async with self._single.connect() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def release(self, user_id: str, thread_id: str, turn_id: str) -> None:
+        stmt = delete(TurnLockRow).where(
+            TurnLockRow.user_id == user_id,
+            TurnLockRow.thread_id == thread_id,
+            TurnLockRow.turn_id == turn_id,
+        )
+        async with self._single.connect() as conn:
+            await conn.execute(stmt)
+
+    async def running(self, user_id: str, thread_id: str) -> str | None:
+        """The id of the turn holding the thread's unexpired lock, if any."""
+        stmt = select(TurnLockRow.turn_id).where(
+            TurnLockRow.user_id == user_id,
+            TurnLockRow.thread_id == thread_id,
+            TurnLockRow.expires_at > utcnow(),
+        )
+        async with self._single.connect() as conn:
+            turn_id: str | None = (await conn.execute(stmt)).scalar_one_or_none()
+        return turn_id
+
+
+class TurnEvents:
+    """The streamed events of each thread's latest turn, numbered from 1."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._single = autocommit(engine)
+        self._engine = engine
+
+    async def start(self, user_id: str, thread_id: str) -> None:
+        """Forget the thread's earlier turns: the table holds one turn per thread."""
+        stmt = delete(TurnEventRow).where(
+            TurnEventRow.user_id == user_id, TurnEventRow.thread_id == thread_id
+        )
+        async with self._single.connect() as conn:
+            await conn.execute(stmt)
+
+    async def append(
+        self, user_id: str, thread_id: str, turn_id: str, first_seq: int, events: Sequence[bytes]
+    ) -> None:
+        rows = [
+            {
+                "user_id": user_id,
+                "turn_id": turn_id,
+                "seq": first_seq + offset,
+                "thread_id": thread_id,
+                "data": event.decode(),
+            }
+            for offset, event in enumerate(events)
+        ]
+        async with self._engine.begin() as conn:
+            await conn.execute(TurnEventRow.__table__.insert(), rows)
+
+    async def after(self, user_id: str, turn_id: str, seq: int) -> list[tuple[int, bytes]]:
+        """The turn's events numbered above `seq`, in order."""
+        stmt = (
+            select(TurnEventRow.seq, TurnEventRow.data)
+            .where(
+                TurnEventRow.user_id == user_id,
+                TurnEventRow.turn_id == turn_id,
+                TurnEventRow.seq > seq,
+            )
+            .order_by(TurnEventRow.seq)
+        )
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(row.seq, row.data.encode()) for row in rows]
