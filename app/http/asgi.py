@@ -6,10 +6,17 @@ from starlette.types import Message, Receive, Scope
 
 CHATKIT_PATH = "/chatkit"
 DIRECT_UPLOAD_PATH = "/chatkit/attachments"
+REATTACH_PREFIX = "/chatkit/threads/"
+
+
+def is_reattach(path: str) -> bool:
+    """`/chatkit/threads/{thread_id}/stream`, where a client re-attaches to a running turn."""
+    return path.startswith(REATTACH_PREFIX) and path.rstrip("/").endswith("/stream")
 
 
 def is_guarded(scope: Scope) -> bool:
-    """Requests that must carry an identity and a domain key: the protocol route and uploads.
+    """Requests that must carry an identity and a domain key: the protocol route, uploads and
+    re-attaching to a turn.
 
     Other `/chatkit/attachments/...` URLs are signed links a browser opens without headers; their
     routes check the signature. CORS preflights (`OPTIONS`) never need credentials.
@@ -17,7 +24,10 @@ def is_guarded(scope: Scope) -> bool:
     return (
         scope["type"] == "http"
         and scope["method"] != "OPTIONS"
-        and scope["path"].rstrip("/") in {CHATKIT_PATH, DIRECT_UPLOAD_PATH}
+        and (
+            scope["path"].rstrip("/") in {CHATKIT_PATH, DIRECT_UPLOAD_PATH}
+            or is_reattach(scope["path"])
+        )
     )
 
 
