@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import autocommit, upsert_insert, utcnow
-from app.store.models import ThreadRow, TurnEventRow, TurnLockRow
+from app.store.models import TurnEventRow, TurnLockRow
 from app.store.store import TURN_LOCK_REASON
 
 
@@ -24,8 +24,7 @@ class TurnLocks:
     def __init__(self, engine: AsyncEngine, lease: timedelta) -> None:
         self._single = autocommit(engine)
         self.lease = lease
-        insert = upsert_insert(engine)
-        stmt = insert(TurnLockRow)
+        stmt = upsert_insert(engine)(TurnLockRow)
         self._acquire = stmt.on_conflict_do_update(
             index_elements=[TurnLockRow.user_id, TurnLockRow.thread_id],
             set_={
@@ -119,7 +118,7 @@ class TurnEvents:
             for offset, event in enumerate(events)
         ]
         async with self._engine.begin() as conn:
-            await conn.execute(TurnEventRow.__table__.insert(), rows)
+            await conn.execute(insert(TurnEventRow), rows)
 
     async def after(self, user_id: str, turn_id: str, seq: int) -> list[tuple[int, bytes]]:
         """The turn's events numbered above `seq`, in order."""

@@ -62,8 +62,8 @@ class Progress:
             self.pending.pop(item_id, None)
             self.saved.discard(item_id)  # the SDK saved it whole before sending this
         elif kind == "thread.item.removed":
-            self.pending.pop(event.get("item_id"), None)
-            self.saved.discard(event.get("item_id"))
+            self.pending.pop(str(event.get("item_id")), None)
+            self.saved.discard(str(event.get("item_id")))
         if self.dirty and time.monotonic() - self.last_save >= self.every:
             await self.save()
         return data

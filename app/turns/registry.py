@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from asyncio import current_task
 from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from contextvars import ContextVar
 from datetime import timedelta
+from typing import cast
 
 import anyio
 
@@ -79,7 +79,7 @@ class Turns:
         self._by_thread: dict[tuple[str, str], Turn] = {}
         self._cancelled: set[Turn] = set()
         self._caps: dict[Turn, asyncio.TimerHandle] = {}
-        self._renewer: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings, store: SQLAlchemyStore) -> Turns:
@@ -150,7 +150,6 @@ class Turns:
         CURRENT_TURN.set(turn)
         progress = Progress(self.store, turn.context, self.progress_seconds)
         progress.thread_id = turn.thread_id
-        flushed, last_flush = 0, time.monotonic()
         error: Exception | None = None
         cancelled = False
         user_id = turn.context.user_id
@@ -160,7 +159,7 @@ class Turns:
             async with aclosing(source) as events:
                 while True:
                     if turn in self._cancelled:
-                        current_task().cancel()  # raised inside the SDK's stream, below
+                        cast(asyncio.Task[None], current_task()).cancel()  # raised in anext
                     turn.reading = True
                     try:
                         data = await anext(events)
@@ -171,8 +170,6 @@ class Turns:
                     if turn.thread_id is None:
                         await self._claim_new_thread(turn, data)
                     turn.append(await progress.see(data))
-                    if time.monotonic() - last_flush >= EVENT_FLUSH_SECONDS:
-                        flushed, last_flush = await self._flush(turn, flushed), time.monotonic()
         except asyncio.CancelledError:
             cancelled = True
             raise
@@ -180,7 +177,7 @@ class Turns:
             error = exc
         finally:
             with anyio.CancelScope(shield=True):
-                await self._end(turn, progress, flushed, cancelled=cancelled)
+                await self._end(turn, progress, cancelled=cancelled)
             turn.finish(error)
 
     async def _claim_new_thread(self, turn: Turn, data: bytes) -> None:
@@ -192,29 +189,32 @@ class Turns:
         self._by_thread[(turn.context.user_id, turn.thread_id)] = turn
         await self.locks.acquire(turn.context.user_id, turn.thread_id, turn.id)
 
-    async def _flush(self, turn: Turn, flushed: int) -> int:
-        """Write the events after the first `flushed` to the database; return the new count.
+    async def _flush(self, turn: Turn) -> None:
+        """Write the turn's events not yet written to the database, in one insert.
 
         A failed write is retried with the next batch: the turn goes on without it.
         """
-        if turn.thread_id is None or flushed == len(turn.events):
-            return flushed
-        batch = turn.events[flushed:]
-        try:
-            await self.events.append(
-                turn.context.user_id, turn.thread_id, turn.id, flushed + 1, batch
-            )
-        except Exception as exc:
-            logger.warning("Could not save turn %s's events: %s", turn.id, type(exc).__name__)
-            return flushed
-        return flushed + len(batch)
+        async with turn.flush_lock:
+            flushed = turn.flushed
+            if turn.thread_id is None or flushed == len(turn.events):
+                return
+            batch = turn.events[flushed:]
+            try:
+                await self.events.append(
+                    turn.context.user_id, turn.thread_id, turn.id, flushed + 1, batch
+                )
+            except Exception as exc:
+                kind = type(exc).__name__
+                logger.warning("Could not save turn %s's events: %s", turn.id, kind)
+                return
+            turn.flushed = flushed + len(batch)
 
-    async def _end(self, turn: Turn, progress: Progress, flushed: int, *, cancelled: bool) -> None:
+    async def _end(self, turn: Turn, progress: Progress, *, cancelled: bool) -> None:
         """Last writes, then the lock goes: a reader that sees no lock has every event."""
         try:
             if not cancelled:
                 await progress.discard()  # messages a failed turn never finished
-            await self._flush(turn, flushed)
+            await self._flush(turn)
             if turn.thread_id is not None:
                 await self.locks.release(turn.context.user_id, turn.thread_id, turn.id)
         except Exception as exc:  # the lease expires on its own
@@ -245,10 +245,21 @@ class Turns:
                 try:
                     await self.locks.renew(turn.context.user_id, turn.thread_id, turn.id)
                 except Exception as exc:
-                    logger.warning("Could not renew turn %s's lock: %s", turn.id, type(exc).__name__)
+                    kind = type(exc).__name__
+                    logger.warning("Could not renew turn %s's lock: %s", turn.id, kind)
+
+    async def flush_events(self) -> None:
+        """Write the running turns' new events, every `EVENT_FLUSH_SECONDS`: one insert per
+        turn and batch, never one per event, and never more than that late."""
+        while True:
+            await asyncio.sleep(EVENT_FLUSH_SECONDS)
+            await asyncio.gather(*(self._flush(turn) for turn in list(self._turns.values())))
 
     def open(self) -> None:
-        self._renewer = asyncio.create_task(self.renew_leases(), name="turn leases")
+        self._background = [
+            asyncio.create_task(self.renew_leases(), name="turn leases"),
+            asyncio.create_task(self.flush_events(), name="turn events"),
+        ]
 
     async def close(self) -> None:
         """Cut the turns still running (each saves its partial answer with a note) and wait up
@@ -259,7 +270,7 @@ class Turns:
         tasks = {turn.task for turn in turns if turn.task is not None}
         if tasks:
             await asyncio.wait(tasks, timeout=self.cleanup_seconds)
-        if self._renewer is not None:
-            self._renewer.cancel()
+        for task in self._background:
+            task.cancel()
             with suppress(asyncio.CancelledError):
-                await self._renewer
+                await task

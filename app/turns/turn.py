@@ -53,6 +53,9 @@ class Turn:
     cut_note: str | None = None
     """Set when the turn is cut (the cap, a shutdown): the readable note saved with the answer."""
     task: asyncio.Task[None] | None = None
+    flushed: int = 0
+    """How many of the events are written to `turn_events`."""
+    flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reading: bool = False
     """Whether the turn's task is waiting on the SDK's stream (where it may be cancelled)."""
     _signal: asyncio.Event = field(default_factory=asyncio.Event)

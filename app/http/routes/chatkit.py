@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncGenerator
 
 from chatkit.errors import ErrorCode
+from chatkit.server import NonStreamingResult
 from chatkit.types import ErrorEvent
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -32,8 +33,9 @@ async def chatkit(request: Request, services: ServicesDep, context: ContextDep) 
         # PostgreSQL text and JSONB cannot hold NUL: refuse it before anything is written.
         raise BadRequest("Strings may not contain the NUL character (\\u0000)")
     result = await services.server.process(body, context)
-    if not isinstance(result, TurnStream):
+    if isinstance(result, NonStreamingResult):
         return Response(content=result.json, media_type="application/json")
+    assert isinstance(result, TurnStream)  # every streaming result of `ChatKitBackend`
     # The turn runs in a task of its own (`app/turns/`): this response is one of its readers.
     turns = services.turns
     turn = turns.start(result.stream, context, turn_id=result.turn_id, thread_id=result.thread_id)

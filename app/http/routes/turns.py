@@ -74,8 +74,9 @@ async def follow_stored(
     """Another process's turn, from the database: its events after `seq`, until it ends."""
     while True:
         running = await locks.running(user_id, thread_id) == turn_id
-        for seq, data in await events.after(user_id, turn_id, seq):  # noqa: B007
-            yield sse_chunk(turn_id, seq, data)
+        for number, data in await events.after(user_id, turn_id, seq):
+            yield sse_chunk(turn_id, number, data)
+            seq = number
         if not running:  # released after its last events were written: all are read
             return
         await asyncio.sleep(POLL_SECONDS)
