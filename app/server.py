@@ -124,7 +124,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             thread_id = getattr(parsed.params, "thread_id", None)
             if thread_id is not None and self.locks is not None:
                 await self.store.load_thread(thread_id, context)  # another user's: a 404
-                if not await self.locks.acquire(context.user_id, thread_id, turn_id):
+                if not await self.locks.acquire_soon(context.user_id, thread_id, turn_id):
                     raise ThreadBusy(BUSY_MESSAGE)
             stream = self._closing_turns(self._process_streaming(parsed, context))
             return TurnStream(stream, turn_id=turn_id, thread_id=thread_id)

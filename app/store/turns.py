@@ -7,6 +7,8 @@ Events are kept for the thread's latest turn only, for clients that re-attach on
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -16,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.store.db import autocommit, upsert_insert, utcnow
 from app.store.models import TurnEventRow, TurnLockRow
 from app.store.store import TURN_LOCK_REASON
+
+BUSY_GRACE_SECONDS = 1.0
+BUSY_RETRY_SECONDS = 0.05
 
 
 class TurnLocks:
@@ -52,6 +57,21 @@ class TurnLocks:
         async with self._single.connect() as conn:
             result = await conn.execute(self._acquire, row)
         return bool(result.rowcount)
+
+    async def acquire_soon(
+        self, user_id: str, thread_id: str, turn_id: str, *, within: float = BUSY_GRACE_SECONDS
+    ) -> bool:
+        """`acquire`, trying again for up to `within` seconds while the thread is held.
+
+        A client may answer a turn's last event (a client tool call, say) before the turn has
+        released its lock: that turn is only writing its last rows, and lets go at once.
+        """
+        deadline = time.monotonic() + within
+        while not await self.acquire(user_id, thread_id, turn_id):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(BUSY_RETRY_SECONDS)
+        return True
 
     async def renew(self, user_id: str, thread_id: str, turn_id: str) -> bool:
         """Extend the lease; false if the turn no longer holds it."""
