@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -109,6 +110,17 @@ class TurnLocks:
         return turn_id
 
 
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """A turn's events from `first_seq` on."""
+
+    user_id: str
+    thread_id: str
+    turn_id: str
+    first_seq: int
+    events: Sequence[bytes]
+
+
 class TurnEvents:
     """The streamed events of each thread's latest turn, numbered from 1."""
 
@@ -124,21 +136,22 @@ class TurnEvents:
         async with self._single.connect() as conn:
             await conn.execute(stmt)
 
-    async def append(
-        self, user_id: str, thread_id: str, turn_id: str, first_seq: int, events: Sequence[bytes]
-    ) -> None:
+    async def append(self, batches: Sequence[EventBatch]) -> None:
+        """Write the batches of any number of turns, in one statement."""
         rows = [
             {
-                "user_id": user_id,
-                "turn_id": turn_id,
-                "seq": first_seq + offset,
-                "thread_id": thread_id,
+                "user_id": batch.user_id,
+                "turn_id": batch.turn_id,
+                "seq": batch.first_seq + offset,
+                "thread_id": batch.thread_id,
                 "data": event.decode(),
             }
-            for offset, event in enumerate(events)
+            for batch in batches
+            for offset, event in enumerate(batch.events)
         ]
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(TurnEventRow), rows)
+        if rows:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(TurnEventRow), rows)
 
     async def after(self, user_id: str, turn_id: str, seq: int) -> list[tuple[int, bytes]]:
         """The turn's events numbered above `seq`, in order."""

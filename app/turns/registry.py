@@ -17,7 +17,7 @@ import asyncio
 import logging
 from asyncio import current_task
 from collections.abc import AsyncGenerator
-from contextlib import aclosing, suppress
+from contextlib import AsyncExitStack, aclosing, suppress
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import cast
@@ -28,7 +28,7 @@ from app.config import Settings
 from app.context import RequestContext
 from app.http.sse import STREAM_CLEANUP_SECONDS
 from app.store.store import SQLAlchemyStore
-from app.store.turns import TurnEvents, TurnLocks
+from app.store.turns import EventBatch, TurnEvents, TurnLocks
 from app.turns.progress import Progress, parse
 from app.turns.turn import Turn
 
@@ -189,25 +189,34 @@ class Turns:
         self._by_thread[(turn.context.user_id, turn.thread_id)] = turn
         await self.locks.acquire(turn.context.user_id, turn.thread_id, turn.id)
 
-    async def _flush(self, turn: Turn) -> None:
-        """Write the turn's events not yet written to the database, in one insert.
+    async def _flush(self, *turns: Turn) -> None:
+        """Write the turns' events not yet written to the database, in one insert.
 
-        A failed write is retried with the next batch: the turn goes on without it.
+        A failed write is retried with the next batch: the turns go on without it.
         """
-        async with turn.flush_lock:
-            flushed = turn.flushed
-            if turn.thread_id is None or flushed == len(turn.events):
-                return
-            batch = turn.events[flushed:]
-            try:
-                await self.events.append(
-                    turn.context.user_id, turn.thread_id, turn.id, flushed + 1, batch
+        async with AsyncExitStack() as stack:
+            batches: list[tuple[Turn, EventBatch]] = []
+            for turn in turns:
+                await stack.enter_async_context(turn.flush_lock)
+                if turn.thread_id is None or turn.flushed == len(turn.events):
+                    continue
+                batch = EventBatch(
+                    turn.context.user_id,
+                    turn.thread_id,
+                    turn.id,
+                    turn.flushed + 1,
+                    turn.events[turn.flushed :],
                 )
-            except Exception as exc:
-                kind = type(exc).__name__
-                logger.warning("Could not save turn %s's events: %s", turn.id, kind)
+                batches.append((turn, batch))
+            if not batches:
                 return
-            turn.flushed = flushed + len(batch)
+            try:
+                await self.events.append([batch for _, batch in batches])
+            except Exception as exc:
+                logger.warning("Could not save turn events: %s", type(exc).__name__)
+                return
+            for turn, batch in batches:
+                turn.flushed += len(batch.events)
 
     async def _end(self, turn: Turn, progress: Progress, *, cancelled: bool) -> None:
         """Last writes, then the lock goes: a reader that sees no lock has every event."""
@@ -249,11 +258,11 @@ class Turns:
                     logger.warning("Could not renew turn %s's lock: %s", turn.id, kind)
 
     async def flush_events(self) -> None:
-        """Write the running turns' new events, every `EVENT_FLUSH_SECONDS`: one insert per
-        turn and batch, never one per event, and never more than that late."""
+        """Write the running turns' new events every `EVENT_FLUSH_SECONDS`: one insert for all
+        of them (one connection, whatever the number of turns), never one per event."""
         while True:
             await asyncio.sleep(EVENT_FLUSH_SECONDS)
-            await asyncio.gather(*(self._flush(turn) for turn in list(self._turns.values())))
+            await self._flush(*self._turns.values())
 
     def open(self) -> None:
         self._background = [

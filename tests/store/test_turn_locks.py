@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
 from app.store.store import TURN_LOCK_REASON, SQLAlchemyStore, new_id
-from app.store.turns import TurnEvents, TurnLocks
+from app.store.turns import EventBatch, TurnEvents, TurnLocks
 from app.turns.turn import new_turn_id
 
 LOCKED = LockedStatus(reason=TURN_LOCK_REASON)
@@ -71,14 +71,20 @@ async def test_a_thread_keeps_only_its_latest_turns_events(
     engine: AsyncEngine, store: SQLAlchemyStore, user: RequestContext, other_user: RequestContext
 ) -> None:
     events = TurnEvents(engine)
-    thread = await new_thread(store, user)
+    thread, other = await new_thread(store, user), await new_thread(store, other_user)
     old, new = new_turn_id(), new_turn_id()
-    await events.append(user.user_id, thread.id, old, 1, [b"data: 1\n\n", b"data: 2\n\n"])
-    await events.append(user.user_id, thread.id, old, 3, [b"data: 3\n\n"])
+    await events.append(
+        [
+            EventBatch(user.user_id, thread.id, old, 1, [b"data: 1\n\n", b"data: 2\n\n"]),
+            EventBatch(other_user.user_id, other.id, new, 1, [b"data: other\n\n"]),
+        ]
+    )
+    await events.append([EventBatch(user.user_id, thread.id, old, 3, [b"data: 3\n\n"])])
     assert [seq for seq, _ in await events.after(user.user_id, old, 1)] == [2, 3]
     assert await events.after(other_user.user_id, old, 0) == []
 
     await events.start(user.user_id, thread.id)
-    await events.append(user.user_id, thread.id, new, 1, [b"data: x\n\n"])
+    await events.append([EventBatch(user.user_id, thread.id, new, 1, [b"data: x\n\n"])])
     assert await events.after(user.user_id, old, 0) == []
     assert await events.after(user.user_id, new, 0) == [(1, b"data: x\n\n")]
+    assert await events.after(other_user.user_id, new, 0) == [(1, b"data: other\n\n")]
