@@ -158,7 +158,7 @@ class TurnLockRow(Base):
 class TurnEventRow(Base):
     """One streamed event of a thread's latest turn, for clients re-attaching from any replica.
 
-    Bounded: a thread keeps only its latest turn's events (a new turn deletes the older ones).
+    Bounded: deleted shortly after their turn ends; a thread's new turn deletes any leftovers.
     """
 
     __tablename__ = "turn_events"

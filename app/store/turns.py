@@ -2,7 +2,8 @@
 
 A lock is a lease: the turn that holds it renews it while it runs, and an expired lease is no
 lock at all, so a process that crashed mid-turn leaves nothing that outlives `TURN_LEASE_SECONDS`.
-Events are kept for the thread's latest turn only, for clients that re-attach on any replica.
+Events are kept while their turn runs (and briefly after, for readers finishing on other
+replicas), for clients that re-attach on any replica; a thread's new turn clears any leftovers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import autocommit, upsert_insert, utcnow
@@ -152,6 +153,16 @@ class TurnEvents:
         if rows:
             async with self._engine.begin() as conn:
                 await conn.execute(insert(TurnEventRow), rows)
+
+    async def forget(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete the events of ended turns, given as `(user_id, turn_id)`."""
+        if not keys:
+            return
+        stmt = delete(TurnEventRow).where(
+            tuple_(TurnEventRow.user_id, TurnEventRow.turn_id).in_(keys)
+        )
+        async with self._single.connect() as conn:
+            await conn.execute(stmt)
 
     async def after(self, user_id: str, turn_id: str, seq: int) -> list[tuple[int, bytes]]:
         """The turn's events numbered above `seq`, in order."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from asyncio import current_task
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing, suppress
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 EVENT_FLUSH_SECONDS = 0.25
 """How often a running turn writes its new events to `turn_events` (one insert per batch)."""
+EVENT_KEEP_SECONDS = 10.0
+"""How long an ended turn's events stay, for readers on other replicas finishing the stream
+(they poll every 0.2 s); a thread's next turn, or the next start, clears what a crash left."""
 CURRENT_TURN: ContextVar[Turn | None] = ContextVar("current_turn", default=None)
 """The turn whose task is running: its cancellation handling reads the turn's `cut_note`."""
 SHUTDOWN_NOTE = "(This answer was cut short: the server restarted while it was being written.)"
@@ -80,6 +84,9 @@ class Turns:
         self._cancelled: set[Turn] = set()
         self._caps: dict[Turn, asyncio.TimerHandle] = {}
         self._background: list[asyncio.Task[None]] = []
+        self.keep_seconds = EVENT_KEEP_SECONDS
+        self._ended: list[tuple[float, str, str]] = []
+        """`(when, user_id, turn_id)` of ended turns whose events are to be deleted."""
 
     @classmethod
     def from_settings(cls, settings: Settings, store: SQLAlchemyStore) -> Turns:
@@ -226,6 +233,8 @@ class Turns:
             await self._flush(turn)
             if turn.thread_id is not None:
                 await self.locks.release(turn.context.user_id, turn.thread_id, turn.id)
+                when = time.monotonic() + self.keep_seconds
+                self._ended.append((when, turn.context.user_id, turn.id))
         except Exception as exc:  # the lease expires on its own
             logger.warning("Turn %s ended without its clean-up: %s", turn.id, type(exc).__name__)
         finally:
@@ -263,6 +272,19 @@ class Turns:
         while True:
             await asyncio.sleep(EVENT_FLUSH_SECONDS)
             await self._flush(*self._turns.values())
+            await self._forget_ended()
+
+    async def _forget_ended(self) -> None:
+        """Delete the events of the turns that ended more than `EVENT_KEEP_SECONDS` ago."""
+        now = time.monotonic()
+        due = [(user_id, turn_id) for when, user_id, turn_id in self._ended if when <= now]
+        if not due:
+            return
+        try:
+            await self.events.forget(due)
+        except Exception as exc:  # a thread's next turn clears them
+            logger.warning("Could not delete ended turns' events: %s", type(exc).__name__)
+        self._ended = [entry for entry in self._ended if entry[0] > now]
 
     def open(self) -> None:
         self._background = [

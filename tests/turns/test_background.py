@@ -31,6 +31,7 @@ from tests.helpers.turns import (
 
 ANSWER = " ".join(f"word{n}" for n in range(40))
 PAUSE_AFTER = 6
+POLLS = 400
 
 
 async def test_a_client_that_leaves_mid_answer_finds_it_whole_on_reload(
@@ -67,6 +68,23 @@ async def test_a_client_that_leaves_mid_answer_finds_it_whole_on_reload(
         stored = await stored_items(running.services, user.user_id, thread_id)
         assert [type(item) for item in stored] == [UserMessageItem, AssistantMessageItem]
         assert len(running.services.turns) == 0
+
+
+async def test_an_ended_turns_events_are_deleted_after_a_while(
+    database_url: str, user: RequestContext
+) -> None:
+    async with running_app(make_settings(database_url), socket=True) as running:
+        turns = running.services.turns
+        turns.keep_seconds = 0.0
+        seen = await read_until(
+            running.client, "POST", "/chatkit", user.user_id, body=create_thread_req()
+        )
+        turn_id = str(seen[-1].id).rpartition(".")[0]
+        for _ in range(POLLS):  # deleted by the flusher's next round
+            if not await turns.events.after(user.user_id, turn_id, 0):
+                break
+            await asyncio.sleep(0.05)
+        assert await turns.events.after(user.user_id, turn_id, 0) == []
 
 
 async def test_a_second_message_while_a_turn_runs_is_refused(
