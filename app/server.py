@@ -27,6 +27,7 @@ from chatkit.types import (
     ItemsFeedbackReq,
     ItemsListReq,
     ProgressUpdateEvent,
+    StreamOptions,
     SyncCustomActionResponse,
     ThreadItem,
     ThreadMetadata,
@@ -98,6 +99,7 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         tasks: TaskStore,
         feedback: FeedbackStore,
         locks: TurnLocks | None = None,
+        stop_on_disconnect: bool = True,
     ) -> None:
         super().__init__(store, attachments)
         self.store: SQLAlchemyStore = store
@@ -107,6 +109,14 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         self.feedback = feedback
         self.locks = locks
         """One turn per thread: a streaming request takes its thread's lock (`app/turns/`)."""
+        self.stop_on_disconnect = stop_on_disconnect
+        """`ON_DISCONNECT=cancel`: ChatKit's stop button (which closes the stream) works."""
+
+    def get_stream_options(self, thread: ThreadMetadata, context: RequestContext) -> StreamOptions:
+        """ChatKit's UI stops an answer by closing its stream, which it cannot tell from a page
+        refresh: with `ON_DISCONNECT=finish` its stop button is not offered (clients that can
+        stop a turn call `DELETE /chatkit/threads/{id}/stream`)."""
+        return StreamOptions(allow_cancel=self.stop_on_disconnect)
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext

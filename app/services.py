@@ -84,7 +84,13 @@ class Services:
             model_client=model_client,
             assistant=assistant,
             server=ChatKitBackend(
-                store, attachments, assistant, tasks=tasks, feedback=feedback, locks=turns.locks
+                store,
+                attachments,
+                assistant,
+                tasks=tasks,
+                feedback=feedback,
+                locks=turns.locks,
+                stop_on_disconnect=settings.on_disconnect == "cancel",
             ),
             identity=Identity.from_settings(settings),
             rate_limiter=RateLimiter(settings, engine),

@@ -247,6 +247,21 @@ class ChatKitClient:
         except SSEError as exc:
             raise ChatKitError(f"{self.url} did not answer with an event stream: {exc}") from exc
 
+    async def stop(self, thread_id: str) -> bool:
+        """Stop the thread's running turn (its partial answer is kept); false if none ran.
+
+        Closing a stream no longer stops its turn on a server that finishes answers in the
+        background (`ON_DISCONNECT=finish`).
+        """
+        url = f"{self.url}/threads/{thread_id}/stream"
+        try:
+            response = await self.http.delete(url)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed.of(url, exc) from exc
+        if response.is_error:
+            raise HTTPError.from_response(response)
+        return bool(response.json().get("stopped"))
+
     # Plain requests: each returns the parsed JSON answer.
 
     async def list_threads(self, limit: int = 20, after: str | None = None) -> Page[ThreadMetadata]:

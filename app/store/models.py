@@ -153,6 +153,8 @@ class TurnLockRow(Base):
     turn_id: Mapped[str] = mapped_column(ID)
     reason: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime]
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    """Set by `DELETE .../stream` on any replica; the holder's process stops the turn."""
 
 
 class TurnEventRow(Base):

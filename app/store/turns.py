@@ -38,6 +38,7 @@ class TurnLocks:
                 "turn_id": stmt.excluded.turn_id,
                 "reason": stmt.excluded.reason,
                 "expires_at": stmt.excluded.expires_at,
+                "stop_requested": False,
             },
             where=TurnLockRow.expires_at <= bindparam("p_now", type_=TurnLockRow.expires_at.type),
         )
@@ -98,6 +99,34 @@ class TurnLocks:
         )
         async with self._single.connect() as conn:
             await conn.execute(stmt)
+
+    async def request_stop(self, user_id: str, thread_id: str) -> bool:
+        """Ask the process running the thread's turn to stop it; false if none runs."""
+        stmt = (
+            update(TurnLockRow)
+            .where(
+                TurnLockRow.user_id == user_id,
+                TurnLockRow.thread_id == thread_id,
+                TurnLockRow.expires_at > utcnow(),
+            )
+            .values(stop_requested=True)
+        )
+        async with self._single.connect() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def stops_requested(self, holds: Sequence[tuple[str, str, str]]) -> set[str]:
+        """Which of the turns `(user_id, thread_id, turn_id)` were asked to stop."""
+        if not holds:
+            return set()
+        keys = [(user_id, thread_id) for user_id, thread_id, _ in holds]
+        stmt = select(TurnLockRow.turn_id).where(
+            tuple_(TurnLockRow.user_id, TurnLockRow.thread_id).in_(keys),
+            TurnLockRow.stop_requested,
+        )
+        async with self._single.connect() as conn:
+            asked = set((await conn.execute(stmt)).scalars())
+        return asked & {turn_id for _, _, turn_id in holds}
 
     async def running(self, user_id: str, thread_id: str) -> str | None:
         """The id of the turn holding the thread's unexpired lock, if any."""

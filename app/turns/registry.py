@@ -273,6 +273,27 @@ class Turns:
             await asyncio.sleep(EVENT_FLUSH_SECONDS)
             await self._flush(*self._turns.values())
             await self._forget_ended()
+            await self._stop_requested()
+
+    def stop(self, turn: Turn) -> None:
+        """Stop a turn as its user asked: the partial answer is saved, as on a cancel."""
+        self._cancel(turn, note=None)
+
+    async def _stop_requested(self) -> None:
+        """Stop the turns whose stop was asked on another replica (`TurnLocks.request_stop`)."""
+        holds = [
+            (turn.context.user_id, turn.thread_id, turn.id)
+            for turn in self._turns.values()
+            if turn.thread_id is not None
+        ]
+        try:
+            asked = await self.locks.stops_requested(holds)
+        except Exception as exc:
+            logger.warning("Could not read stop requests: %s", type(exc).__name__)
+            return
+        for turn_id in asked:
+            if (turn := self._turns.get(turn_id)) is not None:
+                self.stop(turn)
 
     async def _forget_ended(self) -> None:
         """Delete the events of the turns that ended more than `EVENT_KEEP_SECONDS` ago."""

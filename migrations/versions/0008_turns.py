@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("turn_id", sa.String(64), nullable=False),
         sa.Column("reason", sa.String(200), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("stop_requested", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.ForeignKeyConstraint(
             ["thread_id"],
             ["threads.id"],

@@ -6,6 +6,7 @@ cuts a turn with a readable note."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 
 from chatkit.types import AssistantMessageItem, SDKHiddenContextItem, UserMessageItem
 
@@ -162,3 +163,44 @@ async def test_a_turn_that_fails_leaves_no_partial_answer_and_no_lock(
         # ...and taken back when it failed: the thread holds only complete items.
         thread = await wait_for_thread(client, user.user_id, thread_id, is_active)
         assert item_types(thread) == ["user_message"]
+
+
+async def test_stopping_a_turn_saves_its_partial_answer_on_any_replica(
+    database_url: str, user: RequestContext, other_user: RequestContext
+) -> None:
+    settings = make_settings(database_url)
+    async with AsyncExitStack() as stack:
+        one = await stack.enter_async_context(running_app(settings, socket=True))
+        two = await stack.enter_async_context(running_app(settings, socket=True))
+        for stopper in (one, two):  # the turn's own process, then another replica
+            never = asyncio.Event()
+            one.fake_model.script.push(FakeTurn.say(ANSWER, pause_after=PAUSE_AFTER, hold=never))
+            seen = await read_until(
+                one.client,
+                "POST",
+                "/chatkit",
+                user.user_id,
+                body=create_thread_req(),
+                stop=deltas(2),
+            )
+            # ChatKit's stop button closes the stream, which finishes the answer: not offered.
+            options = next(e for e in seen if e.type == "stream_options")
+            assert options.data["stream_options"] == {"allow_cancel": False}
+            thread_id = thread_of(seen)
+            url = f"/chatkit/threads/{thread_id}/stream"
+
+            response = await stopper.client.delete(url, headers={"X-User-Id": other_user.user_id})
+            assert response.status_code == 404, response.text
+            response = await stopper.client.delete(url, headers={"X-User-Id": user.user_id})
+            assert response.json() == {"stopped": True}
+
+            thread = await wait_for_thread(stopper.client, user.user_id, thread_id, is_active)
+            assert answer_text(thread).split() == ANSWER.split()[:PAUSE_AFTER]
+            stored = await stored_items(one.services, user.user_id, thread_id)
+            assert [type(item) for item in stored] == [
+                UserMessageItem,
+                AssistantMessageItem,
+                SDKHiddenContextItem,
+            ]
+            response = await stopper.client.delete(url, headers={"X-User-Id": user.user_id})
+            assert response.json() == {"stopped": False}

@@ -1,4 +1,5 @@
-"""`GET /chatkit/threads/{thread_id}/stream?after=EVENT_ID`: re-attach to a running turn.
+"""`GET /chatkit/threads/{thread_id}/stream?after=EVENT_ID`: re-attach to a running turn;
+`DELETE` the same URL to stop it.
 
 For clients that can (the terminal client, anyone's own UI; ChatKit's has no such request):
 the turn's events after `EVENT_ID` (every event, if it names another turn or none), then the
@@ -61,6 +62,21 @@ async def reattach(
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
+
+
+@router.delete("/{thread_id}/stream")
+async def stop(thread_id: str, services: ServicesDep, context: ContextDep) -> dict[str, bool]:
+    """Stop the thread's running turn, on whichever process runs it: its partial answer is
+    saved, as when ChatKit's stop button closes a stream under `ON_DISCONNECT=cancel`.
+    `{"stopped": false}` when no turn runs."""
+    if not has_id_shape(thread_id, THREAD_PREFIXES):
+        raise NotFound("Thread not found")
+    await services.store.load_thread(thread_id, context)  # another user's: a 404
+    turns = services.turns
+    if (turn := turns.running(context.user_id, thread_id)) is not None:
+        turns.stop(turn)
+        return {"stopped": True}
+    return {"stopped": await turns.locks.request_stop(context.user_id, thread_id)}
 
 
 async def follow_stored(
