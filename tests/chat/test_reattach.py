@@ -46,8 +46,8 @@ class DroppedStream(httpx.AsyncByteStream):
 
 
 class DroppingTransport(httpx.AsyncBaseTransport):
-    """Real HTTP; the first event stream of a POST drops mid-answer. Re-attaching lets the
-    answer go on (`reattached`)."""
+    """Real HTTP; the first event stream of a POST drops mid-answer. The re-attach stream's
+    answer lets the model go on (`reattached`): the turn cannot end before the client follows."""
 
     def __init__(self) -> None:
         self.inner = httpx.AsyncHTTPTransport()
@@ -57,9 +57,9 @@ class DroppingTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
-        if request.method == "GET":
-            self.reattached.set()
         response = await self.inner.handle_async_request(request)
+        if request.method == "GET":
+            self.reattached.set()  # the server answered: the client follows the turn now
         if request.method == "POST" and not self.dropped:
             self.dropped = True
             assert isinstance(response.stream, httpx.AsyncByteStream)

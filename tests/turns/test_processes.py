@@ -31,7 +31,8 @@ TRUST = {"AUTH_TRUST_USER_HEADERS": "true"}  # tests name their user with X-User
 
 
 async def test_reattach_on_another_server_process(tmp_path: Path, postgres_url: str) -> None:
-    slow = TRUST | {"FAKE_MODEL_TOKENS": "60", "FAKE_MODEL_DELAY_MS": "20"}
+    # Several seconds of answer: the re-attach comes while it runs.
+    slow = TRUST | {"FAKE_MODEL_TOKENS": "150", "FAKE_MODEL_DELAY_MS": "30"}
     with ExitStack() as stack:
         one, two = (
             stack.enter_context(app_server(tmp_path, postgres_url, slow, uvicorn_args=QUIET))
@@ -52,7 +53,7 @@ async def test_reattach_on_another_server_process(tmp_path: Path, postgres_url: 
             assert numbers == list(range(1, len(numbers) + 1)), (one.log(), two.log())
             thread = await wait_for_thread(second, USER_ID, thread_id, is_active)
             assert text_of(seen) + text_of(rest) == answer_text(thread)
-            assert len(answer_text(thread).split()) == 60
+            assert len(answer_text(thread).split()) == 150
 
 
 async def test_a_crash_mid_turn_leaves_no_lock_after_restart(
