@@ -181,6 +181,20 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
     """Seconds of silence after which an SSE comment keeps proxies from cutting the stream."""
 
+    # Turns (see docs/turns.md): answers that outlive the request
+    on_disconnect: Literal["finish", "cancel"] = "finish"
+    """When the client leaves mid-answer: `finish` the turn in the background and save it whole,
+    or `cancel` it (the partial answer is saved with a note)."""
+    background_turn_seconds: float = Field(default=300, gt=0, le=86_400)
+    """How long a turn may go on once its client has left; then it is cut, and its partial
+    answer saved with a readable note."""
+    turn_lease_seconds: float = Field(default=30, ge=1, le=3600)
+    """How long a thread's lock outlives a silent holder (a crashed process); renewed every
+    third of it while the turn runs."""
+    turn_progress_seconds: float = Field(default=2.0, gt=0, le=60)
+    """A streaming answer is saved at most this often (and at every item's end), so a reload
+    mid-answer shows it."""
+
     # Model provider (see docs/agent.md, "Choosing the model")
     model_provider: ModelProvider = "openai"
     model_api: ModelApi = "responses"
@@ -340,7 +354,9 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_PGBOUNCER=true needs a postgresql:// DATABASE_URL")
         return self
 
-    @field_validator("model_provider", "model_api", "model_files_api", mode="before")
+    @field_validator(
+        "model_provider", "model_api", "model_files_api", "on_disconnect", mode="before"
+    )
     @classmethod
     def _lower_choice(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

@@ -13,7 +13,7 @@ from app.config import Settings, load_settings
 from app.http.edge import add_edge_middleware
 from app.http.errors import register_exception_handlers
 from app.http.request_id import RequestIdMiddleware
-from app.http.routes import account, attachments, chatkit, health, playground
+from app.http.routes import account, attachments, chatkit, health, playground, turns
 from app.logging import configure_logging
 from app.observability.install import observe
 from app.services import Services
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     chatkit.document_request_body(app)
     app.include_router(attachments.router)
     app.include_router(account.router)
+    app.include_router(turns.router)
     app.include_router(health.router)
     if settings.playground_on:
         app.include_router(playground.router)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any, cast
 
 import anyio
@@ -18,6 +19,8 @@ from chatkit.errors import CustomStreamError
 from chatkit.server import ChatKitServer, NonStreamingResult, StreamingResult
 from chatkit.store import NotFoundError
 from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageItem,
     AudioInput,
     ChatKitReq,
     ErrorEvent,
@@ -25,6 +28,7 @@ from chatkit.types import (
     ItemsFeedbackReq,
     ItemsListReq,
     ProgressUpdateEvent,
+    StreamOptions,
     SyncCustomActionResponse,
     ThreadItem,
     ThreadMetadata,
@@ -66,8 +70,12 @@ from app.store.store import (
     ITEM_PREFIXES,
     THREAD_PREFIXES,
     SQLAlchemyStore,
+    new_id,
 )
 from app.store.tasks import TaskStore
+from app.store.turns import TurnLocks
+from app.turns.registry import current_cut_note
+from app.turns.turn import BUSY_MESSAGE, ThreadBusy, TurnStream, new_turn_id
 
 logger = logging.getLogger(__name__)
 MAX_LIST_ITEMS = 100
@@ -100,6 +108,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         quota: TokenQuota,
         approvals: ApprovalFlow,
         model_inputs: AttachmentInputs,
+        locks: TurnLocks | None = None,
+        stop_on_disconnect: bool = True,
     ) -> None:
         super().__init__(store, attachments)
         self.model_inputs = model_inputs
@@ -114,6 +124,16 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         self.usage = UsageRecorder(quota.tokens)
         self.approvals = approvals
         self.actions = {**WIDGET_ACTIONS, **approvals.actions}
+        self.locks = locks
+        """One turn per thread: a streaming request takes its thread's lock (`app/turns/`)."""
+        self.stop_on_disconnect = stop_on_disconnect
+        """`ON_DISCONNECT=cancel`: ChatKit's stop button (which closes the stream) works."""
+
+    def get_stream_options(self, thread: ThreadMetadata, context: RequestContext) -> StreamOptions:
+        """ChatKit's UI stops an answer by closing its stream, which it cannot tell from a page
+        refresh: with `ON_DISCONNECT=finish` its stop button is not offered (clients that can
+        stop a turn call `DELETE /chatkit/threads/{id}/stream`)."""
+        return StreamOptions(allow_cancel=self.stop_on_disconnect)
 
     async def process(
         self, request: str | bytes | bytearray, context: RequestContext
@@ -128,9 +148,16 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         await self._check(parsed, context)
         refusal = await self._quota_refusal(parsed, context)
         if is_streaming_req(parsed):
-            if refusal is not None:
-                return StreamingResult(refused(refusal))
-            return StreamingResult(self._closing_turns(self._process_streaming(parsed, context)))
+            if refusal is not None:  # one error event, no lock taken
+                return TurnStream(refused(refusal), turn_id=new_turn_id(), thread_id=None)
+            turn_id = new_turn_id()
+            thread_id = getattr(parsed.params, "thread_id", None)
+            if thread_id is not None and self.locks is not None:
+                await self.store.load_thread(thread_id, context)  # another user's: a 404
+                if not await self.locks.acquire_soon(context.user_id, thread_id, turn_id):
+                    raise ThreadBusy(BUSY_MESSAGE)
+            stream = self._closing_turns(self._process_streaming(parsed, context))
+            return TurnStream(stream, turn_id=turn_id, thread_id=thread_id)
         if refusal is not None:
             raise refusal
         with sdk_refusals():
@@ -323,8 +350,11 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         """Save the partial answer and a note, shielded: this runs in a cancelled task.
 
         Starlette cancels a disconnected stream through an anyio cancel scope, which would cancel
-        every await here again and lose the writes.
+        every await here again and lose the writes. A turn cut by the server (its background
+        cap, a shutdown) also ends its answer with a note the reader sees.
         """
+        if (note := current_cut_note()) is not None:
+            pending_items = with_note(thread, pending_items, note)
         with anyio.CancelScope(shield=True):
             await super().handle_stream_cancelled(thread, pending_items, context)
 
@@ -365,6 +395,22 @@ async def refused(refusal: TokenQuotaExceeded) -> AsyncGenerator[bytes, None]:
     """A stream of one error event that tells why the request was refused."""
     event = ErrorEvent(message=refusal.message, allow_retry=False)
     yield b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"
+
+
+def with_note(thread: ThreadMetadata, pending: list[ThreadItem], note: str) -> list[ThreadItem]:
+    """`pending` with `note` ending its last assistant message, or as a message of its own."""
+    messages = [item for item in pending if isinstance(item, AssistantMessageItem)]
+    if messages and messages[-1].content:
+        last = messages[-1].content[-1]
+        last.text = f"{last.text.rstrip()}\n\n{note}" if last.text.strip() else note
+        return pending
+    item = AssistantMessageItem(
+        id=new_id("message"),
+        thread_id=thread.id,
+        created_at=datetime.now(),
+        content=[AssistantMessageContent(text=note)],
+    )
+    return [*pending, item]
 
 
 @contextmanager

@@ -47,6 +47,7 @@ from app.store.tasks import TaskStore
 from app.store.tokens import TokenUsageStore
 from app.store.urls import signer_from_settings
 from app.store.userdata import UserData
+from app.turns.registry import Turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,8 @@ class Services:
     identity: Identity
     rate_limiter: RateLimiter
     streams: OpenStreams
+    turns: Turns
+    """The turns this process runs: they outlive the requests that start them."""
     migration_head: str | None
     """The newest migration: `/readyz` wants the database there."""
     schema: Schema
@@ -101,6 +104,7 @@ class Services:
         tasks, feedback = TaskStore(engine), FeedbackStore(store)
         head = migration_head()
         quota = TokenQuota(settings, TokenUsageStore(engine))
+        turns = Turns.from_settings(settings, store)
         model = build_model(settings, model_client, agent_config.model)
         assistant = Assistant(AgentSetup(settings, agent_config, model_client, model))
         approvals = ApprovalStore(engine)
@@ -117,6 +121,8 @@ class Services:
             quota=quota,
             approvals=flow,
             model_inputs=model_inputs,
+            locks=turns.locks,
+            stop_on_disconnect=settings.on_disconnect == "cancel",
         )
         return cls(
             settings=settings,
@@ -135,6 +141,7 @@ class Services:
             identity=Identity.from_settings(settings),
             rate_limiter=RateLimiter(settings, engine),
             streams=OpenStreams(),
+            turns=turns,
             migration_head=head,
             schema=Schema(engine, settings.database_url, head, embedded=settings.is_sqlite),
             tracing=Tracing.from_environment(settings.trace_user_id),
@@ -142,7 +149,8 @@ class Services:
 
     @asynccontextmanager
     async def lifespan(self, *, agent: bool = True) -> AsyncIterator[Services]:
-        """Serve; then let interrupted streams save their partial replies, and only then close
+        """Serve; then cut the turns still running and let interrupted streams save their
+        partial replies (turns first: a cut turn ends its readers' streams), and only then close
         the MCP servers, file storage, the model client and the database.
 
         `agent=False` is for a command that runs no turns: the assistant is not started.
@@ -160,6 +168,9 @@ class Services:
                 stack.push_async_callback(self.assistant.aclose)
                 await self.assistant.start()
             stack.push_async_callback(self.streams.close)
+            if agent:
+                self.turns.open()
+                stack.push_async_callback(self.turns.close)  # first: turns save, then streams end
             yield self
 
 

@@ -5,8 +5,9 @@
 
 Scenarios: PostgreSQL restarted under load (on a cluster of its own, made with `initdb` and
 restarted with `pg_ctl`: the machine's PostgreSQL is never touched), the model endpoint answering
-500 / 429 / dropping the stream, clients disconnecting mid-stream, 50 users writing concurrently,
-and 2 writers racing on one thread.
+500 / 429 / dropping the stream, clients disconnecting mid-stream (one, and 50 at once: every
+answer must still end complete in the database, with no lock left behind), 50 users writing
+concurrently, and 2 writers racing on one thread.
 """
 
 from __future__ import annotations
@@ -185,7 +186,9 @@ async def disconnects(bench: Bench) -> dict[str, Any]:
                     thread_id = line.split('"id":"', 1)[1].split('"', 1)[0]
                 if "assistant_message.content_part.text_delta" in line:
                     break  # hang up mid-answer
-        await asyncio.sleep(1.0)
+        # The answer finishes in the background (ON_DISCONNECT=finish): the thread takes the next
+        # message once it is active again.
+        await wait_until_active(client, headers, [thread_id])
         items = await stored_items(client, headers, thread_id)
         follow_up, _ = await stream_turn(
             client,
@@ -199,6 +202,68 @@ async def disconnects(bench: Bench) -> dict[str, Any]:
     return {
         "stored_after_disconnect": [item["type"] for item in items],
         "follow_up_ok": follow_up.error is None,
+    }
+
+
+async def wait_until_active(
+    client: httpx.AsyncClient, headers: dict[str, str], thread_ids: list[str]
+) -> None:
+    """Poll `threads.get_by_id` until no thread is locked (two minutes at most)."""
+    deadline = time.perf_counter() + 120
+    waiting = set(thread_ids)
+    while waiting and time.perf_counter() < deadline:
+        for thread_id in list(waiting):
+            payload = {"type": "threads.get_by_id", "params": {"thread_id": thread_id}}
+            thread = (await client.post("/chatkit", json=payload, headers=headers)).json()
+            if thread["status"]["type"] == "active":
+                waiting.discard(thread_id)
+        await asyncio.sleep(0.2)
+
+
+async def disconnects_50(bench: Bench) -> dict[str, Any]:
+    """50 users hang up mid-answer at once: every answer must end complete, with no lock left."""
+    tokens, users = 200, 50
+    url = bench.serve(tokens=tokens, delay_ms=10)
+    limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def hang_up(n: int) -> tuple[dict[str, str], str]:
+            headers = bearer(f"leaver-{n}")
+            payload = {"type": "threads.create", "params": {"input": user_input("long answer")}}
+            thread_id = ""
+            async with client.stream("POST", "/chatkit", json=payload, headers=headers) as response:
+                async for line in response.aiter_lines():
+                    if '"thread.created"' in line:
+                        thread_id = line.split('"id":"', 1)[1].split('"', 1)[0]
+                    if "assistant_message.content_part.text_delta" in line:
+                        break  # hang up mid-answer
+            return headers, thread_id
+
+        left = await asyncio.gather(*(hang_up(n) for n in range(users)))
+        started = time.perf_counter()
+        for headers, thread_id in left:
+            await wait_until_active(client, headers, [thread_id])
+        waited = time.perf_counter() - started
+        complete = 0
+        for headers, thread_id in left:
+            items = await stored_items(client, headers, thread_id)
+            texts = [
+                "".join(part["text"] for part in item["content"])
+                for item in items
+                if item["type"] == "assistant_message"
+            ]
+            words = texts[-1].split() if len(texts) == 1 else []
+            complete += len(words) == tokens and words[-1] == f"word{tokens - 1}"
+    connection = await asyncpg.connect(bench.db.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        stale = await connection.fetchval("SELECT count(*) FROM turn_locks")
+    finally:
+        await connection.close()
+    return {
+        "users": users,
+        "answers_complete_in_db": complete,
+        "stale_locks": stale,
+        "seconds_from_hang_up_to_all_active": round(waited, 2),
     }
 
 
@@ -233,7 +298,11 @@ async def concurrent_writers(bench: Bench) -> dict[str, Any]:
         "users_50_turns": len(load.turns),
         "users_50_errors": len(load.errors),
         "users_50_lost": await lost(bench.db, load),
-        "racing_turns_failed": sum(1 for turn, _ in raced if turn.error),
+        # One turn per thread: a message sent while another is answered is refused (409).
+        "racing_refused_409": sum(1 for turn, _ in raced if (turn.error or "")[:8] == "HTTP 409"),
+        "racing_turns_failed": sum(
+            1 for turn, _ in raced if turn.error and not turn.error.startswith("HTTP 409")
+        ),
         "racing_lost": max(0, acknowledged - stored.get("assistant_message", 0)),
         "racing_user_messages_stored": stored.get("user_message", 0),
     }
@@ -244,6 +313,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "model-429": lambda bench: model_failure(bench, "429"),
     "model-drop": lambda bench: model_failure(bench, "drop"),
     "disconnect": disconnects,
+    "disconnect-50": disconnects_50,
     "concurrent-writers": concurrent_writers,
     "postgres-restart": postgres_restart,
 }

@@ -84,12 +84,19 @@ class FakeTurn:
     """Stop after this many text tokens without `response.completed`, as a dropped stream does."""
     hold: asyncio.Event | None = None
     """Awaited before failing or dropping the stream: a test reads the tokens that came first."""
+    pause_after: int | None = None
+    """Await `hold` after this many text tokens, then go on: a test acts mid-answer."""
 
     @classmethod
     def say(
-        cls, text: str, *, drop_after: int | None = None, hold: asyncio.Event | None = None
+        cls,
+        text: str,
+        *,
+        drop_after: int | None = None,
+        hold: asyncio.Event | None = None,
+        pause_after: int | None = None,
     ) -> FakeTurn:
-        return cls(text=text, drop_after=drop_after, hold=hold)
+        return cls(text=text, drop_after=drop_after, hold=hold, pause_after=pause_after)
 
     @classmethod
     def call(cls, name: str, /, **arguments: Any) -> FakeTurn:
@@ -266,7 +273,9 @@ class FakeModel(Model):
                 yield event
             streamed = ""
             tokens = split_tokens(turn.text)
-            for token in tokens[: turn.drop_after]:
+            for index, token in enumerate(tokens[: turn.drop_after]):
+                if index == turn.pause_after and turn.hold is not None:
+                    await turn.hold.wait()
                 await asyncio.sleep(self.delay)
                 streamed += token
                 yield events.text_delta(message_id, len(output), token)

@@ -160,6 +160,10 @@ def interactive(args: argparse.Namespace, out: Console, err: Console) -> int:
                     if not runner.run(session.handle(line)):
                         break
                 except KeyboardInterrupt:
+                    try:
+                        runner.run(session.conversation.stop())
+                    except ChatKitError as exc:  # the answer goes on; say why it could not stop
+                        err.print(Text(f"Could not stop the answer: {exc}", style="red"))
                     err.print(Text("(stopped)", style="dim"))
         finally:
             runner.run(client.aclose())

@@ -5,8 +5,9 @@ Streaming requests answer server-sent events, parsed with `httpx-sse` (ids, even
 multi-line data, `: keep-alive` comments) and validated into `ThreadStreamEvent`s; the others
 answer JSON. Every failure is a `ChatKitError`, with the server's own `message` when it sent one.
 
-Each event's SSE `id:` is kept in `last_event_id`, so that a dropped stream can later be
-re-attached (`GET {url}/threads/{thread_id}/stream?after=...`) through `_events`.
+Each event's SSE `id:` is kept in `last_event_id`: when a stream's connection drops mid-turn,
+the client re-attaches (`GET {url}/threads/{thread_id}/stream?after=...`, a few tries with a
+growing pause) and the caller reads on, missing nothing and seeing nothing twice.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from chatkit.types import (
     Thread,
     ThreadAddClientToolOutputParams,
     ThreadAddUserMessageParams,
+    ThreadCreatedEvent,
     ThreadCreateParams,
     ThreadGetByIdParams,
     ThreadItem,
@@ -56,6 +58,8 @@ from pydantic import TypeAdapter, ValidationError
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000/chatkit"
+REATTACH_PAUSES = (0.5, 1.0, 2.0, 4.0)
+"""Seconds to wait before each try to re-attach to a turn whose stream dropped."""
 TIMEOUT = httpx.Timeout(30.0, read=None)
 """Streams may stay quiet for a long time (a slow model, a tool): no read timeout."""
 
@@ -174,8 +178,13 @@ class ChatKitClient:
         return self.stream(ThreadsRetryAfterItemReq(params=params))
 
     async def stream(self, request: StreamingReq) -> AsyncIterator[ThreadStreamEvent]:
-        """Post a streaming request and yield its events; an error status raises `HTTPError`."""
+        """Post a streaming request and yield its events; an error status raises `HTTPError`.
+
+        A connection that drops once events have come is re-attached to the turn (which goes on
+        on the server): the rest of its events follow as if nothing happened.
+        """
         self.last_event_id = None
+        thread_id: str | None = getattr(request.params, "thread_id", None)
         try:
             async with self.http.stream(
                 "POST",
@@ -187,9 +196,42 @@ class ChatKitClient:
                     await response.aread()
                     raise HTTPError.from_response(response)
                 async for event in self._events(response):
+                    if isinstance(event, ThreadCreatedEvent):
+                        thread_id = event.thread.id
                     yield event
+                return
         except httpx.TransportError as exc:
-            raise ConnectionFailed.of(self.url, exc) from exc
+            if thread_id is None or self.last_event_id is None:
+                raise ConnectionFailed.of(self.url, exc) from exc
+            logger.info("The stream dropped (%s); re-attaching", type(exc).__name__)
+        async for event in self.reattach(thread_id):
+            yield event
+
+    async def reattach(self, thread_id: str) -> AsyncIterator[ThreadStreamEvent]:
+        """The rest of the thread's running turn after `last_event_id`, live to its end.
+
+        Tries again, after each of `REATTACH_PAUSES`, while the connection fails; a turn that
+        ended meanwhile yields nothing (the thread holds its answer).
+        """
+        url = f"{self.url}/threads/{thread_id}/stream"
+        failure: httpx.TransportError | None = None
+        for pause in REATTACH_PAUSES:
+            await asyncio.sleep(pause)
+            params = {"after": self.last_event_id} if self.last_event_id else {}
+            try:
+                async with self.http.stream(
+                    "GET", url, params=params, headers={"Accept": "text/event-stream"}
+                ) as response:
+                    if response.is_error:
+                        await response.aread()
+                        raise HTTPError.from_response(response)
+                    async for event in self._events(response):
+                        yield event
+                    return
+            except httpx.TransportError as exc:
+                failure = exc
+        assert failure is not None
+        raise ConnectionFailed.of(url, failure) from failure
 
     async def _events(self, response: httpx.Response) -> AsyncIterator[ThreadStreamEvent]:
         """The events of an SSE response; comments and id-only messages are skipped."""
@@ -204,6 +246,21 @@ class ChatKitClient:
                     yield event
         except SSEError as exc:
             raise ChatKitError(f"{self.url} did not answer with an event stream: {exc}") from exc
+
+    async def stop(self, thread_id: str) -> bool:
+        """Stop the thread's running turn (its partial answer is kept); false if none ran.
+
+        Closing a stream no longer stops its turn on a server that finishes answers in the
+        background (`ON_DISCONNECT=finish`).
+        """
+        url = f"{self.url}/threads/{thread_id}/stream"
+        try:
+            response = await self.http.delete(url)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed.of(url, exc) from exc
+        if response.is_error:
+            raise HTTPError.from_response(response)
+        return bool(response.json().get("stopped"))
 
     # Plain requests: each returns the parsed JSON answer.
 

@@ -97,6 +97,11 @@ class Conversation:
         self.attachments = []  # kept when the server refused the message outright
         return outcome
 
+    async def stop(self) -> None:
+        """Stop the current thread's answer, as Ctrl-C asks (the server keeps what was said)."""
+        if self.thread_id is not None:
+            await self.client.stop(self.thread_id)
+
     async def retry(self, view: TurnView) -> TurnOutcome:
         """Answer the last user message again (after an error event that allows a retry)."""
         if self.thread_id is None or self.last_user_item_id is None:

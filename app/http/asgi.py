@@ -10,10 +10,17 @@ ACCOUNT_PATHS = frozenset({"/chatkit/usage", "/chatkit/export", "/chatkit/me"})
 """The caller's own usage and data (`app/http/routes/account.py`)."""
 GUARDED_PATHS = frozenset({CHATKIT_PATH, DIRECT_UPLOAD_PATH, *ACCOUNT_PATHS})
 
+REATTACH_PREFIX = "/chatkit/threads/"
+
+
+def is_reattach(path: str) -> bool:
+    """`/chatkit/threads/{thread_id}/stream`, where a client re-attaches to a running turn."""
+    return path.startswith(REATTACH_PREFIX) and path.rstrip("/").endswith("/stream")
+
 
 def is_guarded(scope: Scope) -> bool:
-    """Requests that must carry an identity and a domain key: the protocol route, uploads, and
-    the caller's usage and data.
+    """Requests that must carry an identity and a domain key: the protocol route, uploads, the
+    caller's usage and data, and re-attaching to a turn.
 
     Other `/chatkit/attachments/...` URLs are signed links a browser opens without headers; their
     routes check the signature. CORS preflights (`OPTIONS`) never need credentials.
@@ -21,7 +28,7 @@ def is_guarded(scope: Scope) -> bool:
     return (
         scope["type"] == "http"
         and scope["method"] != "OPTIONS"
-        and scope["path"].rstrip("/") in GUARDED_PATHS
+        and (scope["path"].rstrip("/") in GUARDED_PATHS or is_reattach(scope["path"]))
     )
 
 

@@ -221,3 +221,39 @@ class RenditionRow(Base):
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
+
+
+class TurnLockRow(Base):
+    """The turn running in a thread: its lease, renewed while it runs (see `app/turns/locks.py`).
+
+    An expired row is no lock at all: a crashed holder leaves one that the next turn replaces.
+    """
+
+    __tablename__ = "turn_locks"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("threads.id", ondelete="CASCADE"), primary_key=True
+    )
+    turn_id: Mapped[str] = mapped_column(ID)
+    reason: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    """Set by `DELETE .../stream` on any replica; the holder's process stops the turn."""
+
+
+class TurnEventRow(Base):
+    """One streamed event of a thread's latest turn, for clients re-attaching from any replica.
+
+    Bounded: deleted shortly after their turn ends; a thread's new turn deletes any leftovers.
+    """
+
+    __tablename__ = "turn_events"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    turn_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[str] = mapped_column(ID, ForeignKey("threads.id", ondelete="CASCADE"))
+    data: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_turn_events_user_thread", "user_id", "thread_id"),)

@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from chatkit.store import NotFoundError, Store, StoreItemType
-from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata, UserMessageItem
+from chatkit.types import (
+    ActiveStatus,
+    Attachment,
+    LockedStatus,
+    Page,
+    ThreadItem,
+    ThreadMetadata,
+    UserMessageItem,
+)
 from pydantic import TypeAdapter
 from sqlalchemy import Select, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.context import RequestContext
 from app.store.db import autocommit, random_id, upsert_insert, utcnow
 from app.store.files import FileStorage
-from app.store.models import AttachmentRow, ItemRow, ThreadRow
+from app.store.models import AttachmentRow, ItemRow, ThreadRow, TurnLockRow
 from app.store.urls import AttachmentUrlSigner
 
 T = TypeVar("T")
@@ -41,6 +49,9 @@ ITEM_PREFIXES = frozenset(ID_PREFIXES.values()) - THREAD_PREFIXES - ATTACHMENT_P
 
 ITEM_ADAPTER: TypeAdapter[ThreadItem] = TypeAdapter(ThreadItem)
 ATTACHMENT_ADAPTER: TypeAdapter[Attachment] = TypeAdapter(Attachment)
+
+TURN_LOCK_REASON = "Answering…"
+"""What a thread's `locked` status says while a turn runs in it."""
 
 PENDING = AttachmentRow.data["upload_descriptor"].as_string().is_not(None)
 """A two-phase attachment whose bytes have not arrived yet (its JSON has an upload descriptor)."""
@@ -104,19 +115,27 @@ class SQLAlchemyStore(Store[RequestContext]):
     # threads
 
     async def load_thread(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
-        stmt = select(ThreadRow.data).where(
+        """The thread, `locked` while a turn holds an unexpired lease on it."""
+        stmt = _with_lock(select(ThreadRow.data), context.user_id).where(
             ThreadRow.id == thread_id, ThreadRow.user_id == context.user_id
         )
-        data = await self._owned(stmt, f"Thread {thread_id} not found")
-        return ThreadMetadata.model_validate(data)
+        async with self._single.connect() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"Thread {thread_id} not found")
+        return _thread(row)
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
-        # A full `Thread` may arrive; only its metadata is stored.
+        """Only the metadata of a full `Thread` is stored; a turn's lock never is (it lives in
+        `turn_locks`, whose lease expires with a crashed holder)."""
+        data = thread.model_dump(mode="json", exclude={"items"})
+        if isinstance(thread.status, LockedStatus) and thread.status.reason == TURN_LOCK_REASON:
+            data["status"] = ActiveStatus().model_dump(mode="json")
         row = {
             "id": thread.id,
             "user_id": context.user_id,
             "created_at": sort_key(thread.created_at),
-            "data": thread.model_dump(mode="json", exclude={"items"}),
+            "data": data,
         }
         await self._upsert(self._upsert_thread, row, f"Thread {thread.id} not found")
 
@@ -130,9 +149,13 @@ class SQLAlchemyStore(Store[RequestContext]):
             else None
         )
         stmt = _keyset(
-            select(ThreadRow.id, ThreadRow.data).where(owned), ThreadRow, after, cursor, order
+            _with_lock(select(ThreadRow.id, ThreadRow.data), context.user_id).where(owned),
+            ThreadRow,
+            after,
+            cursor,
+            order,
         )
-        return await self._page(stmt, limit, ThreadMetadata.model_validate)
+        return await self._page(stmt, limit, _thread)
 
     async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
         """Delete the thread, its items (by cascade) and its attachments, content included.
@@ -177,7 +200,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         stmt = _keyset(
             select(ItemRow.id, ItemRow.data).where(*scope), ItemRow, after, cursor, order
         )
-        page = await self._page(stmt, limit, ITEM_ADAPTER.validate_python)
+        page = await self._page(stmt, limit, lambda row: ITEM_ADAPTER.validate_python(row.data))
         page.data = [self._present_item(item, context) for item in page.data]
         return page
 
@@ -374,10 +397,28 @@ class SQLAlchemyStore(Store[RequestContext]):
         has_more = len(rows) > limit
         rows = rows[:limit]
         return Page(
-            data=[parse(row.data) for row in rows],
+            data=[parse(row) for row in rows],
             has_more=has_more,
             after=rows[-1].id if has_more else None,
         )
+
+
+def _with_lock(stmt: Select[Any], user_id: str) -> Select[Any]:
+    """`stmt` with the reason of the thread's unexpired turn lock, if any, as `lock`."""
+    live = (
+        (TurnLockRow.user_id == user_id)
+        & (TurnLockRow.thread_id == ThreadRow.id)
+        & (TurnLockRow.expires_at > utcnow())
+    )
+    return stmt.add_columns(TurnLockRow.reason.label("lock")).outerjoin(TurnLockRow, live)
+
+
+def _thread(row: Any) -> ThreadMetadata:
+    """A thread row as the SDK's model; an active thread a turn holds reads as locked."""
+    thread = ThreadMetadata.model_validate(row.data)
+    if row.lock is not None and isinstance(thread.status, ActiveStatus):
+        thread.status = LockedStatus(reason=row.lock)
+    return thread
 
 
 def owned_upsert(

@@ -37,6 +37,8 @@ from app.store.models import (
     ItemRow,
     RenditionRow,
     ThreadRow,
+    TurnEventRow,
+    TurnLockRow,
     UsageCounterRow,
 )
 
@@ -45,10 +47,19 @@ ROWS_PER_FETCH = 500
 FILE_MODE = 0o600
 SPECIAL_TABLES = frozenset({ThreadRow.__tablename__, ItemRow.__tablename__})
 """Exported by thread rather than as a table."""
-NOT_EXPORTED = frozenset({UsageCounterRow.__tablename__, RenditionRow.__tablename__})
+NOT_EXPORTED = frozenset(
+    {
+        UsageCounterRow.__tablename__,
+        RenditionRow.__tablename__,
+        TurnLockRow.__tablename__,
+        TurnEventRow.__tablename__,
+    }
+)
 """Rate-limit windows: counters of the last minute or day, not the user's data (erased all the
 same). The export request itself counts in them. Renditions: downscaled copies of attachments
-for the model, whose originals the export holds (erased all the same)."""
+for the model, whose originals the export holds (erased all the same). Turn locks and events:
+a running turn's lease and its stream for re-attaching, gone seconds after the turn ends; the
+answer itself is in the thread's items."""
 UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
 
 

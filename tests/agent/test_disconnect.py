@@ -1,4 +1,5 @@
-"""A client that disconnects mid-answer leaves a consistent thread (real uvicorn, real socket).
+"""With ON_DISCONNECT=cancel, a client that disconnects mid-answer leaves a consistent thread
+(real uvicorn, real socket). The default, finishing the answer, is in `tests/turns/`.
 
 The SDK's `handle_stream_cancelled` saves the partial answer and a hidden note; it runs inside a
 task Starlette has cancelled, so our store writes must survive that.
@@ -24,7 +25,9 @@ POLLS = 500
 
 async def test_disconnect_mid_answer_saves_the_partial_answer(database_url, user, caplog):
     # A long, slow answer: the client leaves long before it ends.
-    settings = make_settings(database_url, fake_model_tokens=5000, fake_model_delay_ms=2)
+    settings = make_settings(
+        database_url, fake_model_tokens=5000, fake_model_delay_ms=2, on_disconnect="cancel"
+    )
     async with running_app(settings, socket=True) as running:
         client, model = running.client, running.fake_model
         client.headers.update(headers_for(user.user_id))

@@ -11,7 +11,8 @@
 //   [data-part=composer]           textarea[name=message], input[name=file], button "Send"
 //   [data-part=items] > li         one per thread item: data-item-id, data-item-type, its text;
 //                                  widget buttons (data-action) and feedback buttons (data-kind)
-//   element dataset                state (idle | busy), threadId, colorScheme
+//   element dataset                state (idle | busy), threadId, colorScheme, fetchedUpdates
+//                                  (how many times the page called fetchUpdates)
 
 const STATE_IDLE = "idle";
 
@@ -37,6 +38,7 @@ class StandInChatKit extends HTMLElement {
   setOptions(options) {
     const first = this.options === null;
     this.options = options;
+    if (first && options.initialThread) this.threadId = options.initialThread;
     this.optionsHistory.push(options);
     const theme = options.theme;
     this.dataset.colorScheme = (typeof theme === "string" ? theme : theme?.colorScheme) ?? "light";
@@ -60,7 +62,18 @@ class StandInChatKit extends HTMLElement {
 
   async focusComposer() {}
 
-  async fetchUpdates() {}
+  async fetchUpdates() {
+    // Reload the thread's items, as a refresh of ChatKit's view does; counted for the tests.
+    this.dataset.fetchedUpdates = String(Number(this.dataset.fetchedUpdates ?? 0) + 1);
+    if (this.threadId === null) return;
+    const page = await this.json({
+      type: "items.list",
+      params: { thread_id: this.threadId, order: "asc", limit: 100 },
+    });
+    this.items.clear();
+    for (const item of page.data) this.items.set(item.id, item);
+    this.renderItems();
+  }
 
   // ---- The protocol, through the page's fetch ----
 

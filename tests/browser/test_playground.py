@@ -212,3 +212,32 @@ async def test_playground_with_tokens(
             subjects.append((scheme, jwt.decode(token, JWT_SECRET, algorithms=["HS256"])["sub"]))
         assert set(subjects) == {("Bearer", signed_in), ("Bearer", pasted)}
         assert await watched.problems() == []
+
+
+async def test_a_reload_mid_answer_follows_it_to_the_end(
+    context: BrowserContext, postgres_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """The answer goes on after the page reloads (ON_DISCONNECT=finish); the page reopens its
+    thread, follows the running turn through the re-attach stream, then fetches the thread."""
+    slow = {"FAKE_MODEL_TOKENS": "60", "FAKE_MODEL_DELAY_MS": "50"}  # three seconds of answer
+    with backend(postgres_url, tmp_path, AUTH_TRUST_USER_HEADERS="true", **slow) as server:
+        watched = await watched_page(context, [server.base_url])
+        page, chat = watched.page, chat_of(watched)
+        await page.goto(f"{server.base_url}/playground")  # as the default user
+        await chat.locator("textarea[name=message]").fill("Tell me a long story")
+        await chat.get_by_role("button", name="Send").click()
+        await expect(items(chat, "assistant_message")).to_have_count(1)  # it is being written
+        thread_id = await chat.get_attribute("data-thread-id")
+        assert thread_id
+
+        await page.reload()
+        await expect(page.locator("#status")).to_have_text("Answering in the background…")
+        await expect(chat).to_have_attribute("data-fetched-updates", "1", timeout=30_000)
+        await expect(page.locator("#status")).to_have_text("")
+
+        (stored,) = await rows(engine, ItemRow, thread_id=thread_id, type="assistant_message")
+        text = stored.data["content"][0]["text"]
+        assert len(text.split()) >= 60  # whole
+        shown = items(chat, "assistant_message").locator("span").first
+        await expect(shown).to_have_text(text.strip())
+    assert watched.blocked == []

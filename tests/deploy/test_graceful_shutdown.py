@@ -164,10 +164,11 @@ def test_client_disconnect_mid_stream_saves_the_partial_reply(
     released_image: ReleasedImage,
 ) -> None:
     url = released_image.database_url
-    with released_image.serve(FAKE_MODEL_TOKENS="100000", FAKE_MODEL_DELAY_MS="20") as server:
+    slow = {"FAKE_MODEL_TOKENS": "100000", "FAKE_MODEL_DELAY_MS": "20"}
+    with released_image.serve(ON_DISCONNECT="cancel", **slow) as server:
         with streaming_reply(server) as (thread_id, _):
             pass  # leave mid-reply
-        # The connection is closed; the server notices and cancels the turn.
+        # The connection is closed; the server notices and cancels the turn (ON_DISCONNECT).
         deadline = time.monotonic() + 30
         while len(items := asyncio.run(stored_items(url, thread_id))) < 3:
             assert time.monotonic() < deadline, (items, server.log())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from chatkit.errors import ErrorCode
-from chatkit.server import StreamingResult
+from chatkit.server import NonStreamingResult
 from chatkit.types import ChatKitReq, ErrorEvent
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
@@ -19,6 +19,8 @@ from app.errors import BadRequest
 from app.http.deps import ContextDep, ServicesDep
 from app.http.sse import with_keepalive
 from app.store.errors import OUTAGE_MESSAGE, is_outage
+from app.turns.registry import Turns
+from app.turns.turn import Turn, TurnStream, sse_chunk
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["chatkit"])
@@ -77,30 +79,42 @@ async def chatkit(request: Request, services: ServicesDep, context: ContextDep) 
         # PostgreSQL text and JSONB cannot hold NUL: refuse it before anything is written.
         raise BadRequest("Strings may not contain the NUL character (\\u0000)")
     result = await services.server.process(body, context)
-    if not isinstance(result, StreamingResult):
+    if isinstance(result, NonStreamingResult):
         return Response(content=result.json, media_type="application/json")
-    # Streaming requests fail lazily: pull the first event now, so a missing thread or a bad
-    # request is a 4xx rather than a 200 whose connection breaks.
-    events = aiter(result)
-    first = await anext(events, None)
-    if first is None:
-        return StreamingResponse(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
+    assert isinstance(result, TurnStream)  # every streaming result of `ChatKitBackend`
+    # The turn runs in a task of its own (`app/turns/`): this response is one of its readers.
+    turns = services.turns
+    turn = turns.start(result.stream, context, turn_id=result.turn_id, thread_id=result.thread_id)
+    turns.attach(turn)
+    try:
+        # Streaming requests fail lazily: wait for the first event, so a missing thread or a
+        # bad request is a 4xx rather than a 200 whose connection breaks.
+        await turn.first()
+    except BaseException:
+        turns.detach(turn)
+        raise
     interval = services.settings.sse_keepalive_seconds
-    stream = with_keepalive(_stream(first, events), interval, services.streams)
+    stream = with_keepalive(relay(turn, turns), interval, services.streams)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _stream(first: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-    """Relay the SDK's events; a failure after the first one ends the stream with an error event."""
-    yield first
+async def relay(turn: Turn, turns: Turns, after: int = 0) -> AsyncGenerator[bytes, None]:
+    """Relay a turn's events after `after`, each with its id; a failure after the first one
+    ends the stream with an error event. Leaving lets `ON_DISCONNECT` decide the turn's fate."""
     try:
-        async for chunk in rest:
-            yield chunk
+        async for seq, data in turn.follow(after):
+            yield sse_chunk(turn.id, seq, data)
     except Exception as exc:
-        if is_outage(exc):
-            logger.warning("Stream ended by a database outage: %s", type(exc).__name__)
-            event = ErrorEvent(code="custom", message=OUTAGE_MESSAGE, allow_retry=True)
-        else:
-            logger.exception("Stream failed after it started")
-            event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=True)
-        yield b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"
+        yield error_chunk(exc)
+    finally:
+        turns.detach(turn)
+
+
+def error_chunk(exc: Exception) -> bytes:
+    if is_outage(exc):
+        logger.warning("Stream ended by a database outage: %s", type(exc).__name__)
+        event = ErrorEvent(code="custom", message=OUTAGE_MESSAGE, allow_retry=True)
+    else:
+        logger.error("Stream failed after it started", exc_info=exc)
+        event = ErrorEvent(code=ErrorCode.STREAM_ERROR, allow_retry=True)
+    return b"data: " + event.model_dump_json(exclude_none=True).encode() + b"\n\n"

@@ -95,6 +95,42 @@ async function onClientTool({ name, params }) {
   throw new Error(`This page has no client tool named ${name}`);
 }
 
+// ---- Answers that finish in the background (docs/turns.md) ----
+// A reload mid-answer does not stop it: the page reopens the thread, follows the running turn
+// through the re-attach stream, and asks ChatKit to fetch the thread once the turn has ended.
+
+const THREAD_KEY = "playground.thread";
+const initialThread = sessionStorage.getItem(THREAD_KEY);
+let following = null;
+let responding = false; // this page's own stream is under way: nothing to follow
+
+async function followTurn(threadId) {
+  following?.abort();
+  if (!threadId) return;
+  const controller = new AbortController();
+  following = controller;
+  try {
+    const url = `${config.apiUrl}/threads/${encodeURIComponent(threadId)}/stream`;
+    const response = await chatkitFetch(url, { signal: controller.signal });
+    if (!response.ok || !response.body) return;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      seen += value;
+      if (seen.includes('"stream.no_active_turn"')) return; // nothing runs: nothing to follow
+      showStatus("Answering in the background…");
+    }
+    showStatus("");
+    await chat.fetchUpdates(); // the whole answer, and the thread active again
+  } catch (error) {
+    if (error.name !== "AbortError") showStatus(String(error.message ?? error), true);
+  } finally {
+    if (following === controller) following = null;
+  }
+}
+
 function options() {
   const { attachments } = config;
   return {
@@ -118,6 +154,7 @@ function options() {
       },
     },
     threadItemActions: { feedback: true, retry: true },
+    ...(initialThread ? { initialThread } : {}),
     onClientTool,
   };
 }
@@ -138,11 +175,26 @@ await customElements.whenDefined("openai-chatkit");
 clearTimeout(loading);
 
 chat.addEventListener("chatkit.error", (event) => showStatus(event.detail.error.message, true));
-chat.addEventListener("chatkit.response.start", () => showStatus(""));
+chat.addEventListener("chatkit.response.start", () => {
+  responding = true;
+  showStatus("");
+});
+chat.addEventListener("chatkit.response.end", () => {
+  responding = false;
+});
+chat.addEventListener("chatkit.thread.change", (event) => {
+  const { threadId } = event.detail;
+  if (threadId) sessionStorage.setItem(THREAD_KEY, threadId);
+  else sessionStorage.removeItem(THREAD_KEY);
+  if (!responding) followTurn(threadId);
+});
 field("identity").addEventListener("submit", (event) => {
   event.preventDefault();
   cachedToken = null;
   showStatus("");
+  sessionStorage.removeItem(THREAD_KEY);
+  following?.abort();
   chat.setThreadId(null); // a new chat: the last one belonged to the previous identity
 });
 applyTheme(theme);
+followTurn(initialThread); // a reload mid-answer: the answer goes on, follow it

@@ -1,0 +1,209 @@
+"""Turn locks and turn events: the shared state of running turns, in the database.
+
+A lock is a lease: the turn that holds it renews it while it runs, and an expired lease is no
+lock at all, so a process that crashed mid-turn leaves nothing that outlives `TURN_LEASE_SECONDS`.
+Events are kept while their turn runs (and briefly after, for readers finishing on other
+replicas), for clients that re-attach on any replica; a thread's new turn clears any leftovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.db import autocommit, upsert_insert, utcnow
+from app.store.models import TurnEventRow, TurnLockRow
+from app.store.store import TURN_LOCK_REASON
+
+BUSY_GRACE_SECONDS = 1.0
+BUSY_RETRY_SECONDS = 0.05
+
+
+class TurnLocks:
+    """One running turn per thread, across every replica sharing the database."""
+
+    def __init__(self, engine: AsyncEngine, lease: timedelta) -> None:
+        self._single = autocommit(engine)
+        self.lease = lease
+        stmt = upsert_insert(engine)(TurnLockRow)
+        self._acquire = stmt.on_conflict_do_update(
+            index_elements=[TurnLockRow.user_id, TurnLockRow.thread_id],
+            set_={
+                "turn_id": stmt.excluded.turn_id,
+                "reason": stmt.excluded.reason,
+                "expires_at": stmt.excluded.expires_at,
+                "stop_requested": False,
+            },
+            where=TurnLockRow.expires_at <= bindparam("p_now", type_=TurnLockRow.expires_at.type),
+        )
+
+    async def acquire(self, user_id: str, thread_id: str, turn_id: str) -> bool:
+        """Take the thread's lock for `turn_id`, unless another turn holds an unexpired one.
+
+        The thread must exist and be the user's (the caller has loaded it).
+        """
+        now = utcnow()
+        row = {
+            "user_id": user_id,
+            "thread_id": thread_id,
+            "turn_id": turn_id,
+            "reason": TURN_LOCK_REASON,
+            "expires_at": now + self.lease,
+            "p_now": now,
+        }
+        async with self._single.connect() as conn:
+            result = await conn.execute(self._acquire, row)
+        return bool(result.rowcount)
+
+    async def acquire_soon(
+        self, user_id: str, thread_id: str, turn_id: str, *, within: float = BUSY_GRACE_SECONDS
+    ) -> bool:
+        """`acquire`, trying again for up to `within` seconds while the thread is held.
+
+        A client may answer a turn's last event (a client tool call, say) before the turn has
+        released its lock: that turn is only writing its last rows, and lets go at once.
+        """
+        deadline = time.monotonic() + within
+        while not await self.acquire(user_id, thread_id, turn_id):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(BUSY_RETRY_SECONDS)
+        return True
+
+    async def renew(self, user_id: str, thread_id: str, turn_id: str) -> bool:
+        """Extend the lease; false if the turn no longer holds it."""
+        stmt = (
+            update(TurnLockRow)
+            .where(
+                TurnLockRow.user_id == user_id,
+                TurnLockRow.thread_id == thread_id,
+                TurnLockRow.turn_id == turn_id,
+            )
+            .values(expires_at=utcnow() + self.lease)
+        )
+        async with self._single.connect() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def release(self, user_id: str, thread_id: str, turn_id: str) -> None:
+        stmt = delete(TurnLockRow).where(
+            TurnLockRow.user_id == user_id,
+            TurnLockRow.thread_id == thread_id,
+            TurnLockRow.turn_id == turn_id,
+        )
+        async with self._single.connect() as conn:
+            await conn.execute(stmt)
+
+    async def request_stop(self, user_id: str, thread_id: str) -> bool:
+        """Ask the process running the thread's turn to stop it; false if none runs."""
+        stmt = (
+            update(TurnLockRow)
+            .where(
+                TurnLockRow.user_id == user_id,
+                TurnLockRow.thread_id == thread_id,
+                TurnLockRow.expires_at > utcnow(),
+            )
+            .values(stop_requested=True)
+        )
+        async with self._single.connect() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def stops_requested(self, holds: Sequence[tuple[str, str, str]]) -> set[str]:
+        """Which of the turns `(user_id, thread_id, turn_id)` were asked to stop."""
+        if not holds:
+            return set()
+        keys = [(user_id, thread_id) for user_id, thread_id, _ in holds]
+        stmt = select(TurnLockRow.turn_id).where(
+            tuple_(TurnLockRow.user_id, TurnLockRow.thread_id).in_(keys),
+            TurnLockRow.stop_requested,
+        )
+        async with self._single.connect() as conn:
+            asked = set((await conn.execute(stmt)).scalars())
+        return asked & {turn_id for _, _, turn_id in holds}
+
+    async def running(self, user_id: str, thread_id: str) -> str | None:
+        """The id of the turn holding the thread's unexpired lock, if any."""
+        stmt = select(TurnLockRow.turn_id).where(
+            TurnLockRow.user_id == user_id,
+            TurnLockRow.thread_id == thread_id,
+            TurnLockRow.expires_at > utcnow(),
+        )
+        async with self._single.connect() as conn:
+            turn_id: str | None = (await conn.execute(stmt)).scalar_one_or_none()
+        return turn_id
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """A turn's events from `first_seq` on."""
+
+    user_id: str
+    thread_id: str
+    turn_id: str
+    first_seq: int
+    events: Sequence[bytes]
+
+
+class TurnEvents:
+    """The streamed events of each thread's latest turn, numbered from 1."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._single = autocommit(engine)
+        self._engine = engine
+
+    async def start(self, user_id: str, thread_id: str) -> None:
+        """Forget the thread's earlier turns: the table holds one turn per thread."""
+        stmt = delete(TurnEventRow).where(
+            TurnEventRow.user_id == user_id, TurnEventRow.thread_id == thread_id
+        )
+        async with self._single.connect() as conn:
+            await conn.execute(stmt)
+
+    async def append(self, batches: Sequence[EventBatch]) -> None:
+        """Write the batches of any number of turns, in one statement."""
+        rows = [
+            {
+                "user_id": batch.user_id,
+                "turn_id": batch.turn_id,
+                "seq": batch.first_seq + offset,
+                "thread_id": batch.thread_id,
+                "data": event.decode(),
+            }
+            for batch in batches
+            for offset, event in enumerate(batch.events)
+        ]
+        if rows:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(TurnEventRow), rows)
+
+    async def forget(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete the events of ended turns, given as `(user_id, turn_id)`."""
+        if not keys:
+            return
+        stmt = delete(TurnEventRow).where(
+            tuple_(TurnEventRow.user_id, TurnEventRow.turn_id).in_(keys)
+        )
+        async with self._single.connect() as conn:
+            await conn.execute(stmt)
+
+    async def after(self, user_id: str, turn_id: str, seq: int) -> list[tuple[int, bytes]]:
+        """The turn's events numbered above `seq`, in order."""
+        stmt = (
+            select(TurnEventRow.seq, TurnEventRow.data)
+            .where(
+                TurnEventRow.user_id == user_id,
+                TurnEventRow.turn_id == turn_id,
+                TurnEventRow.seq > seq,
+            )
+            .order_by(TurnEventRow.seq)
+        )
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(row.seq, row.data.encode()) for row in rows]
