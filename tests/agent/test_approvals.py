@@ -432,7 +432,10 @@ async def test_a_call_whose_mcp_server_is_down_waits_until_it_is_back(
     async with AsyncExitStack() as stack:
         server = await stack.enter_async_context(HttpMcpServer(free_port(), calls))
         extra = 'require_approval = ["delete_everything"]'
-        toml = FAST_RETRIES + http_server_toml("local", server.port, extra)
+        # A health check every second: the kill is noticed within a second, however busy the
+        # machine (the streamable HTTP client need not see the connection close by itself).
+        checks = FAST_RETRIES.replace("health_check_seconds = 30", "health_check_seconds = 1")
+        toml = checks + http_server_toml("local", server.port, extra)
         settings = make_settings(postgres_url, agent_config=write_toml(tmp_path, toml))
         running = await stack.enter_async_context(running_app(settings))
         client = running.client

@@ -103,9 +103,10 @@ async def test_a_failed_turn_records_what_was_spent(running, fake_model: FakeMod
 
 
 async def test_a_client_that_leaves_mid_answer_still_counts(database_url, user) -> None:
-    """The first model call finished (a tool call); the client leaves during the second: the
-    row is written by the cancelled turn, with what the first call reported."""
-    settings = make_settings(database_url, fake_model_delay_ms=2)
+    """`ON_DISCONNECT=cancel`. The first model call finished (a tool call); the client leaves
+    during the second: the row is written by the cancelled turn, with what the first call
+    reported."""
+    settings = make_settings(database_url, fake_model_delay_ms=2, on_disconnect="cancel")
     async with running_app(settings, socket=True) as running:
         first = FakeTurn(text="Adding it.", tool_calls=[FakeToolCall("add_task", {"title": "M"})])
         running.fake_model.script.push(first, FakeTurn.say("word " * 5000))
@@ -127,3 +128,30 @@ async def test_a_client_that_leaves_mid_answer_still_counts(database_url, user) 
 
     assert [tokens(row) for row in rows] == [(0, 0, 2, 0)]
     assert not running.fake_model.script.calls[-1].finished
+
+
+async def test_a_turn_finished_after_the_client_left_counts_whole(database_url, user) -> None:
+    """`ON_DISCONNECT=finish` (the default): the client leaves during the second model call, the
+    turn runs on in the background, and its one row holds both calls' tokens."""
+    settings = make_settings(database_url, fake_model_delay_ms=2)
+    async with running_app(settings, socket=True) as running:
+        first = FakeTurn(text="Adding it.", tool_calls=[FakeToolCall("add_task", {"title": "M"})])
+        running.fake_model.script.push(first, FakeTurn.say("word " * 300))
+        body = json.dumps(create_thread_req("Buy milk"))
+        headers = {"Content-Type": "application/json", "X-User-Id": user.user_id}
+        deltas = 0
+        async with running.client.stream("POST", "/chatkit", content=body, headers=headers) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: ") and '"delta"' in line:
+                    deltas += 1
+                    if deltas == 10:  # well into the second answer
+                        break
+        rows: list[Any] = []
+        for _ in range(1000):
+            rows = await usage_rows(running.services.engine, user.user_id)
+            if rows:
+                break
+            await asyncio.sleep(0.01)
+
+    assert [tokens(row) for row in rows] == [(0, 0, 2 + 300, 0)]
+    assert running.fake_model.script.calls[-1].finished
