@@ -64,44 +64,33 @@ class ModelClient:
         await self.client.close()
 
 
-class ResponsesModel(OpenAIResponsesModel):
+class RefreshingFiles:
+    """Retries a model request once with fresh file ids when the provider lost some; mixed in
+    before the SDK's model class, whose methods `super()` reaches."""
+
+    def stream_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        parent = super().stream_response  # type: ignore[misc]
+        return refreshing_stream(
+            lambda item: parent(system_instructions, item, *args, **kwargs), input
+        )
+
+    async def get_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
+        parent = super().get_response  # type: ignore[misc]
+        return await refreshing_call(
+            lambda item: parent(system_instructions, item, *args, **kwargs), input
+        )
+
+
+class ResponsesModel(RefreshingFiles, OpenAIResponsesModel):
     """The Responses API, retried once with fresh file ids when the provider lost some."""
 
-    def stream_response(
-        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        parent = super().stream_response
-        return refreshing_stream(
-            lambda item: parent(system_instructions, item, *args, **kwargs), input
-        )
 
-    async def get_response(
-        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
-    ) -> ModelResponse:
-        parent = super().get_response
-        return await refreshing_call(
-            lambda item: parent(system_instructions, item, *args, **kwargs), input
-        )
-
-
-class ChatCompletionsModel(OpenAIChatCompletionsModel):
+class ChatCompletionsModel(RefreshingFiles, OpenAIChatCompletionsModel):
     """Chat Completions, retried once with fresh file ids when the provider lost some."""
-
-    def stream_response(
-        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        parent = super().stream_response
-        return refreshing_stream(
-            lambda item: parent(system_instructions, item, *args, **kwargs), input
-        )
-
-    async def get_response(
-        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
-    ) -> ModelResponse:
-        parent = super().get_response
-        return await refreshing_call(
-            lambda item: parent(system_instructions, item, *args, **kwargs), input
-        )
 
 
 async def refreshing_stream(

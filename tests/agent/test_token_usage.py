@@ -102,29 +102,36 @@ async def test_a_failed_turn_records_what_was_spent(running, fake_model: FakeMod
     assert tokens(row) == (0, 0, 2, 0)
 
 
+async def leave_mid_answer_and_read_usage(running: Any, user_id: str, words: int) -> list[Any]:
+    """A tool call, then a `words`-word answer; the client leaves after 10 deltas of it. The
+    user's usage rows, once written (polled for up to 10 s)."""
+    first = FakeTurn(text="Adding it.", tool_calls=[FakeToolCall("add_task", {"title": "M"})])
+    running.fake_model.script.push(first, FakeTurn.say("word " * words))
+    body = json.dumps(create_thread_req("Buy milk"))
+    headers = {"Content-Type": "application/json", "X-User-Id": user_id}
+    deltas = 0
+    async with running.client.stream("POST", "/chatkit", content=body, headers=headers) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data: ") and '"delta"' in line:
+                deltas += 1
+                if deltas == 10:  # well into the second answer
+                    break
+    rows: list[Any] = []
+    for _ in range(1000):
+        rows = await usage_rows(running.services.engine, user_id)
+        if rows:
+            break
+        await asyncio.sleep(0.01)
+    return rows
+
+
 async def test_a_client_that_leaves_mid_answer_still_counts(database_url, user) -> None:
     """`ON_DISCONNECT=cancel`. The first model call finished (a tool call); the client leaves
     during the second: the row is written by the cancelled turn, with what the first call
     reported."""
     settings = make_settings(database_url, fake_model_delay_ms=2, on_disconnect="cancel")
     async with running_app(settings, socket=True) as running:
-        first = FakeTurn(text="Adding it.", tool_calls=[FakeToolCall("add_task", {"title": "M"})])
-        running.fake_model.script.push(first, FakeTurn.say("word " * 5000))
-        body = json.dumps(create_thread_req("Buy milk"))
-        headers = {"Content-Type": "application/json", "X-User-Id": user.user_id}
-        deltas = 0
-        async with running.client.stream("POST", "/chatkit", content=body, headers=headers) as r:
-            async for line in r.aiter_lines():
-                if line.startswith("data: ") and '"delta"' in line:
-                    deltas += 1
-                    if deltas == 10:  # well into the second answer
-                        break
-        rows: list[Any] = []
-        for _ in range(500):
-            rows = await usage_rows(running.services.engine, user.user_id)
-            if rows:
-                break
-            await asyncio.sleep(0.01)
+        rows = await leave_mid_answer_and_read_usage(running, user.user_id, 5000)
 
     assert [tokens(row) for row in rows] == [(0, 0, 2, 0)]
     assert not running.fake_model.script.calls[-1].finished
@@ -135,23 +142,7 @@ async def test_a_turn_finished_after_the_client_left_counts_whole(database_url, 
     turn runs on in the background, and its one row holds both calls' tokens."""
     settings = make_settings(database_url, fake_model_delay_ms=2)
     async with running_app(settings, socket=True) as running:
-        first = FakeTurn(text="Adding it.", tool_calls=[FakeToolCall("add_task", {"title": "M"})])
-        running.fake_model.script.push(first, FakeTurn.say("word " * 300))
-        body = json.dumps(create_thread_req("Buy milk"))
-        headers = {"Content-Type": "application/json", "X-User-Id": user.user_id}
-        deltas = 0
-        async with running.client.stream("POST", "/chatkit", content=body, headers=headers) as r:
-            async for line in r.aiter_lines():
-                if line.startswith("data: ") and '"delta"' in line:
-                    deltas += 1
-                    if deltas == 10:  # well into the second answer
-                        break
-        rows: list[Any] = []
-        for _ in range(1000):
-            rows = await usage_rows(running.services.engine, user.user_id)
-            if rows:
-                break
-            await asyncio.sleep(0.01)
+        rows = await leave_mid_answer_and_read_usage(running, user.user_id, 300)
 
     assert [tokens(row) for row in rows] == [(0, 0, 2 + 300, 0)]
     assert running.fake_model.script.calls[-1].finished
