@@ -121,7 +121,8 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         figures: dict[str, list[float]] = {"off": [], "on": []}
         cpu: dict[str, list[float]] = {"off": [], "on": []}
         for pair in range(args.pairs):
-            for name, server in (("off", off), ("on", on)):
+            order = [("off", off), ("on", on)]
+            for name, server in order if pair % 2 == 0 else order[::-1]:  # neither always first
                 turns, cpu_ms = await one_run(server, args.users, args.messages, name == "on")
                 figures[name].append(turns)
                 cpu[name].append(cpu_ms)
