@@ -8,6 +8,7 @@ server, dropped afterwards).
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import time
 from datetime import timedelta
@@ -69,20 +70,27 @@ async def measure(settings: Settings) -> None:
             user = f"bench-{turns}"
             await seed(settings, user, turns)
             await store.spent(user, periods.day, periods.month)  # warm
-            start = time.perf_counter()
+            checks, writes = [], []
             for _ in range(ROUNDS):
+                start = time.perf_counter()
                 await store.spent(user, periods.day, periods.month)
-            check = (time.perf_counter() - start) / ROUNDS * 1000
-            start = time.perf_counter()
+                checks.append((time.perf_counter() - start) * 1000)
             for _ in range(ROUNDS):
+                start = time.perf_counter()
                 await store.record(user, "thr_bench", None, "gpt-bench", TokenCounts(9, 3, 1), now)
-            write = (time.perf_counter() - start) / ROUNDS * 1000
+                writes.append((time.perf_counter() - start) * 1000)
             out(
                 f"{turns:>7} turns this month: "
-                f"quota check {check:6.2f} ms, usage row {write:5.2f} ms"
+                f"quota check {spread(checks)}, usage row {spread(writes)}"
             )
     finally:
         await engine.dispose()
+
+
+def spread(ms: list[float]) -> str:
+    """Median (10th–90th percentile) of the timings, in ms."""
+    deciles = statistics.quantiles(ms, n=10)
+    return f"{statistics.median(ms):.2f} ms ({deciles[0]:.2f}–{deciles[-1]:.2f})"
 
 
 def out(line: str) -> None:
