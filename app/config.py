@@ -572,14 +572,19 @@ class Settings(BaseSettings):
             )
         return problems
 
-    def known_tier(self, claimed: object) -> str:
-        """`claimed` if `RATE_LIMIT_DAILY_MESSAGES` names it, else `AUTH_DEFAULT_TIER`.
+    @cached_property
+    def named_tiers(self) -> frozenset[str]:
+        """The tiers a limit setting names (`RATE_LIMIT_DAILY_MESSAGES`, `TOKEN_QUOTA_*`)."""
+        names = {tier for name in TIER_LIMIT_SETTINGS for tier in getattr(self, name)}
+        return frozenset(names - {"*"})
 
-        A tier comes from a token claim or a header; one the quotas do not name is never
+    def known_tier(self, claimed: object) -> str:
+        """`claimed` if a limit setting names it, else `AUTH_DEFAULT_TIER`.
+
+        A tier comes from a token claim or a header; one the limits do not name is never
         trusted, so a user who could write their own claim cannot invent an unlimited plan.
         """
-        limits = self.rate_limit_daily_messages
-        if isinstance(claimed, str) and claimed != "*" and claimed in limits:
+        if isinstance(claimed, str) and claimed in self.named_tiers:
             return claimed
         return self.auth_default_tier
 
@@ -588,8 +593,7 @@ class Settings(BaseSettings):
 
         Unknown tiers count as the default tier, whose quota is its own entry or else `*`.
         """
-        limits = self.rate_limit_daily_messages
-        return limits.get(self.known_tier(tier), limits.get("*"))
+        return self._tier_limit(self.rate_limit_daily_messages, tier)
 
     def token_quotas(self, tier: str) -> tuple[int | None, int | None]:
         """The tier's (daily, monthly) token quotas; None is unlimited (or no quota set).

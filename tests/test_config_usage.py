@@ -22,6 +22,16 @@ def test_token_quotas_by_tier_and_the_default_tier() -> None:
     assert settings().token_quotas("free") == (None, None)  # unset: no token quota
 
 
+def test_a_tier_only_a_token_quota_names_is_kept() -> None:
+    """`enterprise` is named by the token quota alone: its users get its quota, and the message
+    limits' default-tier entry (the tier is unknown there), never the free token quota."""
+    parsed = settings(token_quota_daily="free=1000,enterprise=10000000")
+    assert parsed.known_tier("enterprise") == "enterprise"
+    assert parsed.token_quotas(parsed.known_tier("enterprise")) == (10_000_000, None)
+    assert parsed.daily_message_limit("enterprise") == parsed.daily_message_limit("free")
+    assert parsed.known_tier("*") == "free"  # the wildcard is never a tier
+
+
 @pytest.mark.parametrize("name", ["token_quota_daily", "token_quota_monthly"])
 def test_a_token_quota_that_leaves_the_default_tier_out_refuses_to_start(
     name: str, monkeypatch: pytest.MonkeyPatch
