@@ -78,11 +78,6 @@ async def write_title(model: Model | None, text: str) -> Title:
     return Title(title or fallback_title(text), response.usage)
 
 
-async def generate_title(model: Model | None, text: str) -> str:
-    """The title's text alone."""
-    return (await write_title(model, text)).text
-
-
 def first_user_text(items: list[ThreadItem]) -> str:
     """The text of the oldest user message among `items`: what a title summarizes."""
     for item in items:

@@ -11,6 +11,7 @@ calls by tool and outcome, and database connections in use.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.observability import metrics
+from app.store.tokens import TokenCounts
 
 MAX_LABEL_CHARS = 64
 
@@ -66,15 +68,10 @@ def error_kind(exc: BaseException) -> str:
 
 
 def count_tokens(model: str, usage: Usage | ResponseUsage | None) -> None:
+    """Tokens by kind, read as the usage rows read them (`TokenCounts.from_usage`)."""
     if usage is None:
         return
-    input_details, output_details = usage.input_tokens_details, usage.output_tokens_details
-    counts = {
-        "input": usage.input_tokens,
-        "cached_input": input_details.cached_tokens if input_details else 0,
-        "output": usage.output_tokens,
-        "reasoning": output_details.reasoning_tokens if output_details else 0,
-    }
+    counts = dataclasses.asdict(TokenCounts.from_usage(usage))
     for kind, count in counts.items():
         if count:
             metrics.MODEL_TOKENS.labels(model, kind).inc(count)

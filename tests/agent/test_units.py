@@ -9,7 +9,7 @@ from agents import ModelSettings, ModelTracing
 
 from app.agent.errors import stream_error_for
 from app.agent.fake_model import FakeModel, FakeTurn, default_reply
-from app.agent.title import fallback_title, generate_title
+from app.agent.title import fallback_title, write_title
 from tests.helpers.server import free_port
 
 
@@ -102,7 +102,7 @@ async def test_title_falls_back_when_the_model_fails() -> None:
     model = FakeModel(tokens=3, delay=0)
     model.script.push(FakeTurn.fail(RuntimeError("down")), FakeTurn.say('"Lisbon offsite plan."'))
 
-    assert await generate_title(model, "Plan the Lisbon offsite for the team") == (
+    assert (await write_title(model, "Plan the Lisbon offsite for the team")).text == (
         "Plan the Lisbon offsite for the…"
     )
-    assert await generate_title(model, "Plan the Lisbon offsite") == "Lisbon offsite plan"
+    assert (await write_title(model, "Plan the Lisbon offsite")).text == "Lisbon offsite plan"
