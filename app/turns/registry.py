@@ -253,7 +253,9 @@ class Turns:
     # lifespan
 
     async def renew_leases(self) -> None:
-        """Keep the locks of the running turns, every third of the lease."""
+        """Keep the locks of the running turns, every third of the lease. A turn whose lock is
+        gone (it expired, say through a database outage longer than the lease, and another
+        turn may hold the thread now) is stopped: one turn per thread, always."""
         every = self.locks.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(every)
@@ -261,10 +263,14 @@ class Turns:
                 if turn.thread_id is None or turn.done:
                     continue
                 try:
-                    await self.locks.renew(turn.context.user_id, turn.thread_id, turn.id)
+                    held = await self.locks.renew(turn.context.user_id, turn.thread_id, turn.id)
                 except Exception as exc:
                     kind = type(exc).__name__
                     logger.warning("Could not renew turn %s's lock: %s", turn.id, kind)
+                    continue
+                if not held and not turn.done:
+                    logger.warning("Turn %s lost its thread's lock: stopping it", turn.id)
+                    self.stop(turn)
 
     async def flush_events(self) -> None:
         """Write the running turns' new events every `EVENT_FLUSH_SECONDS`: one insert for all

@@ -9,9 +9,11 @@ import asyncio
 from contextlib import AsyncExitStack
 
 from chatkit.types import AssistantMessageItem, SDKHiddenContextItem, UserMessageItem
+from sqlalchemy import select, update
 
 from app.agent.fake_model import FakeTurn
 from app.context import RequestContext
+from app.store.models import TurnLockRow
 from app.store.store import TURN_LOCK_REASON
 from app.turns.registry import cap_note
 from tests.conftest import make_settings
@@ -204,3 +206,34 @@ async def test_stopping_a_turn_saves_its_partial_answer_on_any_replica(
             ]
             response = await stopper.client.delete(url, headers={"X-User-Id": user.user_id})
             assert response.json() == {"stopped": False}
+
+
+async def test_a_turn_that_lost_its_lock_is_stopped(
+    database_url: str, user: RequestContext
+) -> None:
+    """The lease expired and another turn took the thread (here: the row is handed over): at
+    its next renewal the first turn stops, keeps its partial answer, and leaves the other
+    turn's lock alone. One turn per thread, even after an outage longer than the lease."""
+    settings = make_settings(database_url, turn_lease_seconds=1)
+    async with running_app(settings, socket=True) as running:
+        client, model = running.client, running.fake_model
+        model.script.push(FakeTurn.say(ANSWER, pause_after=PAUSE_AFTER, hold=asyncio.Event()))
+        seen = await read_until(
+            client, "POST", "/chatkit", user.user_id, body=create_thread_req(), stop=deltas(1)
+        )
+        thread_id = thread_of(seen)
+        lock = (TurnLockRow.user_id == user.user_id) & (TurnLockRow.thread_id == thread_id)
+        async with running.services.engine.begin() as conn:
+            await conn.execute(update(TurnLockRow).where(lock).values(turn_id="turn_other"))
+
+        for _ in range(POLLS):  # renewed every third of a second
+            if len(running.services.turns) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert len(running.services.turns) == 0
+        assert model.script.calls[-1].closed_early
+        async with running.services.engine.connect() as conn:
+            holder = await conn.scalar(select(TurnLockRow.turn_id).where(lock))
+        assert holder == "turn_other"
+        stored = await stored_items(running.services, user.user_id, thread_id)
+        assert isinstance(stored[-1], AssistantMessageItem | SDKHiddenContextItem)
