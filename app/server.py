@@ -153,15 +153,23 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             turn_id = new_turn_id()
             thread_id = getattr(parsed.params, "thread_id", None)
             if thread_id is not None and self.locks is not None:
-                await self.store.load_thread(thread_id, context)  # another user's: a 404
-                if not await self.locks.acquire_soon(context.user_id, thread_id, turn_id):
-                    raise ThreadBusy(BUSY_MESSAGE)
+                await self._lock_thread(thread_id, turn_id, context)
             stream = self._closing_turns(self._process_streaming(parsed, context))
             return TurnStream(stream, turn_id=turn_id, thread_id=thread_id)
         if refusal is not None:
             raise refusal
         with sdk_refusals():
             return NonStreamingResult(await self._process_non_streaming(parsed, context))
+
+    async def _lock_thread(self, thread_id: str, turn_id: str, context: RequestContext) -> None:
+        """Take the thread's lock for the turn: one statement, which also checks the owner;
+        on a refusal, another user's (or no) thread is a 404, and a busy one a 409."""
+        assert self.locks is not None
+        if await self.locks.acquire(context.user_id, thread_id, turn_id):
+            return
+        await self.store.load_thread(thread_id, context)
+        if not await self.locks.acquire_soon(context.user_id, thread_id, turn_id):
+            raise ThreadBusy(BUSY_MESSAGE)
 
     async def _closing_turns(self, events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         """Relay a request's stream; then close the turns `respond` opened for it."""

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the application's `Services`, and the caller's identity."""
+"""FastAPI dependencies: the application's `Services`, and the caller's identity.
+
+All `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
+dependency on every request for what is a dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,20 @@ from app.http.auth.base import Unauthenticated
 from app.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_caller(request: Request) -> RequestContext | None:
+async def get_caller(request: Request) -> RequestContext | None:
     """The identity the edge resolved for this request, if the request carried one."""
     context: RequestContext | None = request.scope.get("state", {}).get("context")
     return context
 
 
-def get_context(caller: Annotated[RequestContext | None, Depends(get_caller)]) -> RequestContext:
+async def get_context(
+    caller: Annotated[RequestContext | None, Depends(get_caller)],
+) -> RequestContext:
     """The caller, who must be known."""
     if caller is None:
         raise Unauthenticated("Authentication required")

@@ -240,12 +240,15 @@ class TurnLockRow(Base):
     expires_at: Mapped[datetime]
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     """Set by `DELETE .../stream` on any replica; the holder's process stops the turn."""
+    followed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    """Set when a client on another process re-attaches: the holder writes `turn_events`."""
 
 
 class TurnEventRow(Base):
-    """One streamed event of a thread's latest turn, for clients re-attaching from any replica.
+    """One streamed event of a thread's followed turn, for a client re-attaching on another
+    replica (nothing is written for a turn no such client follows).
 
-    Bounded: deleted shortly after their turn ends; a thread's new turn deletes any leftovers.
+    Bounded: deleted shortly after their turn ends; following a thread deletes any leftovers.
     """
 
     __tablename__ = "turn_events"

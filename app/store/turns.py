@@ -2,8 +2,9 @@
 
 A lock is a lease: the turn that holds it renews it while it runs, and an expired lease is no
 lock at all, so a process that crashed mid-turn leaves nothing that outlives `TURN_LEASE_SECONDS`.
-Events are kept while their turn runs (and briefly after, for readers finishing on other
-replicas), for clients that re-attach on any replica; a thread's new turn clears any leftovers.
+A turn's events are written only once a client on another process follows it (the lock's
+`followed` flag), and kept briefly after it ends, for that reader to finish; following a thread
+clears what earlier turns of it left behind.
 """
 
 from __future__ import annotations
@@ -13,16 +14,26 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import DateTime, String, bindparam, delete, false, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import autocommit, upsert_insert, utcnow
-from app.store.models import TurnEventRow, TurnLockRow
+from app.store.models import ThreadRow, TurnEventRow, TurnLockRow
 from app.store.store import TURN_LOCK_REASON
 
 BUSY_GRACE_SECONDS = 1.0
 BUSY_RETRY_SECONDS = 0.05
+
+
+class Signals(NamedTuple):
+    """What other processes asked of this process's turns, by turn id."""
+
+    stop: set[str]
+    """Stop the turn (`DELETE .../stream` on another replica)."""
+    followed: set[str]
+    """A client on another process reads the turn from `turn_events`."""
 
 
 class TurnLocks:
@@ -31,7 +42,28 @@ class TurnLocks:
     def __init__(self, engine: AsyncEngine, lease: timedelta) -> None:
         self._single = autocommit(engine)
         self.lease = lease
-        stmt = upsert_insert(engine)(TurnLockRow)
+        # The user's own thread, or no row: taking the lock also checks the thread's owner.
+        owned = select(
+            ThreadRow.user_id,
+            ThreadRow.id,
+            bindparam("p_turn", type_=String()),
+            bindparam("p_reason", type_=String()),
+            bindparam("p_expires", type_=DateTime()),
+            false(),
+            false(),
+        ).where(ThreadRow.id == bindparam("p_thread"), ThreadRow.user_id == bindparam("p_user"))
+        stmt = upsert_insert(engine)(TurnLockRow).from_select(
+            [
+                "user_id",
+                "thread_id",
+                "turn_id",
+                "reason",
+                "expires_at",
+                "stop_requested",
+                "followed",
+            ],
+            owned,
+        )
         self._acquire = stmt.on_conflict_do_update(
             index_elements=[TurnLockRow.user_id, TurnLockRow.thread_id],
             set_={
@@ -39,6 +71,7 @@ class TurnLocks:
                 "reason": stmt.excluded.reason,
                 "expires_at": stmt.excluded.expires_at,
                 "stop_requested": False,
+                "followed": False,
             },
             where=TurnLockRow.expires_at <= bindparam("p_now", type_=TurnLockRow.expires_at.type),
         )
@@ -46,15 +79,16 @@ class TurnLocks:
     async def acquire(self, user_id: str, thread_id: str, turn_id: str) -> bool:
         """Take the thread's lock for `turn_id`, unless another turn holds an unexpired one.
 
-        The thread must exist and be the user's (the caller has loaded it).
+        False too when the thread is not the user's (or does not exist): one statement checks
+        both, and the caller tells them apart only when it fails.
         """
         now = utcnow()
         row = {
-            "user_id": user_id,
-            "thread_id": thread_id,
-            "turn_id": turn_id,
-            "reason": TURN_LOCK_REASON,
-            "expires_at": now + self.lease,
+            "p_user": user_id,
+            "p_thread": thread_id,
+            "p_turn": turn_id,
+            "p_reason": TURN_LOCK_REASON,
+            "p_expires": now + self.lease,
             "p_now": now,
         }
         async with self._single.connect() as conn:
@@ -91,14 +125,38 @@ class TurnLocks:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 
-    async def release(self, user_id: str, thread_id: str, turn_id: str) -> None:
+    async def release(
+        self, user_id: str, thread_id: str, turn_id: str, *, unless_followed: bool = False
+    ) -> bool:
+        """Let the thread go; false if the turn did not hold it, or (`unless_followed`) a
+        client on another process follows the turn and must first get its last events."""
         stmt = delete(TurnLockRow).where(
             TurnLockRow.user_id == user_id,
             TurnLockRow.thread_id == thread_id,
             TurnLockRow.turn_id == turn_id,
         )
+        if unless_followed:
+            stmt = stmt.where(TurnLockRow.followed.is_(False))
         async with self._single.connect() as conn:
-            await conn.execute(stmt)
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
+    async def follow(self, user_id: str, thread_id: str) -> str | None:
+        """Ask the process running the thread's turn to write its events to `turn_events`, for
+        a reader on this process; the turn's id, or `None` if no turn runs."""
+        stmt = (
+            update(TurnLockRow)
+            .where(
+                TurnLockRow.user_id == user_id,
+                TurnLockRow.thread_id == thread_id,
+                TurnLockRow.expires_at > utcnow(),
+            )
+            .values(followed=True)
+            .returning(TurnLockRow.turn_id)
+        )
+        async with self._single.connect() as conn:
+            turn_id: str | None = (await conn.execute(stmt)).scalar_one_or_none()
+        return turn_id
 
     async def request_stop(self, user_id: str, thread_id: str) -> bool:
         """Ask the process running the thread's turn to stop it; false if none runs."""
@@ -115,18 +173,27 @@ class TurnLocks:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 
-    async def stops_requested(self, holds: Sequence[tuple[str, str, str]]) -> set[str]:
-        """Which of the turns `(user_id, thread_id, turn_id)` were asked to stop."""
+    async def signals(self, holds: Sequence[tuple[str, str, str]]) -> Signals:
+        """Which of the turns `(user_id, thread_id, turn_id)` were asked to stop, and which are
+        followed from another process."""
+        signals = Signals(set(), set())
         if not holds:
-            return set()
+            return signals
         keys = [(user_id, thread_id) for user_id, thread_id, _ in holds]
-        stmt = select(TurnLockRow.turn_id).where(
+        stmt = select(TurnLockRow.turn_id, TurnLockRow.stop_requested, TurnLockRow.followed).where(
             tuple_(TurnLockRow.user_id, TurnLockRow.thread_id).in_(keys),
-            TurnLockRow.stop_requested,
+            TurnLockRow.stop_requested | TurnLockRow.followed,
         )
         async with self._single.connect() as conn:
-            asked = set((await conn.execute(stmt)).scalars())
-        return asked & {turn_id for _, _, turn_id in holds}
+            rows = (await conn.execute(stmt)).all()
+        ours = {turn_id for _, _, turn_id in holds}
+        for row in rows:
+            if row.turn_id in ours:
+                if row.stop_requested:
+                    signals.stop.add(row.turn_id)
+                if row.followed:
+                    signals.followed.add(row.turn_id)
+        return signals
 
     async def running(self, user_id: str, thread_id: str) -> str | None:
         """The id of the turn holding the thread's unexpired lock, if any."""
@@ -158,10 +225,13 @@ class TurnEvents:
         self._single = autocommit(engine)
         self._engine = engine
 
-    async def start(self, user_id: str, thread_id: str) -> None:
-        """Forget the thread's earlier turns: the table holds one turn per thread."""
+    async def clear_others(self, user_id: str, thread_id: str, turn_id: str) -> None:
+        """Forget what the thread's earlier turns left (a process that crashed while one was
+        followed): the table holds one turn per thread."""
         stmt = delete(TurnEventRow).where(
-            TurnEventRow.user_id == user_id, TurnEventRow.thread_id == thread_id
+            TurnEventRow.user_id == user_id,
+            TurnEventRow.thread_id == thread_id,
+            TurnEventRow.turn_id != turn_id,
         )
         async with self._single.connect() as conn:
             await conn.execute(stmt)

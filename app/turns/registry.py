@@ -6,9 +6,10 @@ reader leaves, `ON_DISCONNECT` decides: `finish` lets the turn run to its end (a
 `BACKGROUND_TURN_SECONDS` more, then it is cut and its partial answer saved with a note), and
 `cancel` cancels it at once, as a closed connection always did.
 
-While a turn runs its thread is locked (`app/store/turns.py`, leases renewed here), its answer
-is saved in bounded steps (`Progress`) and its events are written to `turn_events` in batches,
-for readers on other replicas. At shutdown, the turns still running are cut and saved.
+While a turn runs its thread is locked (`app/store/turns.py`, leases renewed here) and its
+answer is saved in bounded steps (`Progress`). Once a reader on another process follows it (the
+lock's `followed` flag, read here with the stop requests), its events are written to
+`turn_events` in batches. At shutdown, the turns still running are cut and saved.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from app.turns.turn import Turn
 logger = logging.getLogger(__name__)
 
 EVENT_FLUSH_SECONDS = 0.25
-"""How often a running turn writes its new events to `turn_events` (one insert per batch)."""
+"""How often this process reads what other processes ask of its turns (a stop, a follower),
+and writes its followed turns' new events to `turn_events` (one insert for all of them)."""
 EVENT_KEEP_SECONDS = 10.0
 """How long an ended turn's events stay, for readers on other replicas finishing the stream
-(they poll every 0.2 s); a thread's next turn, or the next start, clears what a crash left."""
+(they poll every 0.2 s); following the thread again clears what a crash left."""
 CURRENT_TURN: ContextVar[Turn | None] = ContextVar("current_turn", default=None)
 """The turn whose task is running: its cancellation handling reads the turn's `cut_note`."""
 SHUTDOWN_NOTE = "(This answer was cut short: the server restarted while it was being written.)"
@@ -159,10 +161,7 @@ class Turns:
         progress.thread_id = turn.thread_id
         error: Exception | None = None
         cancelled = False
-        user_id = turn.context.user_id
         try:
-            if turn.thread_id is not None:
-                await self.events.start(user_id, turn.thread_id)
             async with aclosing(source) as events:
                 while True:
                     if turn in self._cancelled:
@@ -226,15 +225,23 @@ class Turns:
                 turn.flushed += len(batch.events)
 
     async def _end(self, turn: Turn, progress: Progress, *, cancelled: bool) -> None:
-        """Last writes, then the lock goes: a reader that sees no lock has every event."""
+        """Last writes, then the lock goes: a reader that sees no lock has every event.
+
+        A turn no one follows from elsewhere lets go in one statement, which fails if a
+        follower came since this process last looked: then its events are written first.
+        """
         try:
             if not cancelled:
                 await progress.discard()  # messages a failed turn never finished
-            await self._flush(turn)
             if turn.thread_id is not None:
-                await self.locks.release(turn.context.user_id, turn.thread_id, turn.id)
-                when = time.monotonic() + self.keep_seconds
-                self._ended.append((when, turn.context.user_id, turn.id))
+                user_id, thread_id = turn.context.user_id, turn.thread_id
+                if turn.followed or not await self.locks.release(
+                    user_id, thread_id, turn.id, unless_followed=True
+                ):
+                    await self._flush(turn)
+                    await self.locks.release(user_id, thread_id, turn.id)
+                if turn.flushed:
+                    self._ended.append((time.monotonic() + self.keep_seconds, user_id, turn.id))
         except Exception as exc:  # the lease expires on its own
             logger.warning("Turn %s ended without its clean-up: %s", turn.id, type(exc).__name__)
         finally:
@@ -273,31 +280,36 @@ class Turns:
                     self.stop(turn)
 
     async def flush_events(self) -> None:
-        """Write the running turns' new events every `EVENT_FLUSH_SECONDS`: one insert for all
-        of them (one connection, whatever the number of turns), never one per event."""
+        """Every `EVENT_FLUSH_SECONDS`: read the stop requests and followers of the running
+        turns, then write the followed turns' new events, one insert for all of them (one
+        connection, whatever the number of turns), never one per event."""
         while True:
             await asyncio.sleep(EVENT_FLUSH_SECONDS)
-            await self._flush(*self._turns.values())
+            await self._read_signals()
+            await self._flush(*(turn for turn in self._turns.values() if turn.followed))
             await self._forget_ended()
-            await self._stop_requested()
 
     def stop(self, turn: Turn) -> None:
         """Stop a turn as its user asked: the partial answer is saved, as on a cancel."""
         self._cancel(turn, note=None)
 
-    async def _stop_requested(self) -> None:
-        """Stop the turns whose stop was asked on another replica (`TurnLocks.request_stop`)."""
+    async def _read_signals(self) -> None:
+        """Stop the turns whose stop was asked on another replica (`TurnLocks.request_stop`);
+        mark the turns a reader on another process follows (`TurnLocks.follow`)."""
         holds = [
             (turn.context.user_id, turn.thread_id, turn.id)
             for turn in self._turns.values()
             if turn.thread_id is not None
         ]
         try:
-            asked = await self.locks.stops_requested(holds)
+            signals = await self.locks.signals(holds)
         except Exception as exc:
             logger.warning("Could not read stop requests: %s", type(exc).__name__)
             return
-        for turn_id in asked:
+        for turn_id in signals.followed:
+            if (turn := self._turns.get(turn_id)) is not None:
+                turn.followed = True
+        for turn_id in signals.stop:
             if (turn := self._turns.get(turn_id)) is not None:
                 self.stop(turn)
 

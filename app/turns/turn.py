@@ -55,6 +55,8 @@ class Turn:
     task: asyncio.Task[None] | None = None
     flushed: int = 0
     """How many of the events are written to `turn_events`."""
+    followed: bool = False
+    """Whether a reader on another process follows the turn (its events go to `turn_events`)."""
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reading: bool = False
     """Whether the turn's task is waiting on the SDK's stream (where it may be cancelled)."""

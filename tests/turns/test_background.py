@@ -73,23 +73,6 @@ async def test_a_client_that_leaves_mid_answer_finds_it_whole_on_reload(
         assert len(running.services.turns) == 0
 
 
-async def test_an_ended_turns_events_are_deleted_after_a_while(
-    database_url: str, user: RequestContext
-) -> None:
-    async with running_app(make_settings(database_url), socket=True) as running:
-        turns = running.services.turns
-        turns.keep_seconds = 0.0
-        seen = await read_until(
-            running.client, "POST", "/chatkit", user.user_id, body=create_thread_req()
-        )
-        turn_id = str(seen[-1].id).rpartition(".")[0]
-        for _ in range(POLLS):  # deleted by the flusher's next round
-            if not await turns.events.after(user.user_id, turn_id, 0):
-                break
-            await asyncio.sleep(0.05)
-        assert await turns.events.after(user.user_id, turn_id, 0) == []
-
-
 async def test_a_second_message_while_a_turn_runs_is_refused(
     database_url: str, user: RequestContext
 ) -> None:

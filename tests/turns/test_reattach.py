@@ -8,9 +8,11 @@ import asyncio
 from contextlib import AsyncExitStack
 
 import httpx
+from sqlalchemy import func, select
 
 from app.agent.fake_model import FakeTurn
 from app.context import RequestContext
+from app.store.models import TurnEventRow
 from tests.conftest import make_settings
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req
@@ -96,6 +98,65 @@ async def test_reattach_on_another_replica_reads_the_turn_from_the_database(
         one.fake_model.script.push(FakeTurn.say(ANSWER, pause_after=PAUSE_AFTER, hold=hold))
         await run_reattach(user.user_id, one.client, two.client, hold)
         assert len(two.services.turns) == 0  # replica two only read
+
+
+async def test_a_turn_nobody_follows_writes_no_events(
+    database_url: str, user: RequestContext
+) -> None:
+    """Events go to the database only for a reader on another process: none by default."""
+    async with running_app(make_settings(database_url), socket=True) as running:
+        seen = await read_until(
+            running.client, "POST", "/chatkit", user.user_id, body=create_thread_req()
+        )
+        assert [event.seq for event in seen] == list(range(1, len(seen) + 1))
+        assert len(seen) > 3
+        await wait_for_thread(running.client, user.user_id, thread_of(seen), is_active)
+        async with running.services.engine.connect() as conn:
+            rows = await conn.scalar(
+                select(func.count()).where(TurnEventRow.thread_id == thread_of(seen))
+            )
+        assert rows == 0
+
+
+async def test_a_follower_the_holder_has_not_seen_yet_still_gets_every_event(
+    database_url: str, user: RequestContext
+) -> None:
+    """The turn ends before its process reads the follow flag: its release fails, so it writes
+    every event first; then they are deleted once the keep time is over."""
+    settings = make_settings(database_url)
+    async with AsyncExitStack() as stack:
+        one = await stack.enter_async_context(running_app(settings, socket=True))
+        two = await stack.enter_async_context(running_app(settings, socket=True))
+        holder = one.services.turns
+        holder.keep_seconds = 0.0
+
+        async def blind() -> None:  # never learns of the follower while the turn runs
+            return None
+
+        holder._read_signals = blind  # type: ignore[method-assign]
+        hold = asyncio.Event()
+        one.fake_model.script.push(FakeTurn.say(ANSWER, pause_after=PAUSE_AFTER, hold=hold))
+        seen = await read_until(
+            one.client, "POST", "/chatkit", user.user_id, body=create_thread_req(), stop=deltas(3)
+        )
+        thread_id, turn_id = thread_of(seen), str(seen[0].id).rpartition(".")[0]
+        url = f"/chatkit/threads/{thread_id}/stream"
+        headers = {"X-User-Id": user.user_id}
+        events: list[Event] = []
+        async with two.client.stream("GET", url, headers=headers) as response:
+            assert response.status_code == 200, await response.aread()  # following now
+            hold.set()
+            async for event in events_of(response):
+                events.append(event)
+
+        assert [event.seq for event in events] == list(range(1, len(events) + 1))
+        assert {str(event.id).rpartition(".")[0] for event in events} == {turn_id}
+        assert text_of(events).split() == ANSWER.split()
+        for _ in range(200):  # the flusher deletes them on its next round
+            if not await holder.events.after(user.user_id, turn_id, 0):
+                break
+            await asyncio.sleep(0.05)
+        assert await holder.events.after(user.user_id, turn_id, 0) == []
 
 
 async def test_reattach_is_for_the_owner_only(

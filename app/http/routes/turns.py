@@ -6,7 +6,8 @@ the turn's events after `EVENT_ID` (every event, if it names another turn or non
 rest live, until the turn ends. With no turn running, one `stream.no_active_turn` event.
 
 A turn of this process is read from its buffer; one of another process (a replica, a worker)
-from `turn_events`, polled until its lock is released (its last events are written before).
+from `turn_events`, which that process writes once it sees the turn followed (within
+`EVENT_FLUSH_SECONDS`), polled until its lock is released (its last events are written before).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ async def reattach(
         seq = position[1] if position is not None and position[0] == turn.id else 0
         turns.attach(turn)
         stream = relay(turn, turns, seq)
-    elif (turn_id := await turns.locks.running(user_id, thread_id)) is not None:
+    elif (turn_id := await turns.locks.follow(user_id, thread_id)) is not None:
+        await turns.events.clear_others(user_id, thread_id, turn_id)
         seq = position[1] if position is not None and position[0] == turn_id else 0
         stream = follow_stored(turns.locks, turns.events, user_id, thread_id, turn_id, seq)
     else:
