@@ -138,17 +138,19 @@ async def measure(target: Target, users: int, messages: int, label: str) -> dict
     return figures
 
 
-def profile(py_spy: str, server: ServerProcess) -> subprocess.Popen[bytes]:
-    """Sample the server's stacks (collapsed format, one stack a line) until interrupted."""
-    output = RESULTS / "server-profile.txt"
+def profile(py_spy: str, server: ServerProcess, name: str) -> subprocess.Popen[bytes]:
+    """Sample a server's stacks (collapsed format, one stack a line) until interrupted, without
+    pausing it (`--nonblocking`: a paused server would be measured slower than it is)."""
+    output = RESULTS / f"{name.replace(' ', '-')}-profile.txt"
     return subprocess.Popen(
         [
             py_spy,
             "record",
+            "--nonblocking",
             "--format",
             "raw",
             "--rate",
-            "200",
+            "100",
             "--subprocesses",
             "--output",
             str(output),
@@ -323,7 +325,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         metavar="PY_SPY",
-        help="path to a py-spy binary: records the 1-process server in the last round",
+        help="path to a py-spy binary: records the reference and the 1-process server in the "
+        "last round (bench/results/*-profile.txt)",
     )
     args = parser.parse_args()
 
@@ -395,8 +398,8 @@ async def run(args: argparse.Namespace, one_db: str, two_db: str) -> None:
             figures: dict[str, dict[str, Any]] = {}
             spy = None
             for name in names if n % 2 == 0 else list(reversed(names)):
-                if name == ONE and args.profile and n == args.repeat - 1:
-                    spy = profile(args.profile, one)
+                if name in (ONE, REFERENCE) and args.profile and n == args.repeat - 1:
+                    spy = profile(args.profile, targets_[name].servers[0], name)
                 figures[name] = await measure(targets_[name], args.users, args.messages, f"m{n}")
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)

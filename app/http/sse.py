@@ -1,7 +1,9 @@
-"""Server-sent events that survive proxies and shutdowns.
+"""Server-sent events that survive proxies and shutdowns, for a stream whose source has no task
+of its own (a turn of another process, read from the database: `app/http/routes/turns.py`; a
+turn of this process is relayed from its buffer, `app/http/routes/chatkit.py`).
 
-Each stream's source (the ChatKit SDK's event generator) runs in a task of its own, registered
-in `OpenStreams`; the response only relays what it hands over:
+The source runs in a task of its own, registered in `OpenStreams`; the response only relays
+what it hands over:
 - while the source is quiet, the response sends `: keep-alive` comments, so proxies do not cut
   the connection as idle, and the source is never interrupted to do so;
 - when the response is cancelled (client gone, graceful-shutdown timeout), the source is

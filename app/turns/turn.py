@@ -75,20 +75,35 @@ class Turn:
         self._signal.set()
         self._signal = asyncio.Event()
 
-    async def follow(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    async def follow(
+        self, after: int = 0, idle: float | None = None
+    ) -> AsyncIterator[list[tuple[int, bytes]]]:
         """`(seq, data)` of every event after `after`, live until the turn ends; then its
-        error, if it failed before any event could carry it."""
+        error, if it failed before any event could carry it.
+
+        In batches: every event already there at once (a reader that fell behind catches up
+        in one write). An empty batch when none came for `idle` seconds (a keep-alive's turn).
+        """
         seq = after
         while True:
             signal = self._signal
-            while seq < len(self.events):
-                seq += 1
-                yield seq, self.events[seq - 1]
+            if seq < len(self.events):
+                batch = list(enumerate(self.events[seq:], start=seq + 1))
+                seq += len(batch)
+                yield batch
+                continue
             if self.done:
                 if self.error is not None:
                     raise self.error
                 return
-            await signal.wait()
+            if idle is None:
+                await signal.wait()
+                continue
+            try:
+                async with asyncio.timeout(idle):
+                    await signal.wait()
+            except TimeoutError:
+                yield []
 
     async def first(self) -> None:
         """Wait until the turn has an event or has ended; raise its error if it has no event."""

@@ -128,7 +128,7 @@ async def test_a_follower_the_holder_has_not_seen_yet_still_gets_every_event(
         one = await stack.enter_async_context(running_app(settings, socket=True))
         two = await stack.enter_async_context(running_app(settings, socket=True))
         holder = one.services.turns
-        holder.keep_seconds = 0.0
+        holder.keep_seconds = 1.0  # the follower polls every 0.2 s
 
         async def blind() -> None:  # never learns of the follower while the turn runs
             return None

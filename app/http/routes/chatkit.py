@@ -17,7 +17,7 @@ from pydantic.json_schema import PydanticJsonSchemaWarning
 
 from app.errors import BadRequest
 from app.http.deps import ContextDep, ServicesDep
-from app.http.sse import with_keepalive
+from app.http.sse import KEEPALIVE_COMMENT
 from app.store.errors import OUTAGE_MESSAGE, is_outage
 from app.turns.registry import Turns
 from app.turns.turn import Turn, TurnStream, sse_chunk
@@ -93,17 +93,27 @@ async def chatkit(request: Request, services: ServicesDep, context: ContextDep) 
     except BaseException:
         turns.detach(turn)
         raise
-    interval = services.settings.sse_keepalive_seconds
-    stream = with_keepalive(relay(turn, turns), interval, services.streams)
+    stream = relay(turn, turns, keepalive=services.settings.sse_keepalive_seconds)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def relay(turn: Turn, turns: Turns, after: int = 0) -> AsyncGenerator[bytes, None]:
-    """Relay a turn's events after `after`, each with its id; a failure after the first one
-    ends the stream with an error event. Leaving lets `ON_DISCONNECT` decide the turn's fate."""
+async def relay(
+    turn: Turn, turns: Turns, after: int = 0, *, keepalive: float
+) -> AsyncGenerator[bytes, None]:
+    """Relay a turn's events after `after`, each with its id, and the events waiting at once
+    in one write; a keep-alive comment when none came for `keepalive` seconds, so that proxies
+    do not cut a quiet stream. A failure after the first event ends the stream with an error
+    event. Leaving lets `ON_DISCONNECT` decide the turn's fate.
+
+    The turn runs in a task of its own (`app/turns/`), so the response reads its buffer
+    directly: no task or queue of its own per stream.
+    """
     try:
-        async for seq, data in turn.follow(after):
-            yield sse_chunk(turn.id, seq, data)
+        async for batch in turn.follow(after, idle=keepalive):
+            if not batch:
+                yield KEEPALIVE_COMMENT
+            else:
+                yield b"".join(sse_chunk(turn.id, seq, data) for seq, data in batch)
     except Exception as exc:
         yield error_chunk(exc)
     finally:

@@ -48,22 +48,19 @@ async def reattach(
     await services.store.load_thread(thread_id, context)  # another user's: a 404
     user_id = context.user_id
     turns = services.turns
+    interval = services.settings.sse_keepalive_seconds
     if (turn := turns.running(user_id, thread_id)) is not None:
         seq = position[1] if position is not None and position[0] == turn.id else 0
         turns.attach(turn)
-        stream = relay(turn, turns, seq)
+        stream = relay(turn, turns, seq, keepalive=interval)
     elif (turn_id := await turns.locks.follow(user_id, thread_id)) is not None:
         await turns.events.clear_others(user_id, thread_id, turn_id)
         seq = position[1] if position is not None and position[0] == turn_id else 0
-        stream = follow_stored(turns.locks, turns.events, user_id, thread_id, turn_id, seq)
+        stored = follow_stored(turns.locks, turns.events, user_id, thread_id, turn_id, seq)
+        stream = with_keepalive(stored, interval, services.streams)
     else:
         stream = no_active_turn(thread_id)
-    interval = services.settings.sse_keepalive_seconds
-    return StreamingResponse(
-        with_keepalive(stream, interval, services.streams),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.delete("/{thread_id}/stream")
