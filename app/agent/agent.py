@@ -85,7 +85,7 @@ class Assistant:
         model = agent.model.inner if isinstance(agent.model, MeteredModel) else agent.model
         title_model = title_model or (model if isinstance(model, Model) else None)
         # Titles cost a model call; the fake model's would be noise, so it gets the fallback.
-        by_words = titles.writer == "words" or isinstance(title_model, FakeModel)
+        by_words = not titles.by_model or isinstance(title_model, FakeModel)
         self.title_model = None if by_words else self._meter(title_model)
 
     def _meter(self, model: M) -> M:

@@ -107,11 +107,15 @@ class TitlesConfig(Strict):
     """`[titles]`: thread titles after the first exchange."""
 
     enabled: bool = True
-    writer: Literal["model", "words"] = "model"
+    writer: Literal["model", "words"] | None = None
     """`model`: a model writes them (one more model request per new thread); `words`: the
-    first words of the message, at no cost."""
+    first words of the message, at no cost. Unset: `model` if `model` names one, else `words`."""
     model: str | None = Field(default=None, min_length=1)
     """The model that writes them; else the reply model."""
+
+    @property
+    def by_model(self) -> bool:
+        return self.writer == "model" or (self.writer is None and self.model is not None)
 
 
 class McpConfig(Strict):
@@ -514,7 +518,10 @@ def _summary(
         "tier_models": config.tier_models,
         "history_window": config.history_window,
         "tools": config.tools.model_dump(),
-        "titles": config.titles.model_dump(),
+        "titles": {
+            **config.titles.model_dump(),
+            "writer": "model" if config.titles.by_model else "words",
+        },
         "mcp": config.mcp.model_dump(),
         "mcp_servers": {
             name: server.model_dump(exclude_defaults=True, by_alias=True)

@@ -28,7 +28,7 @@ from app.agent.model import KEYLESS
 from app.config import ModelApi
 from app.services import Services
 from tests.conftest import make_settings
-from tests.helpers.agent import assistant_texts, stored_items, stored_thread
+from tests.helpers.agent import MODEL_TITLES, assistant_texts, stored_items, stored_thread
 from tests.helpers.apps import RunningApp, running_app
 from tests.helpers.chatkit import (
     add_message_req,
@@ -91,7 +91,7 @@ async def test_a_turn_streams_its_answer_title_and_usage(
 ):
     async with (
         FakeOpenAI(tokens=6, title="Greetings exchange") as fake,
-        provider_app(database_url, fake, model_api) as running,
+        provider_app(database_url, fake, model_api, agent_config=MODEL_TITLES) as running,
     ):
         client = running.client
         runs = record_runs(running.services, monkeypatch)

@@ -1,8 +1,11 @@
-"""`[titles] writer = "words"`: the first words of the message, and no request to the model."""
+"""Titles by default: the first words of the message, and no request to the model (model titles
+are opted in with `[titles] writer = "model"`, or by naming `[titles] model`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import make_settings
 from tests.helpers.agent import stored_thread
@@ -11,9 +14,12 @@ from tests.helpers.chatkit import create_thread_req, created_thread_id, stream
 from tests.helpers.fake_openai import FakeOpenAI
 
 
-async def test_titles_by_words_ask_the_model_nothing(tmp_path: Path, postgres_url, user) -> None:
+@pytest.mark.parametrize("config", [None, '[titles]\nwriter = "words"'])
+async def test_titles_by_words_ask_the_model_nothing(
+    tmp_path: Path, postgres_url, user, config: str | None
+) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text('[titles]\nwriter = "words"')
+    path.write_text(config or "")
     async with FakeOpenAI(tokens=3, title="Never asked for") as fake:
         settings = make_settings(
             postgres_url,

@@ -17,6 +17,7 @@ from app.agent.fake_model import FakeModel, FakeToolCall, FakeTurn
 from app.store.models import TokenUsageRow
 from tests.agent.test_openai_provider import provider_app
 from tests.conftest import make_settings
+from tests.helpers.agent import MODEL_TITLES
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import (
     add_message_req,
@@ -48,7 +49,7 @@ async def test_a_turn_records_its_model_calls_and_its_title(database_url, user, 
     """Two model calls (a tool between them) and the title call: one row, their sum."""
     async with (
         FakeOpenAI(title=TITLE, cached_tokens=4, reasoning_tokens=3) as fake,
-        provider_app(database_url, fake, model_api) as running,
+        provider_app(database_url, fake, model_api, agent_config=MODEL_TITLES) as running,
     ):
         fake.script.extend(
             [FakeReply.call("add_task", text="On it.", title="Milk"), FakeReply("Done.")]

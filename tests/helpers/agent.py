@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from chatkit.types import AssistantMessageItem, ThreadItem, ThreadMetadata
 
 from app.context import RequestContext
 from app.services import Services
+
+MODEL_TITLES = Path(__file__).with_name("model_titles.toml")
+"""An agent configuration whose titles the model writes (`[titles] writer = "model"`)."""
 
 
 def as_user(user_id: str) -> RequestContext:

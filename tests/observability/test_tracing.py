@@ -34,6 +34,7 @@ from app.main import create_app
 from app.observability.tracing import SIGNAL_VARIABLES, RootSpanMiddleware, Tracing
 from app.services import Services
 from tests.conftest import make_settings, new_user
+from tests.helpers.agent import MODEL_TITLES
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, post, stream
 from tests.helpers.fake_openai import FakeOpenAI, FakeReply
@@ -96,7 +97,7 @@ async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url
         fake.script.extend(
             [FakeReply.call("add_task", text="Adding.", title="Milk"), FakeReply("Added.")]
         )
-        settings = provider_settings(postgres_url, fake)
+        settings = provider_settings(postgres_url, fake, agent_config=MODEL_TITLES)
         services = dataclasses.replace(Services.build(settings), tracing=Tracing(provider))
         async with running_app(settings, services=services) as running:
             # The Agents SDK's export to OpenAI stays off: its processors are ours.
