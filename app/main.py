@@ -16,6 +16,7 @@ from app.http.request_id import RequestIdMiddleware
 from app.http.routes import account, attachments, chatkit, health, playground, turns
 from app.logging import configure_logging
 from app.observability.install import observe
+from app.runtime import tune_garbage_collection
 from app.services import Services
 
 logger = logging.getLogger(__name__)
@@ -64,5 +65,6 @@ def __getattr__(name: str) -> FastAPI:
     if name == "app":
         app: FastAPI = create_app()
         globals()["app"] = app
+        tune_garbage_collection()  # a serving process: what exists now lives as long as it
         return app
     raise AttributeError(name)
