@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import ConfigurationError
@@ -86,6 +87,13 @@ def exporter_from_environment(environ: Mapping[str, str]) -> SpanExporter:
     return OTLPSpanExporter()
 
 
+def without_spans() -> None:
+    """Record no spans in the current task (a background loop's statements, every fraction of
+    a second, would each be a trace of their own: noise to read and to pay for). The
+    instrumentations honour OpenTelemetry's standard suppression key."""
+    attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+
+
 def user_attribute(user_id: str, mode: UserIdMode) -> str:
     """The user as the root span names them: a SHA-256 prefix unless raw ids are opted in."""
     if mode == "raw":
@@ -99,6 +107,9 @@ class Tracing:
 
     provider: TracerProvider
     user_ids: UserIdMode = "hashed"
+    disabled: frozenset[str] = frozenset()
+    """Instrumentations left out (`OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`, by entry point name:
+    `fastapi`, `sqlalchemy`, `httpx`, `httpx2`, `openai_agents`)."""
     _installed: list[BaseInstrumentor] = field(default_factory=list)
     _app: FastAPI | None = None
 
@@ -119,12 +130,15 @@ class Tracing:
             resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(exporter))
-        return cls(provider, user_ids)
+        names = environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+        return cls(provider, user_ids, frozenset(n.strip() for n in names if n.strip()))
 
     def instrument_app(self, app: FastAPI) -> None:
         """The app's requests (this app's only: `create_app` may build one that never serves)."""
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+        if "fastapi" in self.disabled:
+            return
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.provider,
@@ -145,13 +159,18 @@ class Tracing:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         options: dict[str, Any] = {"tracer_provider": self.provider}
-        instrumentations: list[tuple[BaseInstrumentor, dict[str, Any]]] = [
+        instrumentations: list[tuple[str, BaseInstrumentor, dict[str, Any]]] = [
             # Its declared range stops below SQLAlchemy 2.1, whose engine events it uses
             # unchanged (tests/observability/test_tracing.py sees the statements).
-            (SQLAlchemyInstrumentor(), {"engine": engine.sync_engine, "skip_dep_check": True}),
-            (HTTPXClientInstrumentor(), {}),
-            (HTTPX2ClientInstrumentor(), {}),
             (
+                "sqlalchemy",
+                SQLAlchemyInstrumentor(),
+                {"engine": engine.sync_engine, "skip_dep_check": True},
+            ),
+            ("httpx", HTTPXClientInstrumentor(), {}),
+            ("httpx2", HTTPX2ClientInstrumentor(), {}),
+            (
+                "openai_agents",
                 OpenAIAgentsInstrumentor(),
                 {
                     "exclusive_processor": False,  # beside ours (`sdk_trace_processors`)
@@ -159,7 +178,9 @@ class Tracing:
                 },
             ),
         ]
-        for instrumentor, extra in instrumentations:
+        for name, instrumentor, extra in instrumentations:
+            if name in self.disabled:
+                continue
             if instrumentor.is_instrumented_by_opentelemetry:
                 logger.warning("%s was already instrumented", type(instrumentor).__name__)
                 continue

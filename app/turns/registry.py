@@ -29,6 +29,7 @@ import anyio
 from app.config import Settings
 from app.context import RequestContext
 from app.http.sse import STREAM_CLEANUP_SECONDS
+from app.observability.tracing import without_spans
 from app.store.store import SQLAlchemyStore
 from app.store.turns import EventBatch, TurnEvents, TurnLocks
 from app.turns.progress import Progress, parse
@@ -263,6 +264,7 @@ class Turns:
         """Keep the locks of the running turns, every third of the lease. A turn whose lock is
         gone (it expired, say through a database outage longer than the lease, and another
         turn may hold the thread now) is stopped: one turn per thread, always."""
+        without_spans()
         every = self.locks.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(every)
@@ -283,6 +285,7 @@ class Turns:
         """Every `EVENT_FLUSH_SECONDS`: read the stop requests and followers of the running
         turns, then write the followed turns' new events, one insert for all of them (one
         connection, whatever the number of turns), never one per event."""
+        without_spans()
         while True:
             await asyncio.sleep(EVENT_FLUSH_SECONDS)
             await self._read_signals()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from chatkit.types import AssistantMessageItem, UserMessageItem, WidgetItem
 
 from tests.conftest import make_settings
-from tests.helpers.agent import assistant_texts, stored_items, stored_thread
+from tests.helpers.agent import MODEL_TITLES, assistant_texts, stored_items, stored_thread
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, created_thread_id, error_events, stream
 from tests.helpers.fake_openai import FakeOpenAI, FakeReply, last_tool_output
@@ -33,6 +33,7 @@ async def test_a_turn_with_a_tool_on_azure(database_url, user, model_api):
             openai_api_version=API_VERSION,
             chatkit_model="chat-deployment",
             openai_max_retries=0,
+            agent_config=MODEL_TITLES,  # the title request is shaped as Azure's client sends it
         )
         fake.script.extend([FakeReply.call("add_task", title="Buy milk"), FakeReply("Added.")])
         async with running_app(settings) as running:

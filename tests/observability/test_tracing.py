@@ -3,6 +3,7 @@ receiver on loopback; log lines carry the trace id; with no `OTEL_*` variable, n
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import io
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from agents.tracing import get_trace_provider
 from agents.tracing.processors import BatchTraceProcessor
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -28,11 +30,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from sqlalchemy import text
 
 from app.logging import JsonFormatter
 from app.main import create_app
-from app.observability.tracing import SIGNAL_VARIABLES, RootSpanMiddleware, Tracing
+from app.observability.tracing import SIGNAL_VARIABLES, RootSpanMiddleware, Tracing, without_spans
 from app.services import Services
+from app.store.db import create_engine
 from tests.conftest import make_settings, new_user
 from tests.helpers.agent import MODEL_TITLES
 from tests.helpers.apps import running_app
@@ -109,7 +113,18 @@ async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url
                 refused = await post(running.client, None, create_thread_req())
                 assert refused.status_code == 401
 
+            async def probe(untraced: bool) -> None:  # as a background loop runs its statements
+                if untraced:
+                    without_spans()
+                async with running.services.engine.connect() as conn:
+                    await conn.execute(text(f"SELECT 'probe-{int(untraced)}'"))
+
+            await asyncio.create_task(probe(untraced=True))
+            await asyncio.create_task(probe(untraced=False))
+
     spans = exporter.get_finished_spans()
+    probes = [str(attribute(s, "db.statement")) for s in spans if "probe-" in str(s.attributes)]
+    assert probes == ["SELECT 'probe-0'"]  # the untraced task's statement left no span
     by_id = {span.context.span_id: span for span in spans}
     servers = [s for s in spans if s.kind == SpanKind.SERVER and s.name == "POST /chatkit"]
     assert len(servers) == 2
@@ -255,3 +270,24 @@ def test_an_unsupported_exporter_is_refused_by_name(variable, value):
     environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", variable: value}
     with pytest.raises(ConfigurationError, match=variable):
         Tracing.from_environment(environ=environ)
+
+
+async def test_instrumentations_can_be_left_out_by_their_standard_names(postgres_url):
+    environ = {
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy, openai_agents,fastapi",
+    }
+    tracing = Tracing.from_environment(environ=environ)
+    assert tracing is not None
+    assert tracing.disabled == {"sqlalchemy", "openai_agents", "fastapi"}
+    engine = create_engine(make_settings(postgres_url))
+    try:
+        tracing.start(engine)
+        installed = {type(i).__name__ for i in tracing._installed}
+        assert installed == {"HTTPXClientInstrumentor", "HTTPX2ClientInstrumentor"}
+        app = FastAPI()
+        tracing.instrument_app(app)
+        assert tracing._app is None  # fastapi left out: the app is not wrapped
+    finally:
+        await tracing.shutdown()
+        await engine.dispose()
