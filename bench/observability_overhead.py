@@ -2,6 +2,7 @@
 
     uv run python -m bench.observability_overhead              # 50 users x 4 messages, 3 pairs
     uv run python -m bench.observability_overhead --pairs 5 --users 50
+    uv run python -m bench.observability_overhead --pairs 6 --sample 0.1   # one trace in ten
 
 Two copies of the real server (as `bench.run` starts it: production settings, PostgreSQL, a JWT
 per request, the rate limiter) stream from the same local model endpoint, on a PostgreSQL
@@ -107,6 +108,9 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{sink.server_address[1]}",
         "OTEL_SERVICE_NAME": "chatkit-bench",
     }
+    if args.sample < 1:
+        on_env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        on_env["OTEL_TRACES_SAMPLER_ARG"] = str(args.sample)
     # Two servers at once: smaller pools than bench.run's.
     pools = {"DATABASE_POOL_SIZE": "10", "DATABASE_MAX_OVERFLOW": "10"}
     servers: list[ServerProcess] = [model]
@@ -153,6 +157,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--messages", type=int, default=4)
     parser.add_argument("--pairs", type=int, default=3, help="off/on runs, alternating")
+    parser.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        help="the share of traces sampled when on (OTEL_TRACES_SAMPLER_ARG; 1: every trace)",
+    )
     parser.add_argument("--tokens", type=int, default=40, help="words per model answer")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between words")
     args = parser.parse_args()
