@@ -109,7 +109,12 @@ async def run_load(
     """
     urls = [base_url] if isinstance(base_url, str) else list(base_url)
     result = LoadResult()
-    limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout: a request sent on a
+    # connection the server is closing at that moment fails with a ReadError (a browser retries
+    # it; httpx does not retry a POST).
+    limits = httpx.Limits(
+        max_connections=users + 10, max_keepalive_connections=users + 10, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(timeout=request_timeout, limits=limits) as client:
 
         async def one_user(n: int) -> None:
