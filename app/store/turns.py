@@ -144,6 +144,14 @@ class TurnLocks:
     async def follow(self, user_id: str, thread_id: str) -> str | None:
         """Ask the process running the thread's turn to write its events to `turn_events`, for
         a reader on this process; the turn's id, or `None` if no turn runs."""
+        return await self._ask(user_id, thread_id, followed=True)
+
+    async def request_stop(self, user_id: str, thread_id: str) -> bool:
+        """Ask the process running the thread's turn to stop it; false if none runs."""
+        return await self._ask(user_id, thread_id, stop_requested=True) is not None
+
+    async def _ask(self, user_id: str, thread_id: str, **flags: bool) -> str | None:
+        """Set flags on the thread's unexpired lock, read by its holder (`signals`)."""
         stmt = (
             update(TurnLockRow)
             .where(
@@ -151,27 +159,12 @@ class TurnLocks:
                 TurnLockRow.thread_id == thread_id,
                 TurnLockRow.expires_at > utcnow(),
             )
-            .values(followed=True)
+            .values(**flags)
             .returning(TurnLockRow.turn_id)
         )
         async with self._single.connect() as conn:
             turn_id: str | None = (await conn.execute(stmt)).scalar_one_or_none()
         return turn_id
-
-    async def request_stop(self, user_id: str, thread_id: str) -> bool:
-        """Ask the process running the thread's turn to stop it; false if none runs."""
-        stmt = (
-            update(TurnLockRow)
-            .where(
-                TurnLockRow.user_id == user_id,
-                TurnLockRow.thread_id == thread_id,
-                TurnLockRow.expires_at > utcnow(),
-            )
-            .values(stop_requested=True)
-        )
-        async with self._single.connect() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount)
 
     async def signals(self, holds: Sequence[tuple[str, str, str]]) -> Signals:
         """Which of the turns `(user_id, thread_id, turn_id)` were asked to stop, and which are
