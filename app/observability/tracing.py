@@ -18,12 +18,15 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from agents import set_trace_processors
+from agents.tracing import Span, Trace, TracingProcessor, get_trace_provider
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
+from opentelemetry.trace import get_current_span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import ConfigurationError
@@ -186,10 +189,13 @@ class Tracing:
                 continue
             instrumentor.instrument(**options, **extra)
             self._installed.append(instrumentor)
+            if isinstance(instrumentor, OpenAIAgentsInstrumentor) and instrumentor._processor:
+                replace_sdk_processor(instrumentor._processor, SampledRunsOnly)
 
     async def shutdown(self) -> None:
         """Remove the instrumentation, then export what is left (in a thread: the exporter's
         requests may block for their timeout)."""
+        replace_sdk_processor(None, None)  # OpenInference takes out its own processor
         for instrumentor in reversed(self._installed):
             instrumentor.uninstrument()
         self._installed.clear()
@@ -199,6 +205,64 @@ class Tracing:
             FastAPIInstrumentor.uninstrument_app(self._app)
             self._app = None
         await asyncio.to_thread(self.provider.shutdown)
+
+
+class SampledRunsOnly(TracingProcessor):
+    """Hands an agent run's trace to `inner` only if the request it runs in is sampled.
+
+    OpenInference's processor builds every span's attributes (the run's whole input and the
+    model's response as JSON) before it knows whether the span is recorded: without this, an
+    unsampled turn paid for them too. A run outside any request span is handed over.
+    """
+
+    def __init__(self, inner: TracingProcessor) -> None:
+        self.inner = inner
+        self._sampled: set[str] = set()
+
+    def on_trace_start(self, trace: Trace) -> None:
+        context = get_current_span().get_span_context()
+        if context.is_valid and not context.trace_flags.sampled:
+            return
+        self._sampled.add(trace.trace_id)
+        self.inner.on_trace_start(trace)
+
+    def on_trace_end(self, trace: Trace) -> None:
+        if trace.trace_id in self._sampled:
+            self._sampled.discard(trace.trace_id)
+            self.inner.on_trace_end(trace)
+
+    def on_span_start(self, span: Span[Any]) -> None:
+        if span.trace_id in self._sampled:
+            self.inner.on_span_start(span)
+
+    def on_span_end(self, span: Span[Any]) -> None:
+        if span.trace_id in self._sampled:
+            self.inner.on_span_end(span)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self) -> None:
+        self.inner.force_flush()
+
+
+def replace_sdk_processor(
+    processor: TracingProcessor | None,
+    wrap: Callable[[TracingProcessor], TracingProcessor] | None,
+) -> None:
+    """Wrap `processor` among the Agents SDK's processors with `wrap`; with `None`s, unwrap
+    every `SampledRunsOnly`. The SDK can set its list but not show it: the list is read where
+    OpenInference reads it too, and left alone (with a warning) if it cannot be."""
+    multi = getattr(get_trace_provider(), "_multi_processor", None)
+    current = getattr(multi, "_processors", None)
+    if not isinstance(current, tuple):
+        logger.warning("The Agents SDK's trace processors cannot be read: unsampled runs traced")
+        return
+    if processor is None or wrap is None:
+        updated = [p.inner if isinstance(p, SampledRunsOnly) else p for p in current]
+    else:
+        updated = [wrap(p) if p is processor else p for p in current]
+    set_trace_processors(updated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
-from agents.tracing import get_trace_provider
+from agents.tracing import Span, Trace, TracingProcessor, get_trace_provider
 from agents.tracing.processors import BatchTraceProcessor
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -29,12 +30,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 
 from app.logging import JsonFormatter
 from app.main import create_app
-from app.observability.tracing import SIGNAL_VARIABLES, RootSpanMiddleware, Tracing, without_spans
+from app.observability.tracing import (
+    SIGNAL_VARIABLES,
+    RootSpanMiddleware,
+    SampledRunsOnly,
+    Tracing,
+    without_spans,
+)
 from app.services import Services
 from app.store.db import create_engine
 from tests.conftest import make_settings, new_user
@@ -291,3 +299,53 @@ async def test_instrumentations_can_be_left_out_by_their_standard_names(postgres
     finally:
         await tracing.shutdown()
         await engine.dispose()
+
+
+class Recorder(TracingProcessor):
+    """An Agents SDK processor that notes what it is handed."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_trace_start(self, trace: Any) -> None:
+        self.seen.append(f"trace start {trace.trace_id}")
+
+    def on_trace_end(self, trace: Any) -> None:
+        self.seen.append(f"trace end {trace.trace_id}")
+
+    def on_span_start(self, span: Any) -> None:
+        self.seen.append(f"span start {span.trace_id}")
+
+    def on_span_end(self, span: Any) -> None:
+        self.seen.append(f"span end {span.trace_id}")
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self) -> None:
+        pass
+
+
+def test_only_runs_of_sampled_requests_reach_openinference() -> None:
+    """An unsampled request's run never reaches the wrapped processor (OpenInference builds
+    every span's attributes before it knows whether the span is recorded)."""
+    recorder = Recorder()
+    wrapper = SampledRunsOnly(recorder)
+
+    def run(trace_id: str) -> None:
+        trace_, span = SimpleNamespace(trace_id=trace_id), SimpleNamespace(trace_id=trace_id)
+        wrapper.on_trace_start(cast(Trace, trace_))
+        wrapper.on_span_start(cast(Span[Any], span))
+        wrapper.on_span_end(cast(Span[Any], span))
+        wrapper.on_trace_end(cast(Trace, trace_))
+
+    for sampler, trace_id in ((ALWAYS_OFF, "dropped"), (ALWAYS_ON, "sampled")):
+        tracer = TracerProvider(sampler=sampler).get_tracer("test")
+        with tracer.start_as_current_span("POST /chatkit"):
+            run(trace_id)
+    run("outside-any-request")
+    assert recorder.seen == [
+        f"{event} {trace_id}"
+        for trace_id in ("sampled", "outside-any-request")
+        for event in ("trace start", "span start", "span end", "trace end")
+    ]
