@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from agents import set_trace_processors
 from agents.tracing import Span, Trace, TracingProcessor, get_trace_provider
 from opentelemetry import trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.trace import get_current_span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -270,6 +270,9 @@ class RootSpanMiddleware:
     """Names the request and its user on the request's span, once the edge knows the user.
 
     Set when the response starts: identity is resolved by then (or the request was refused).
+    A request whose span is not sampled runs with instrumentation suppressed (its turn's task
+    too, which starts in its context): its statements' and model calls' spans would be dropped
+    with their parent, but only after the instrumentations had done their work.
     """
 
     app: ASGIApp
@@ -280,6 +283,13 @@ class RootSpanMiddleware:
             await self.app(scope, receive, send)
             return
         span = trace.get_current_span()
+        if span.get_span_context().is_valid and not span.is_recording():
+            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                detach(token)
+            return
 
         async def send_naming(message: Message) -> None:
             if message["type"] == "http.response.start" and span.is_recording():

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -32,7 +33,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from opentelemetry.trace import SpanKind
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from app.logging import JsonFormatter
 from app.main import create_app
@@ -171,6 +172,35 @@ async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url
     assert {line["trace_id"] for line in lines if "trace_id" in line} >= {
         format(turn.context.trace_id, "032x")
     }
+
+
+async def test_an_unsampled_request_runs_with_instrumentation_suppressed(postgres_url):
+    """Its spans would be dropped with their parent: the instrumentations do not even run, in
+    the request or in its turn's task (which starts in the request's context)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    caller = new_user()
+    enabled: list[bool] = []
+
+    def note(*_: Any) -> None:
+        enabled.append(is_instrumentation_enabled())
+
+    async with FakeOpenAI(tokens=4) as fake:
+        fake.script.extend(
+            [FakeReply.call("add_task", text="Adding.", title="Milk"), FakeReply("Added.")]
+        )
+        settings = provider_settings(postgres_url, fake)
+        services = dataclasses.replace(Services.build(settings), tracing=Tracing(provider))
+        async with running_app(settings, services=services) as running:
+            event.listen(running.services.engine.sync_engine, "before_cursor_execute", note)
+            events = await stream(running.client, caller.user_id, create_thread_req("Add milk"))
+            event.remove(running.services.engine.sync_engine, "before_cursor_execute", note)
+            tasks = await running.services.tasks.list(caller.user_id)
+    assert [e for e in events if e["type"] == "error"] == []
+    assert [task.title for task in tasks] == ["Milk"]  # the tool ran, its statements too
+    assert enabled and not any(enabled)
+    assert exporter.get_finished_spans() == ()
 
 
 class Receiver(BaseHTTPRequestHandler):
