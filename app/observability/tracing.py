@@ -19,13 +19,20 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
+from contextvars import Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from agents import set_trace_processors
 from agents.tracing import Span, Trace, TracingProcessor, get_trace_provider
 from opentelemetry import trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.context import (
+    _SUPPRESS_INSTRUMENTATION_KEY,
+    Context,
+    attach,
+    detach,
+    set_value,
+)
 from opentelemetry.trace import get_current_span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -90,11 +97,12 @@ def exporter_from_environment(environ: Mapping[str, str]) -> SpanExporter:
     return OTLPSpanExporter()
 
 
-def without_spans() -> None:
-    """Record no spans in the current task (a background loop's statements, every fraction of
-    a second, would each be a trace of their own: noise to read and to pay for). The
-    instrumentations honour OpenTelemetry's standard suppression key."""
-    attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+def without_spans() -> Token[Context]:
+    """Record no spans in the current context from now on (until `detach(token)`): the
+    instrumentations honour OpenTelemetry's standard suppression key. For a background loop,
+    whose statements, every fraction of a second, would each be a trace of their own, and for
+    a request that is not sampled."""
+    return attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
 
 
 def user_attribute(user_id: str, mode: UserIdMode) -> str:
@@ -190,12 +198,13 @@ class Tracing:
             instrumentor.instrument(**options, **extra)
             self._installed.append(instrumentor)
             if isinstance(instrumentor, OpenAIAgentsInstrumentor) and instrumentor._processor:
-                replace_sdk_processor(instrumentor._processor, SampledRunsOnly)
+                set_sdk_processors(SampledRunsOnly.around(instrumentor._processor))
 
     async def shutdown(self) -> None:
         """Remove the instrumentation, then export what is left (in a thread: the exporter's
         requests may block for their timeout)."""
-        replace_sdk_processor(None, None)  # OpenInference takes out its own processor
+        # Unwrapped, so that OpenInference finds and takes out its own processor.
+        set_sdk_processors(SampledRunsOnly.unwrapped)
         for instrumentor in reversed(self._installed):
             instrumentor.uninstrument()
         self._installed.clear()
@@ -218,6 +227,16 @@ class SampledRunsOnly(TracingProcessor):
     def __init__(self, inner: TracingProcessor) -> None:
         self.inner = inner
         self._sampled: set[str] = set()
+
+    @classmethod
+    def around(cls, target: TracingProcessor) -> Callable[[TracingProcessor], TracingProcessor]:
+        """For `set_sdk_processors`: `target` wrapped, the others as they are."""
+        return lambda processor: cls(processor) if processor is target else processor
+
+    @staticmethod
+    def unwrapped(processor: TracingProcessor) -> TracingProcessor:
+        """For `set_sdk_processors`: every processor as it was before `around`."""
+        return processor.inner if isinstance(processor, SampledRunsOnly) else processor
 
     def on_trace_start(self, trace: Trace) -> None:
         context = get_current_span().get_span_context()
@@ -246,23 +265,16 @@ class SampledRunsOnly(TracingProcessor):
         self.inner.force_flush()
 
 
-def replace_sdk_processor(
-    processor: TracingProcessor | None,
-    wrap: Callable[[TracingProcessor], TracingProcessor] | None,
-) -> None:
-    """Wrap `processor` among the Agents SDK's processors with `wrap`; with `None`s, unwrap
-    every `SampledRunsOnly`. The SDK can set its list but not show it: the list is read where
-    OpenInference reads it too, and left alone (with a warning) if it cannot be."""
+def set_sdk_processors(change: Callable[[TracingProcessor], TracingProcessor]) -> None:
+    """Replace each of the Agents SDK's trace processors by `change(processor)`. The SDK can set
+    its list but not show it: the list is read where OpenInference reads it too, and left alone
+    (with a warning) if it cannot be."""
     multi = getattr(get_trace_provider(), "_multi_processor", None)
     current = getattr(multi, "_processors", None)
     if not isinstance(current, tuple):
         logger.warning("The Agents SDK's trace processors cannot be read: unsampled runs traced")
         return
-    if processor is None or wrap is None:
-        updated = [p.inner if isinstance(p, SampledRunsOnly) else p for p in current]
-    else:
-        updated = [wrap(p) if p is processor else p for p in current]
-    set_trace_processors(updated)
+    set_trace_processors([change(p) for p in current])
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +296,7 @@ class RootSpanMiddleware:
             return
         span = trace.get_current_span()
         if span.get_span_context().is_valid and not span.is_recording():
-            token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+            token = without_spans()
             try:
                 await self.app(scope, receive, send)
             finally:

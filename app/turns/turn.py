@@ -75,9 +75,7 @@ class Turn:
         self._signal.set()
         self._signal = asyncio.Event()
 
-    async def follow(
-        self, after: int = 0, idle: float | None = None
-    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+    async def follow(self, after: int, idle: float) -> AsyncIterator[list[tuple[int, bytes]]]:
         """`(seq, data)` of every event after `after`, live until the turn ends; then its
         error, if it failed before any event could carry it.
 
@@ -96,9 +94,6 @@ class Turn:
                 if self.error is not None:
                     raise self.error
                 return
-            if idle is None:
-                await signal.wait()
-                continue
             try:
                 async with asyncio.timeout(idle):
                     await signal.wait()
