@@ -3,6 +3,7 @@
     uv run python -m bench.observability_overhead              # 50 users x 4 messages, 3 pairs
     uv run python -m bench.observability_overhead --pairs 5 --users 50
     uv run python -m bench.observability_overhead --pairs 6 --sample 0.1   # one trace in ten
+    uv run python -m bench.observability_overhead --parts traces            # traces alone
 
 Two copies of the real server (as `bench.run` starts it: production settings, PostgreSQL, a JWT
 per request, the rate limiter) stream from the same local model endpoint, on a PostgreSQL
@@ -102,12 +103,14 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
     sink = start_sink()
     model_url = f"{model.base_url}/v1"
     off_port, on_port = free_port(), free_port()
-    on_env = {
-        "METRICS_ENABLED": "true",
-        "METRICS_TOKEN": METRICS_TOKEN,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{sink.server_address[1]}",
-        "OTEL_SERVICE_NAME": "chatkit-bench",
-    }
+    on_env: dict[str, str] = {}
+    if "metrics" in args.parts:
+        on_env |= {"METRICS_ENABLED": "true", "METRICS_TOKEN": METRICS_TOKEN}
+    if "traces" in args.parts:
+        on_env |= {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{sink.server_address[1]}",
+            "OTEL_SERVICE_NAME": "chatkit-bench",
+        }
     if args.sample < 1:
         on_env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
         on_env["OTEL_TRACES_SAMPLER_ARG"] = str(args.sample)
@@ -127,7 +130,8 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         for pair in range(args.pairs):
             order = [("off", off), ("on", on)]
             for name, server in order if pair % 2 == 0 else order[::-1]:  # neither always first
-                turns, cpu_ms = await one_run(server, args.users, args.messages, name == "on")
+                scrape = name == "on" and "metrics" in args.parts
+                turns, cpu_ms = await one_run(server, args.users, args.messages, scrape)
                 figures[name].append(turns)
                 cpu[name].append(cpu_ms)
                 print(f"pair {pair + 1} {name:3}: {turns:6.1f} turns/s, {cpu_ms:5.1f} ms CPU/turn")
@@ -140,7 +144,7 @@ async def run(args: argparse.Namespace, db: str) -> dict[str, Any]:
     ratios = [on / off for off, on in zip(figures["off"], figures["on"], strict=True)]
     cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
     return {
-        "args": vars(args),
+        "args": {**vars(args), "parts": sorted(args.parts)},
         "turns_per_s": figures,
         "cpu_ms_per_turn": cpu,
         "cpu_median": cpu_medians,
@@ -162,6 +166,12 @@ def main() -> None:
         type=float,
         default=1.0,
         help="the share of traces sampled when on (OTEL_TRACES_SAMPLER_ARG; 1: every trace)",
+    )
+    parser.add_argument(
+        "--parts",
+        type=lambda value: set(value.split(",")),
+        default={"metrics", "traces"},
+        help="what 'on' turns on: metrics, traces, or metrics,traces (the default)",
     )
     parser.add_argument("--tokens", type=int, default=40, help="words per model answer")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="pause between words")

@@ -1,7 +1,8 @@
 """The assistant: the agent (configured or from `AGENT_FACTORY`), its MCP servers, one turn.
 
 The model comes from `app.agent.model` (the provider's client and API); Agents SDK tracing is
-off, so nothing leaves the machine but the model requests (and the MCP servers' calls).
+off, so nothing leaves the machine but the model requests (and the MCP servers' calls), unless
+OpenTelemetry tracing is on: then a sampled request's run is traced (`app/observability`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from agents import (
     RunContextWrapper,
     Runner,
     RunState,
+    Tool,
     TResponseInputItem,
 )
 from agents.agent import MCPConfig
@@ -33,7 +35,12 @@ from app.agent.mcp import CALLER_ID, McpProgress, McpServers, build_server
 from app.agent.title import Title, write_title
 from app.config import ModelApi
 from app.context import RequestContext
-from app.observability.agent_metrics import MeteredModel
+from app.observability.agent_metrics import (
+    MeteredModel,
+    count_tool_call,
+    noting_default_failures,
+)
+from app.observability.tracing import sampled_here
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +71,14 @@ class Assistant:
             tier: self._meter(setup.model_named(name)) for tier, name in config.tier_models.items()
         }
         self.titles = config.titles.enabled
-        self.run_config = RunConfig(tracing_disabled=True, trace_include_sensitive_data=False)
-        self.hooks = McpProgress()
+        self.run_config = RunConfig(
+            tracing_disabled=True,
+            trace_include_sensitive_data=False,
+            tool_error_formatter=noting_default_failures if self.metered else None,
+        )
+        self.traced_run_config: RunConfig | None = None
+        """The run config of a sampled request's run, once `trace_runs()` is called."""
+        self.hooks = TurnHooks(metered=self.metered)
         self._serve(setup.default_agent())
 
     def _serve(self, agent: Agent[AssistantContext]) -> None:
@@ -95,9 +108,11 @@ class Assistant:
         return model
 
     def trace_runs(self) -> None:
-        """Let the Agents SDK trace runs, for the processors `app/observability` registers in
-        place of its export to OpenAI; still without inputs and outputs."""
-        self.run_config = dataclasses.replace(self.run_config, tracing_disabled=False)
+        """Let the Agents SDK trace the runs of sampled requests (and runs outside any request),
+        for the processor `app/observability` registers in place of its export to OpenAI; still
+        without inputs and outputs. An unsampled request's run is not traced at all: its spans
+        would be dropped, after OpenInference had serialised the run's input for them."""
+        self.traced_run_config = dataclasses.replace(self.run_config, tracing_disabled=False)
 
     async def start(self) -> None:
         """Build `AGENT_FACTORY`'s agent, if set, and connect the MCP servers.
@@ -152,9 +167,14 @@ class Assistant:
             agent_input,
             context=context,
             max_turns=MAX_TURNS,
-            run_config=self.run_config,
+            run_config=self._run_config(),
             hooks=self.hooks,
         )
+
+    def _run_config(self) -> RunConfig:
+        if self.traced_run_config is not None and sampled_here():
+            return self.traced_run_config
+        return self.run_config
 
     async def title(self, text: str) -> Title:
         return await write_title(self.title_model, text)
@@ -165,3 +185,17 @@ class Assistant:
 
     async def aclose(self) -> None:
         await self.mcp.aclose()
+
+
+class TurnHooks(McpProgress):
+    """The run's hooks: MCP tools' progress lines, and, when METRICS_ENABLED, every tool call
+    counted as it ends."""
+
+    def __init__(self, *, metered: bool) -> None:
+        self.metered = metered
+
+    async def on_tool_end(
+        self, context: RunContextWrapper[Any], agent: Any, tool: Tool, result: object
+    ) -> None:
+        if self.metered:
+            count_tool_call(context, tool)

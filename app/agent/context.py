@@ -25,8 +25,26 @@ Ctx = RunContextWrapper[AssistantContext]
 """A tool's first argument, which the model never sees."""
 
 
+TOOL_FAILED = "chatkit_tool_failed"
+"""The mark `note_tool_failure` leaves on a tool call's context."""
+
+
+def note_tool_failure(ctx: RunContextWrapper[Any]) -> None:
+    """Mark the tool call whose context this is as failed, for the tool-call metrics.
+
+    The Agents SDK turns a tool's exception into its output (the failure function's message), so
+    the run's hooks see an answer either way: the failure functions say which it was.
+    """
+    setattr(ctx, TOOL_FAILED, True)
+
+
+def tool_failed(ctx: RunContextWrapper[Any]) -> bool:
+    return bool(getattr(ctx, TOOL_FAILED, False))
+
+
 def explain_error(ctx: RunContextWrapper[Any], error: Exception) -> str:
     """Tell the model about mistakes it can fix (an unknown task id); keep other errors vague."""
+    note_tool_failure(ctx)
     if isinstance(error, TaskNotFoundError):
         return f"Error: {error}"
     return default_tool_error_function(ctx, error)

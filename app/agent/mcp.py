@@ -55,6 +55,7 @@ from mcp import Tool as MCPTool
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from app.agent.config import McpConfig, McpServerConfig
+from app.agent.context import note_tool_failure
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +252,7 @@ class McpServers:
         The Agents SDK calls this as the MCP tools' `failure_error_function`; the model reads
         what it returns as the call's output.
         """
+        note_tool_failure(ctx)
         tool = ctx.tool_name if isinstance(ctx, ToolContext) else "an MCP tool"
         reason, detail = failure_reason(error)
         self.check_soon()

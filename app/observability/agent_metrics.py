@@ -4,8 +4,9 @@ calls by tool and outcome, and database connections in use.
 - `MeteredModel` wraps the agent's models (`Assistant` does it when METRICS_ENABLED): it sees
   each call's exception, so it can say which kind of failure it was, and the usage the
   provider reports in the call's final event.
-- `ToolMetrics` is an Agents SDK tracing processor: the SDK marks a failed tool's span, which
-  nothing else exposes (a failure reaches the model as a message).
+- `count_tool_call`, from the run's hooks as each tool call ends: a failure reaches the model
+  as the call's output, so the failure functions mark it (`note_tool_failure`); the SDK's
+  default one is seen through `noting_default_failures`. No Agents SDK tracing is needed.
 - `count_connections` follows the pool's checkouts.
 """
 
@@ -19,14 +20,15 @@ from typing import Any
 import httpx
 import httpx2
 import openai
-from agents import Model, ModelResponse, Usage
+from agents import Model, ModelResponse, RunContextWrapper, Tool, Usage
 from agents.exceptions import ModelTimeoutError
-from agents.tracing import FunctionSpanData, Span, Trace, TracingProcessor
+from agents.run_config import ToolErrorFormatterArgs
 from openai.types.responses import ResponseCompletedEvent, ResponseUsage
 from openai.types.responses.response_stream_event import ResponseStreamEvent
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.agent.context import note_tool_failure, tool_failed
 from app.observability import metrics
 from app.store.tokens import TokenCounts
 
@@ -124,29 +126,17 @@ class MeteredModel(Model):
         return self.inner.get_retry_advice(request)
 
 
-class ToolMetrics(TracingProcessor):
-    """Counts the SDK's function spans as they end: the tool's name, and `error` if it failed."""
+def count_tool_call(context: RunContextWrapper[Any], tool: Tool) -> None:
+    """One ended tool call: its tool, and `error` if its failure function marked it."""
+    outcome = "error" if tool_failed(context) else "ok"
+    metrics.TOOL_CALLS.labels(getattr(tool, "name", "tool")[:MAX_LABEL_CHARS], outcome).inc()
 
-    def on_span_end(self, span: Span[Any]) -> None:
-        data = span.span_data
-        if isinstance(data, FunctionSpanData):
-            outcome = "error" if span.error else "ok"
-            metrics.TOOL_CALLS.labels(data.name[:MAX_LABEL_CHARS], outcome).inc()
 
-    def on_trace_start(self, trace: Trace) -> None:
-        pass
-
-    def on_trace_end(self, trace: Trace) -> None:
-        pass
-
-    def on_span_start(self, span: Span[Any]) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self) -> None:
-        pass
+def noting_default_failures(args: ToolErrorFormatterArgs[Any]) -> None:
+    """`RunConfig.tool_error_formatter`: marks a tool failure that the SDK's default failure
+    function answered (tools without one of their own); its message is kept (`None`)."""
+    if args.kind == "tool_exception":
+        note_tool_failure(args.run_context)
 
 
 def count_connections(engine: AsyncEngine) -> None:

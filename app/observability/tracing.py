@@ -8,7 +8,8 @@ reads `OTEL_EXPORTER_OTLP_*` itself; `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBU
 - SQL statements (SQLAlchemy, on the async engine's `sync_engine`);
 - outgoing HTTP (httpx, and httpx2 under the OpenAI client: the model calls);
 - the agent run (OpenInference's Agents SDK instrumentation: agent, model and tool spans).
-  Inputs and outputs are hidden, and the SDK's own export to OpenAI stays off.
+  Inputs and outputs are hidden, and the SDK's own export to OpenAI stays off. Only a sampled
+  request's run is traced by the SDK (`Assistant.trace_runs`).
 The root span carries the request id and the user id, hashed unless `TRACE_USER_ID=raw`.
 """
 
@@ -18,13 +19,11 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from agents import set_trace_processors
-from agents.tracing import Span, Trace, TracingProcessor, get_trace_provider
 from opentelemetry import trace
 from opentelemetry.context import (
     _SUPPRESS_INSTRUMENTATION_KEY,
@@ -103,6 +102,12 @@ def without_spans() -> Token[Context]:
     whose statements, every fraction of a second, would each be a trace of their own, and for
     a request that is not sampled."""
     return attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+
+
+def sampled_here() -> bool:
+    """Whether the current request's span is sampled; outside any request, yes."""
+    context = get_current_span().get_span_context()
+    return not context.is_valid or context.trace_flags.sampled
 
 
 def user_attribute(user_id: str, mode: UserIdMode) -> str:
@@ -184,7 +189,7 @@ class Tracing:
                 "openai_agents",
                 OpenAIAgentsInstrumentor(),
                 {
-                    "exclusive_processor": False,  # beside ours (`sdk_trace_processors`)
+                    "exclusive_processor": False,  # the SDK's list is emptied by `observe`
                     "config": TraceConfig(hide_inputs=True, hide_outputs=True),
                 },
             ),
@@ -197,14 +202,10 @@ class Tracing:
                 continue
             instrumentor.instrument(**options, **extra)
             self._installed.append(instrumentor)
-            if isinstance(instrumentor, OpenAIAgentsInstrumentor) and instrumentor._processor:
-                set_sdk_processors(SampledRunsOnly.around(instrumentor._processor))
 
     async def shutdown(self) -> None:
         """Remove the instrumentation, then export what is left (in a thread: the exporter's
         requests may block for their timeout)."""
-        # Unwrapped, so that OpenInference finds and takes out its own processor.
-        set_sdk_processors(SampledRunsOnly.unwrapped)
         for instrumentor in reversed(self._installed):
             instrumentor.uninstrument()
         self._installed.clear()
@@ -214,67 +215,6 @@ class Tracing:
             FastAPIInstrumentor.uninstrument_app(self._app)
             self._app = None
         await asyncio.to_thread(self.provider.shutdown)
-
-
-class SampledRunsOnly(TracingProcessor):
-    """Hands an agent run's trace to `inner` only if the request it runs in is sampled.
-
-    OpenInference's processor builds every span's attributes (the run's whole input and the
-    model's response as JSON) before it knows whether the span is recorded: without this, an
-    unsampled turn paid for them too. A run outside any request span is handed over.
-    """
-
-    def __init__(self, inner: TracingProcessor) -> None:
-        self.inner = inner
-        self._sampled: set[str] = set()
-
-    @classmethod
-    def around(cls, target: TracingProcessor) -> Callable[[TracingProcessor], TracingProcessor]:
-        """For `set_sdk_processors`: `target` wrapped, the others as they are."""
-        return lambda processor: cls(processor) if processor is target else processor
-
-    @staticmethod
-    def unwrapped(processor: TracingProcessor) -> TracingProcessor:
-        """For `set_sdk_processors`: every processor as it was before `around`."""
-        return processor.inner if isinstance(processor, SampledRunsOnly) else processor
-
-    def on_trace_start(self, trace: Trace) -> None:
-        context = get_current_span().get_span_context()
-        if context.is_valid and not context.trace_flags.sampled:
-            return
-        self._sampled.add(trace.trace_id)
-        self.inner.on_trace_start(trace)
-
-    def on_trace_end(self, trace: Trace) -> None:
-        if trace.trace_id in self._sampled:
-            self._sampled.discard(trace.trace_id)
-            self.inner.on_trace_end(trace)
-
-    def on_span_start(self, span: Span[Any]) -> None:
-        if span.trace_id in self._sampled:
-            self.inner.on_span_start(span)
-
-    def on_span_end(self, span: Span[Any]) -> None:
-        if span.trace_id in self._sampled:
-            self.inner.on_span_end(span)
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self) -> None:
-        self.inner.force_flush()
-
-
-def set_sdk_processors(change: Callable[[TracingProcessor], TracingProcessor]) -> None:
-    """Replace each of the Agents SDK's trace processors by `change(processor)`. The SDK can set
-    its list but not show it: the list is read where OpenInference reads it too, and left alone
-    (with a warning) if it cannot be."""
-    multi = getattr(get_trace_provider(), "_multi_processor", None)
-    current = getattr(multi, "_processors", None)
-    if not isinstance(current, tuple):
-        logger.warning("The Agents SDK's trace processors cannot be read: unsampled runs traced")
-        return
-    set_trace_processors([change(p) for p in current])
 
 
 @dataclass(frozen=True, slots=True)

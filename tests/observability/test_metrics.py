@@ -86,6 +86,10 @@ async def test_turns_show_up_in_the_metrics(postgres_url):
         )
         events = await stream(client, alice, create_thread_req("Add milk"))
         thread_id = created_thread_id(events)
+        # A tool that fails: the model reads why, the count says `error`.
+        fake.script.extend(
+            [FakeReply.call("complete_task", task_id="tsk_unknown"), FakeReply("No such task.")]
+        )
         await stream(client, alice, add_message_req(thread_id, "Thanks"))
         listed = await post(client, alice, {"type": "threads.list", "params": {}})
         assert listed.status_code == 200
@@ -146,6 +150,9 @@ async def test_turns_show_up_in_the_metrics(postgres_url):
     )
     assert delta(before, after, "chatkit_model_tokens_total", kind="output", **model) > 0
     assert delta(before, after, "chatkit_tool_calls_total", tool="add_task", outcome="ok") == 1
+    assert delta(before, after, "chatkit_tool_calls_total", tool="add_task", outcome="error") == 0
+    failed_tool = {"tool": "complete_task", "outcome": "error"}
+    assert delta(before, after, "chatkit_tool_calls_total", **failed_tool) == 1
     # Bounded labels: no user or thread id anywhere.
     label_values = {value for (_, labels) in after for (_, value) in labels}
     assert not label_values & {alice, bob, thread_id}
@@ -174,11 +181,13 @@ async def test_metrics_need_the_token(postgres_url):
 async def test_metrics_are_off_unless_enabled(postgres_url):
     async with running_app(make_settings(postgres_url)) as running:
         response = await running.client.get("/metrics", headers=AUTH)
-        # Nothing counts either: no middleware, no model wrapper, no SDK tracing.
+        # Nothing counts either: no middleware, no model wrapper, no tool counts, no SDK tracing.
         middleware = [getattr(m, "cls", None) for m in running.app.user_middleware]
         assert RequestMetricsMiddleware not in middleware
         assert not isinstance(running.services.assistant.agent.model, MeteredModel)
         assert running.services.assistant.run_config.tracing_disabled
+        assert running.services.assistant.traced_run_config is None
+        assert not running.services.assistant.hooks.metered
         assert not any(
             isinstance(getattr(route, "app", None), MetricsEndpoint)
             or getattr(route, "path", "") == "/metrics"

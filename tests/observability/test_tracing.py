@@ -13,11 +13,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from agents.tracing import Span, Trace, TracingProcessor, get_trace_provider
+from agents import add_trace_processor, set_trace_processors
+from agents.tracing import TracingProcessor, get_trace_provider
 from agents.tracing.processors import BatchTraceProcessor
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -40,7 +40,6 @@ from app.main import create_app
 from app.observability.tracing import (
     SIGNAL_VARIABLES,
     RootSpanMiddleware,
-    SampledRunsOnly,
     Tracing,
     without_spans,
 )
@@ -176,7 +175,8 @@ async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url
 
 async def test_an_unsampled_request_runs_with_instrumentation_suppressed(postgres_url):
     """Its spans would be dropped with their parent: the instrumentations do not even run, in
-    the request or in its turn's task (which starts in the request's context)."""
+    the request or in its turn's task (which starts in the request's context), and the Agents
+    SDK does not trace its run (OpenInference would serialise the run's input for nothing)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ALWAYS_OFF)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -193,10 +193,20 @@ async def test_an_unsampled_request_runs_with_instrumentation_suppressed(postgre
         settings = provider_settings(postgres_url, fake)
         services = dataclasses.replace(Services.build(settings), tracing=Tracing(provider))
         async with running_app(settings, services=services) as running:
+            recorder = Recorder()
+            add_trace_processor(recorder)
             event.listen(running.services.engine.sync_engine, "before_cursor_execute", note)
             events = await stream(running.client, caller.user_id, create_thread_req("Add milk"))
             event.remove(running.services.engine.sync_engine, "before_cursor_execute", note)
             tasks = await running.services.tasks.list(caller.user_id)
+            assistant = running.services.assistant
+            for sampler, untraced in ((ALWAYS_OFF, True), (ALWAYS_ON, False)):
+                tracer = TracerProvider(sampler=sampler).get_tracer("test")
+                with tracer.start_as_current_span("POST /chatkit"):
+                    assert assistant._run_config().tracing_disabled is untraced
+            assert assistant._run_config().tracing_disabled is False  # outside any request
+    set_trace_processors([])
+    assert recorder.seen == []
     assert [e for e in events if e["type"] == "error"] == []
     assert [task.title for task in tasks] == ["Milk"]  # the tool ran, its statements too
     assert enabled and not any(enabled)
@@ -354,28 +364,3 @@ class Recorder(TracingProcessor):
 
     def force_flush(self) -> None:
         pass
-
-
-def test_only_runs_of_sampled_requests_reach_openinference() -> None:
-    """An unsampled request's run never reaches the wrapped processor (OpenInference builds
-    every span's attributes before it knows whether the span is recorded)."""
-    recorder = Recorder()
-    wrapper = SampledRunsOnly(recorder)
-
-    def run(trace_id: str) -> None:
-        trace_, span = SimpleNamespace(trace_id=trace_id), SimpleNamespace(trace_id=trace_id)
-        wrapper.on_trace_start(cast(Trace, trace_))
-        wrapper.on_span_start(cast(Span[Any], span))
-        wrapper.on_span_end(cast(Span[Any], span))
-        wrapper.on_trace_end(cast(Trace, trace_))
-
-    for sampler, trace_id in ((ALWAYS_OFF, "dropped"), (ALWAYS_ON, "sampled")):
-        tracer = TracerProvider(sampler=sampler).get_tracer("test")
-        with tracer.start_as_current_span("POST /chatkit"):
-            run(trace_id)
-    run("outside-any-request")
-    assert recorder.seen == [
-        f"{event} {trace_id}"
-        for trace_id in ("sampled", "outside-any-request")
-        for event in ("trace start", "span start", "span end", "trace end")
-    ]
