@@ -258,7 +258,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
         """
         agent_context = self._agent_context(thread, context)
         ids = ItemIds(lambda kind: self.store.generate_item_id(kind, thread, context))
-        history = await self._history(thread, context)
+        newest_first, complete = await self._newest_items(thread, context)
+        history = newest_first[::-1]
         # The title needs only the first message: write it while the answer streams.
         title = (
             asyncio.create_task(self.assistant.title(first_user_text(history)))
@@ -271,6 +272,9 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             converter = HistoryConverter(self.model_inputs.turn(context), self.assistant.api)
             agent_input = await converter.to_agent_input(history)
             result = self.assistant.run(agent_input, agent_context)
+            # The SDK reads the two newest items first: it gets them from the history (this
+            # task only, not the run's, which started in a copy of this context before it).
+            self.store.remember_newest(thread.id, newest_first, complete, context)
             run = EndOnError(result)
             async for event in stream_agent_response(agent_context, cast(RunResultStreaming, run)):
                 yield ids.rewrite(event)
@@ -383,8 +387,10 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             thread=thread, store=self.store, request_context=context, tasks=self.tasks
         )
 
-    async def _history(self, thread: ThreadMetadata, context: RequestContext) -> list[ThreadItem]:
-        """The newest `HISTORY_WINDOW` items, oldest first."""
+    async def _newest_items(
+        self, thread: ThreadMetadata, context: RequestContext
+    ) -> tuple[list[ThreadItem], bool]:
+        """The newest `HISTORY_WINDOW` items, newest first, and whether they are all there are."""
         window = self.assistant.history_window
         items: list[ThreadItem] = []
         after: str | None = None
@@ -394,9 +400,9 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
             )
             items.extend(page.data)
             if not page.has_more:
-                break
+                return items, True
             after = page.after
-        return items[::-1]
+        return items, False
 
 
 async def refused(refusal: TokenQuotaExceeded) -> AsyncGenerator[bytes, None]:

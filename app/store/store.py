@@ -7,8 +7,9 @@ missing one. Each method is one short transaction, because a stream outlives its
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from chatkit.store import NotFoundError, Store, StoreItemType
 from chatkit.types import (
@@ -55,6 +56,20 @@ TURN_LOCK_REASON = "Answering…"
 
 PENDING = AttachmentRow.data["upload_descriptor"].as_string().is_not(None)
 """A two-phase attachment whose bytes have not arrived yet (its JSON has an upload descriptor)."""
+
+
+class NewestItems(NamedTuple):
+    """A thread's newest items as a turn just read them (`SQLAlchemyStore.remember_newest`)."""
+
+    user_id: str
+    thread_id: str
+    items: list[ThreadItem]
+    """Newest first."""
+    complete: bool
+    """The thread holds no older item."""
+
+
+NEWEST_READ: ContextVar[NewestItems | None] = ContextVar("newest_items_read", default=None)
 
 
 def new_id(item_type: StoreItemType) -> str:
@@ -116,11 +131,9 @@ class SQLAlchemyStore(Store[RequestContext]):
 
     async def load_thread(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
         """The thread, `locked` while a turn holds an unexpired lease on it."""
-        stmt = _with_lock(select(ThreadRow.data), context.user_id).where(
-            ThreadRow.id == thread_id, ThreadRow.user_id == context.user_id
-        )
+        params = {"p_thread": thread_id, "p_user": context.user_id, "p_now": utcnow()}
         async with self._single.connect() as conn:
-            row = (await conn.execute(stmt)).one_or_none()
+            row = (await conn.execute(THREAD, params)).one_or_none()
         if row is None:
             raise NotFoundError(f"Thread {thread_id} not found")
         return _thread(row)
@@ -149,13 +162,15 @@ class SQLAlchemyStore(Store[RequestContext]):
             else None
         )
         stmt = _keyset(
-            _with_lock(select(ThreadRow.id, ThreadRow.data), context.user_id).where(owned),
+            _with_lock(select(ThreadRow.id, ThreadRow.data), context.user_id, utcnow()).where(
+                owned
+            ),
             ThreadRow,
             after,
             cursor,
             order,
         )
-        return await self._page(stmt, limit, _thread)
+        return await self._page(stmt, {}, limit, _thread)
 
     async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
         """Delete the thread, its items (by cascade) and its attachments, content included.
@@ -191,16 +206,23 @@ class SQLAlchemyStore(Store[RequestContext]):
         order: str,
         context: RequestContext,
     ) -> Page[ThreadItem]:
-        scope = (ItemRow.thread_id == thread_id, ItemRow.user_id == context.user_id)
-        cursor = (
-            select(ItemRow.created_at).where(ItemRow.id == after, *scope).scalar_subquery()
-            if after
-            else None
+        if after is None and order == "desc":
+            known = _newest_known(thread_id, limit, context)
+            if known is not None:
+                return known
+        params = {"p_thread": thread_id, "p_user": context.user_id}
+        if after:
+            cursor = (
+                select(ItemRow.created_at)
+                .where(ItemRow.id == after, *OWNED_ITEMS)
+                .scalar_subquery()
+            )
+            stmt = _keyset(ITEMS, ItemRow, after, cursor, order)
+        else:
+            stmt = NEWEST_ITEMS if order == "desc" else OLDEST_ITEMS
+        page = await self._page(
+            stmt, params, limit, lambda row: ITEM_ADAPTER.validate_python(row.data)
         )
-        stmt = _keyset(
-            select(ItemRow.id, ItemRow.data).where(*scope), ItemRow, after, cursor, order
-        )
-        page = await self._page(stmt, limit, lambda row: ITEM_ADAPTER.validate_python(row.data))
         page.data = [self._present_item(item, context) for item in page.data]
         return page
 
@@ -233,9 +255,24 @@ class SQLAlchemyStore(Store[RequestContext]):
         if missing := sorted(wanted - found):
             raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
 
+    def remember_newest(
+        self,
+        thread_id: str,
+        newest_first: list[ThreadItem],
+        complete: bool,
+        context: RequestContext,
+    ) -> None:
+        """Answer the next read of the thread's newest items, in this task, from `newest_first`.
+
+        Once, and only until an item is written: the SDK's `stream_agent_response` starts by
+        reading the two newest items, which the turn has just loaded with its history.
+        """
+        NEWEST_READ.set(NewestItems(context.user_id, thread_id, newest_first, complete))
+
     async def delete_thread_item(
         self, thread_id: str, item_id: str, context: RequestContext
     ) -> None:
+        NEWEST_READ.set(None)
         stmt = delete(ItemRow).where(
             ItemRow.id == item_id,
             ItemRow.thread_id == thread_id,
@@ -364,6 +401,7 @@ class SQLAlchemyStore(Store[RequestContext]):
 
     async def _upsert_item(self, thread_id: str, item: ThreadItem, context: RequestContext) -> None:
         """See `item_upsert`: another user's thread or item is a `NotFoundError`."""
+        NEWEST_READ.set(None)
         params = {
             "p_id": item.id,
             "p_type": item.type,
@@ -389,11 +427,14 @@ class SQLAlchemyStore(Store[RequestContext]):
         if result.rowcount == 0:
             raise NotFoundError(missing)
 
-    async def _page(self, stmt: Select[Any], limit: int, parse: Callable[[Any], T]) -> Page[T]:
-        """Fetch one row more than the page to learn `has_more` without counting."""
+    async def _page(
+        self, stmt: Select[Any], params: dict[str, Any], limit: int, parse: Callable[[Any], T]
+    ) -> Page[T]:
+        """Fetch one row more than the page to learn `has_more` without counting (`stmt` is
+        `_keyset`'s, whose limit is the `p_limit` parameter)."""
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         async with self._single.connect() as conn:
-            rows = (await conn.execute(stmt.limit(limit + 1))).all()
+            rows = (await conn.execute(stmt, {**params, "p_limit": limit + 1})).all()
         has_more = len(rows) > limit
         rows = rows[:limit]
         return Page(
@@ -403,12 +444,28 @@ class SQLAlchemyStore(Store[RequestContext]):
         )
 
 
-def _with_lock(stmt: Select[Any], user_id: str) -> Select[Any]:
+def _newest_known(thread_id: str, limit: int, context: RequestContext) -> Page[ThreadItem] | None:
+    """The `limit` newest items of the caller's thread from what `remember_newest` kept, if it
+    kept them; forgotten now either way."""
+    known = NEWEST_READ.get()
+    if known is None:
+        return None
+    NEWEST_READ.set(None)
+    if known.user_id != context.user_id or known.thread_id != thread_id:
+        return None
+    if not 1 <= limit <= MAX_PAGE_SIZE or (limit > len(known.items) and not known.complete):
+        return None
+    has_more = len(known.items) > limit or not known.complete
+    data = known.items[:limit]
+    return Page(data=data, has_more=has_more, after=data[-1].id if has_more else None)
+
+
+def _with_lock(stmt: Select[Any], user_id: Any, now: Any) -> Select[Any]:
     """`stmt` with the reason of the thread's unexpired turn lock, if any, as `lock`."""
     live = (
         (TurnLockRow.user_id == user_id)
         & (TurnLockRow.thread_id == ThreadRow.id)
-        & (TurnLockRow.expires_at > utcnow())
+        & (TurnLockRow.expires_at > now)
     )
     return stmt.add_columns(TurnLockRow.reason.label("lock")).outerjoin(TurnLockRow, live)
 
@@ -465,7 +522,8 @@ def _keyset(
     cursor_created_at: Any,
     order: str,
 ) -> Select[Any]:
-    """Order by `(created_at, id)` and start strictly after the cursor row.
+    """Order by `(created_at, id)`, start strictly after the cursor row, and stop at the
+    `p_limit` parameter's number of rows.
 
     An `after` that names no row of the caller's yields an empty page (its subquery is NULL).
     """
@@ -473,7 +531,20 @@ def _keyset(
     if order == "desc":
         if after:
             stmt = stmt.where(key < tuple_(cursor_created_at, after))
-        return stmt.order_by(table.created_at.desc(), table.id.desc())
-    if after:
-        stmt = stmt.where(key > tuple_(cursor_created_at, after))
-    return stmt.order_by(table.created_at.asc(), table.id.asc())
+        stmt = stmt.order_by(table.created_at.desc(), table.id.desc())
+    else:
+        if after:
+            stmt = stmt.where(key > tuple_(cursor_created_at, after))
+        stmt = stmt.order_by(table.created_at.asc(), table.id.asc())
+    return stmt.limit(bindparam("p_limit"))
+
+
+# The statements every turn runs, built once (building one costs more CPU than sending it),
+# with the caller and the thread as the parameters `p_user` and `p_thread`.
+THREAD = _with_lock(select(ThreadRow.data), bindparam("p_user"), bindparam("p_now")).where(
+    ThreadRow.id == bindparam("p_thread"), ThreadRow.user_id == bindparam("p_user")
+)
+OWNED_ITEMS = (ItemRow.thread_id == bindparam("p_thread"), ItemRow.user_id == bindparam("p_user"))
+ITEMS = select(ItemRow.id, ItemRow.data).where(*OWNED_ITEMS)
+NEWEST_ITEMS = _keyset(ITEMS, ItemRow, None, None, "desc")
+OLDEST_ITEMS = _keyset(ITEMS, ItemRow, None, None, "asc")

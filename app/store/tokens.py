@@ -95,6 +95,11 @@ def _counts(row: Any) -> TokenCounts:
     return TokenCounts(int(row.input), int(row.cached_input), int(row.output), int(row.reasoning))
 
 
+INSERT_USAGE = insert(TokenUsageRow)
+"""Built once, run with a row of values: building a statement per turn costs more CPU than
+sending it."""
+
+
 class TokenUsageStore:
     """Writes a turn's row (one INSERT) and reads the sums over `ix_token_usage_user_created`."""
 
@@ -110,20 +115,20 @@ class TokenUsageStore:
         counts: TokenCounts,
         at: datetime,
     ) -> None:
-        stmt = insert(TokenUsageRow).values(
-            user_id=user_id,
-            id=random_id(USAGE_ID_PREFIX),
-            thread_id=thread_id,
-            item_id=item_id,
-            model=model,
-            input_tokens=counts.input,
-            cached_input_tokens=counts.cached_input,
-            output_tokens=counts.output,
-            reasoning_tokens=counts.reasoning,
-            created_at=at,
-        )
+        row = {
+            "user_id": user_id,
+            "id": random_id(USAGE_ID_PREFIX),
+            "thread_id": thread_id,
+            "item_id": item_id,
+            "model": model,
+            "input_tokens": counts.input,
+            "cached_input_tokens": counts.cached_input,
+            "output_tokens": counts.output,
+            "reasoning_tokens": counts.reasoning,
+            "created_at": at,
+        }
         async with self.engine.connect() as conn:
-            await conn.execute(stmt)
+            await conn.execute(INSERT_USAGE, row)
 
     async def spent(self, user_id: str, day: datetime, month: datetime) -> Spent:
         """One query over the user's rows since `month` (which starts on or before `day`)."""

@@ -27,6 +27,15 @@ BUSY_GRACE_SECONDS = 1.0
 BUSY_RETRY_SECONDS = 0.05
 
 
+RELEASE = delete(TurnLockRow).where(
+    TurnLockRow.user_id == bindparam("p_user"),
+    TurnLockRow.thread_id == bindparam("p_thread"),
+    TurnLockRow.turn_id == bindparam("p_turn"),
+)
+"""Built once, as every statement a turn runs: building one costs more CPU than sending it."""
+RELEASE_UNLESS_FOLLOWED = RELEASE.where(TurnLockRow.followed.is_(False))
+
+
 class Signals(NamedTuple):
     """What other processes asked of this process's turns, by turn id."""
 
@@ -130,15 +139,10 @@ class TurnLocks:
     ) -> bool:
         """Let the thread go; false if the turn did not hold it, or (`unless_followed`) a
         client on another process follows the turn and must first get its last events."""
-        stmt = delete(TurnLockRow).where(
-            TurnLockRow.user_id == user_id,
-            TurnLockRow.thread_id == thread_id,
-            TurnLockRow.turn_id == turn_id,
-        )
-        if unless_followed:
-            stmt = stmt.where(TurnLockRow.followed.is_(False))
+        stmt = RELEASE_UNLESS_FOLLOWED if unless_followed else RELEASE
+        params = {"p_user": user_id, "p_thread": thread_id, "p_turn": turn_id}
         async with self._single.connect() as conn:
-            result = await conn.execute(stmt)
+            result = await conn.execute(stmt, params)
         return bool(result.rowcount)
 
     async def follow(self, user_id: str, thread_id: str) -> str | None:

@@ -12,6 +12,7 @@ from chatkit.types import (
     ThreadMetadata,
     UserMessageItem,
 )
+from sqlalchemy import event
 
 from app.agent.fake_model import FakeTurn
 from app.store.store import new_id
@@ -172,6 +173,32 @@ async def test_history_window_larger_than_a_store_page(services, user, monkeypat
         await store.add_thread_item(thread.id, item, user)
     monkeypatch.setattr(services.server.assistant, "history_window", 110)
 
-    history = await services.server._history(thread, user)
+    newest_first, complete = await services.server._newest_items(thread, user)
 
-    assert assistant_texts(history) == [f"m{n}" for n in range(10, 120)]
+    assert assistant_texts(newest_first[::-1]) == [f"m{n}" for n in range(10, 120)]
+    assert not complete
+    monkeypatch.setattr(services.server.assistant, "history_window", 120)
+    newest_first, complete = await services.server._newest_items(thread, user)
+    assert len(newest_first) == 120
+    assert complete
+
+
+async def test_a_turn_reads_its_thread_items_once(client, services, user):
+    """The SDK's read of the two newest items is answered from the history the turn loaded."""
+    events = await stream(client, user.user_id, create_thread_req("Hi"))
+    thread_id = created_thread_id(events)
+    reads: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM thread_items" in statement:
+            reads.append(statement)
+
+    engine = services.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        events = await stream(client, user.user_id, add_message_req(thread_id, "Again"))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert done_items(events, "assistant_message")
+    assert len(reads) == 1
+    assert len(await stored_items(services, user.user_id, thread_id)) == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from chatkit.types import (
     Workflow,
     WorkflowItem,
 )
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.context import RequestContext
 from app.store.models import AttachmentRow, ItemRow
@@ -261,6 +262,49 @@ async def test_save_item_upserts_in_place(store: SQLAlchemyStore, user) -> None:
     fresh = message(thread.id, BASE_TIME + timedelta(days=1))
     await store.save_item(thread.id, fresh, user)  # save_item of a new id inserts
     assert await store.load_item(thread.id, fresh.id, user) == fresh
+
+
+async def test_the_newest_items_a_turn_read_answer_the_next_read_once(
+    store: SQLAlchemyStore, user, other_user, engine
+) -> None:
+    """The SDK reads a thread's two newest items right after the turn loaded its history."""
+    thread = await saved_thread(store, user)
+    items = await add_messages(store, user, thread.id, 3)
+    newest_first = items[::-1]
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    async def newest(context: RequestContext, limit: int = 2) -> tuple[list[str], bool, int]:
+        before = len(statements)
+        page = await store.load_thread_items(thread.id, None, limit, "desc", context)
+        return [item.id for item in page.data], page.has_more, len(statements) - before
+
+    async def scenario() -> None:
+        ids = [item.id for item in newest_first]
+        store.remember_newest(thread.id, newest_first, True, user)
+        assert await newest(user) == (ids[:2], True, 0)  # from memory
+        assert await newest(user) == (ids[:2], True, 1)  # once only
+        store.remember_newest(thread.id, newest_first, True, user)
+        assert await newest(user, limit=5) == (ids, False, 0)  # all there are
+        store.remember_newest(thread.id, newest_first[:2], False, user)
+        assert await newest(user, limit=3) == (ids, False, 1)  # more than it knows
+        store.remember_newest(thread.id, newest_first, True, user)
+        later = message(thread.id, BASE_TIME + timedelta(minutes=5), "later")
+        await store.add_thread_item(thread.id, later, user)  # a write: forgotten
+        assert await newest(user) == ([later.id, ids[0]], True, 1)
+        store.remember_newest(thread.id, newest_first, True, user)
+        with pytest.raises(NotFoundError):  # another user's read is never answered from it
+            await store.load_thread(thread.id, other_user)
+        page = await store.load_thread_items(thread.id, None, 2, "desc", other_user)
+        assert page.data == []
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await asyncio.create_task(scenario())  # its own context, as a request's task has
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_add_thread_item_continues_a_stored_workflow(store: SQLAlchemyStore, user) -> None:
