@@ -180,6 +180,9 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     sse_keepalive_seconds: float = Field(default=15, gt=0, le=300)
     """Seconds of silence after which an SSE comment keeps proxies from cutting the stream."""
+    sse_batch_ms: float = Field(default=20, ge=0, le=1000)
+    """After a stream's first write, how long it gathers events before the next: fewer, larger
+    writes (each one passes every middleware and a system call). 0: each event as it comes."""
 
     # Turns (see docs/turns.md): answers that outlive the request
     on_disconnect: Literal["finish", "cancel"] = "finish"

@@ -1,4 +1,5 @@
-"""Keep-alive comments on quiet streams, without disturbing the stream they wrap."""
+"""Keep-alive comments on quiet streams, without disturbing the stream they wrap; a turn's
+events relayed in batches."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
 from dataclasses import replace
+from typing import cast
 
 from app.context import RequestContext
+from app.http.routes.chatkit import relay
 from app.http.sse import KEEPALIVE_COMMENT, OpenStreams, with_keepalive
 from app.server import ChatKitBackend
 from app.services import Services
+from app.turns.registry import Turns
+from app.turns.turn import Turn, new_turn_id
 from tests.conftest import make_settings
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, event_types, stream
@@ -194,3 +199,55 @@ async def test_chatkit_stream_carries_comments_while_the_reply_is_slow(sqlite_ur
         events = await stream(client, "sse-user", create_thread_req("Again"))
         assert event_types(events)[0] == "thread.created"
         assert "thread.item.done" in event_types(events)
+
+
+class DetachNoted:
+    """Stands in for the registry, whose only part `relay` uses is `detach`."""
+
+    def __init__(self) -> None:
+        self.detached: list[Turn] = []
+
+    def detach(self, turn: Turn) -> None:
+        self.detached.append(turn)
+
+
+async def relayed(batch: float, appends: int) -> list[bytes]:
+    """The writes of `relay` for a turn with one event at the start, then `appends` more
+    appended at once right after the first write, then its end."""
+    turn = Turn(new_turn_id(), RequestContext(user_id="u", auth_method="development"), None)
+    registry = DetachNoted()
+    turn.append(b"data: 0\n\n")
+    writes: list[bytes] = []
+    first_written = asyncio.Event()
+
+    async def read() -> None:
+        stream = relay(turn, cast(Turns, registry), keepalive=30, batch=batch)
+        async for chunk in stream:
+            writes.append(chunk)
+            first_written.set()
+
+    reader = asyncio.create_task(read())
+    await first_written.wait()
+    for n in range(1, appends + 1):
+        turn.append(f"data: {n}\n\n".encode())
+        await asyncio.sleep(0.001)  # the reader could write each one now
+    await asyncio.sleep(batch + 0.05)
+    turn.finish()
+    await reader
+    assert registry.detached == [turn]
+    return writes
+
+
+async def test_a_stream_writes_its_first_event_at_once_and_then_in_batches() -> None:
+    writes = await relayed(batch=0.2, appends=5)
+    assert len(writes) == 2
+    assert writes[0].count(b"data: ") == 1  # never held back
+    assert writes[1].count(b"data: ") == 5  # the events of the batch's time, in one write
+    assert [
+        int(line.split(b".")[-1]) for line in writes[1].split(b"\n") if line.startswith(b"id: ")
+    ] == [2, 3, 4, 5, 6]
+
+
+async def test_without_batching_each_event_is_written_as_it_comes() -> None:
+    writes = await relayed(batch=0, appends=5)
+    assert [w.count(b"data: ") for w in writes] == [1, 1, 1, 1, 1, 1]

@@ -40,7 +40,7 @@ POLLS = 400
 async def test_a_client_that_leaves_mid_answer_finds_it_whole_on_reload(
     database_url: str, user: RequestContext
 ) -> None:
-    settings = make_settings(database_url, turn_progress_seconds=0.001)
+    settings = make_settings(database_url, turn_progress_seconds=1e-6)  # every delta is saved
     async with running_app(settings, socket=True) as running:
         client, model = running.client, running.fake_model
         hold = asyncio.Event()
@@ -131,7 +131,7 @@ async def test_the_cap_cuts_a_background_turn_and_saves_it_with_a_note(
 async def test_a_turn_that_fails_leaves_no_partial_answer_and_no_lock(
     database_url: str, user: RequestContext
 ) -> None:
-    settings = make_settings(database_url, turn_progress_seconds=0.001)
+    settings = make_settings(database_url, turn_progress_seconds=1e-6)  # every delta is saved
     async with running_app(settings, socket=True) as running:
         client, model = running.client, running.fake_model
         hold = asyncio.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from collections.abc import AsyncGenerator
@@ -93,27 +94,36 @@ async def chatkit(request: Request, services: ServicesDep, context: ContextDep) 
     except BaseException:
         turns.detach(turn)
         raise
-    stream = relay(turn, turns, keepalive=services.settings.sse_keepalive_seconds)
+    settings = services.settings
+    stream = relay(
+        turn, turns, keepalive=settings.sse_keepalive_seconds, batch=settings.sse_batch_ms / 1000
+    )
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def relay(
-    turn: Turn, turns: Turns, after: int = 0, *, keepalive: float
+    turn: Turn, turns: Turns, after: int = 0, *, keepalive: float, batch: float = 0
 ) -> AsyncGenerator[bytes, None]:
     """Relay a turn's events after `after`, each with its id, and the events waiting at once
     in one write; a keep-alive comment when none came for `keepalive` seconds, so that proxies
     do not cut a quiet stream. A failure after the first event ends the stream with an error
     event. Leaving lets `ON_DISCONNECT` decide the turn's fate.
 
+    After a write, the next waits `batch` seconds (`SSE_BATCH_MS`), so that the events of that
+    time go out together: a model streams a token every few milliseconds, and each write costs
+    a pass through every middleware and a system call. The first event is never held back.
+
     The turn runs in a task of its own (`app/turns/`), so the response reads its buffer
     directly: no task or queue of its own per stream.
     """
     try:
-        async for batch in turn.follow(after, idle=keepalive):
-            if not batch:
+        async for events in turn.follow(after, idle=keepalive):
+            if not events:
                 yield KEEPALIVE_COMMENT
-            else:
-                yield b"".join(sse_chunk(turn.id, seq, data) for seq, data in batch)
+                continue
+            yield b"".join(sse_chunk(turn.id, seq, data) for seq, data in events)
+            if batch and not turn.done:
+                await asyncio.sleep(batch)
     except Exception as exc:
         yield error_chunk(exc)
     finally:

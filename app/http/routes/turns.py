@@ -52,7 +52,8 @@ async def reattach(
     if (turn := turns.running(user_id, thread_id)) is not None:
         seq = position[1] if position is not None and position[0] == turn.id else 0
         turns.attach(turn)
-        stream = relay(turn, turns, seq, keepalive=interval)
+        batch = services.settings.sse_batch_ms / 1000
+        stream = relay(turn, turns, seq, keepalive=interval, batch=batch)
     elif (turn_id := await turns.locks.follow(user_id, thread_id)) is not None:
         await turns.events.clear_others(user_id, thread_id, turn_id)
         seq = position[1] if position is not None and position[0] == turn_id else 0
