@@ -138,10 +138,10 @@ async def measure(target: Target, users: int, messages: int, label: str) -> dict
     return figures
 
 
-def profile(py_spy: str, server: ServerProcess, name: str) -> subprocess.Popen[bytes]:
+def profile(py_spy: str, server: ServerProcess, name: str, round_: int) -> subprocess.Popen[bytes]:
     """Sample a server's stacks (collapsed format, one stack a line) until interrupted, without
     pausing it (`--nonblocking`: a paused server would be measured slower than it is)."""
-    output = RESULTS / f"{name.replace(' ', '-')}-profile.txt"
+    output = RESULTS / f"{name.replace(' ', '-')}-profile-{round_ + 1}.txt"
     return subprocess.Popen(
         [
             py_spy,
@@ -325,8 +325,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         metavar="PY_SPY",
-        help="path to a py-spy binary: records the reference and the 1-process server in the "
-        "last round (bench/results/*-profile.txt)",
+        help="path to a py-spy binary: records the reference and the 1-process server in every "
+        "round (bench/results/*-profile-N.txt; `python -m bench.profile_split` sums them)",
     )
     args = parser.parse_args()
 
@@ -398,8 +398,8 @@ async def run(args: argparse.Namespace, one_db: str, two_db: str) -> None:
             figures: dict[str, dict[str, Any]] = {}
             spy = None
             for name in names if n % 2 == 0 else list(reversed(names)):
-                if name in (ONE, REFERENCE) and args.profile and n == args.repeat - 1:
-                    spy = profile(args.profile, targets_[name].servers[0], name)
+                if name in (ONE, REFERENCE) and args.profile:
+                    spy = profile(args.profile, targets_[name].servers[0], name, n)
                 figures[name] = await measure(targets_[name], args.users, args.messages, f"m{n}")
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
