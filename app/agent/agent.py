@@ -74,7 +74,7 @@ class Assistant:
         self.run_config = RunConfig(
             tracing_disabled=True,
             trace_include_sensitive_data=False,
-            tool_error_formatter=noting_default_failures if self.metered else None,
+            tool_error_formatter=noting_default_failures,  # the SDK's message kept, always
         )
         self.traced_run_config: RunConfig | None = None
         """The run config of a sampled request's run, once `trace_runs()` is called."""

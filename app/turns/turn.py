@@ -60,6 +60,8 @@ class Turn:
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reading: bool = False
     """Whether the turn's task is waiting on the SDK's stream (where it may be cancelled)."""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set with `done`: a reader pausing between writes (`SSE_BATCH_MS`) stops pausing."""
     _signal: asyncio.Event = field(default_factory=asyncio.Event)
 
     def append(self, data: bytes) -> None:
@@ -69,6 +71,7 @@ class Turn:
     def finish(self, error: Exception | None = None) -> None:
         self.error = error
         self.done = True
+        self.ended.set()
         self._wake()
 
     def _wake(self) -> None:

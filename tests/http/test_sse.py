@@ -15,7 +15,7 @@ from app.http.sse import KEEPALIVE_COMMENT, OpenStreams, with_keepalive
 from app.server import ChatKitBackend
 from app.services import Services
 from app.turns.registry import Turns
-from app.turns.turn import Turn, new_turn_id
+from app.turns.turn import Turn, new_turn_id, sse_chunk
 from tests.conftest import make_settings
 from tests.helpers.apps import running_app
 from tests.helpers.chatkit import create_thread_req, event_types, stream
@@ -251,3 +251,15 @@ async def test_a_stream_writes_its_first_event_at_once_and_then_in_batches() -> 
 async def test_without_batching_each_event_is_written_as_it_comes() -> None:
     writes = await relayed(batch=0, appends=5)
     assert [w.count(b"data: ") for w in writes] == [1, 1, 1, 1, 1, 1]
+
+
+async def test_the_end_of_a_turn_is_not_held_back_by_a_batch() -> None:
+    turn = Turn(new_turn_id(), RequestContext(user_id="u", auth_method="development"), None)
+    turn.append(b"data: 0\n\n")
+    stream = relay(turn, cast(Turns, DetachNoted()), keepalive=30, batch=10.0)
+    assert await anext(stream) == sse_chunk(turn.id, 1, b"data: 0\n\n")
+    pending = asyncio.create_task(anext(stream, None))  # waits out the batch, at most
+    await asyncio.sleep(0.01)
+    turn.finish()
+    async with asyncio.timeout(1):  # not 10 s
+        assert await pending is None

@@ -295,6 +295,13 @@ async def test_the_newest_items_a_turn_read_answer_the_next_read_once(
         await store.add_thread_item(thread.id, later, user)  # a write: forgotten
         assert await newest(user) == ([later.id, ids[0]], True, 1)
         store.remember_newest(thread.id, newest_first, True, user)
+        await store.delete_thread_item(thread.id, later.id, user)  # a delete: forgotten too
+        assert await newest(user) == (ids[:2], True, 1)
+        other_thread = await saved_thread(store, user)
+        store.remember_newest(thread.id, newest_first, True, user)
+        page = await store.load_thread_items(other_thread.id, None, 2, "desc", user)
+        assert page.data == []  # the same user's other thread: read from the database
+        store.remember_newest(thread.id, newest_first, True, user)
         with pytest.raises(NotFoundError):  # another user's read is never answered from it
             await store.load_thread(thread.id, other_user)
         page = await store.load_thread_items(thread.id, None, 2, "desc", other_user)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import warnings
 from collections.abc import AsyncGenerator
+from contextlib import suppress
 from typing import Any
 
 from chatkit.errors import ErrorCode
@@ -111,7 +112,8 @@ async def relay(
 
     After a write, the next waits `batch` seconds (`SSE_BATCH_MS`), so that the events of that
     time go out together: a model streams a token every few milliseconds, and each write costs
-    a pass through every middleware and a system call. The first event is never held back.
+    a pass through every middleware and a system call. Neither the first event nor the turn's
+    end is held back.
 
     The turn runs in a task of its own (`app/turns/`), so the response reads its buffer
     directly: no task or queue of its own per stream.
@@ -123,7 +125,9 @@ async def relay(
                 continue
             yield b"".join(sse_chunk(turn.id, seq, data) for seq, data in events)
             if batch and not turn.done:
-                await asyncio.sleep(batch)
+                with suppress(TimeoutError):  # the turn's end is not held back
+                    async with asyncio.timeout(batch):
+                        await turn.ended.wait()
     except Exception as exc:
         yield error_chunk(exc)
     finally:
