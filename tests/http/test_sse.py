@@ -4,13 +4,13 @@ events relayed in batches."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, MutableMapping
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 from app.context import RequestContext
-from app.http.routes.chatkit import relay
+from app.http.routes.chatkit import TurnResponse, relay
 from app.http.sse import KEEPALIVE_COMMENT, OpenStreams, with_keepalive
 from app.server import ChatKitBackend
 from app.services import Services
@@ -202,7 +202,7 @@ async def test_chatkit_stream_carries_comments_while_the_reply_is_slow(sqlite_ur
 
 
 class DetachNoted:
-    """Stands in for the registry, whose only part `relay` uses is `detach`."""
+    """Stands in for the registry, whose only part `TurnResponse` uses is `detach`."""
 
     def __init__(self) -> None:
         self.detached: list[Turn] = []
@@ -215,13 +215,12 @@ async def relayed(batch: float, appends: int) -> list[bytes]:
     """The writes of `relay` for a turn with one event at the start, then `appends` more
     appended at once right after the first write, then its end."""
     turn = Turn(new_turn_id(), RequestContext(user_id="u", auth_method="development"), None)
-    registry = DetachNoted()
     turn.append(b"data: 0\n\n")
     writes: list[bytes] = []
     first_written = asyncio.Event()
 
     async def read() -> None:
-        stream = relay(turn, cast(Turns, registry), keepalive=30, batch=batch)
+        stream = relay(turn, keepalive=30, batch=batch)
         async for chunk in stream:
             writes.append(chunk)
             first_written.set()
@@ -234,7 +233,6 @@ async def relayed(batch: float, appends: int) -> list[bytes]:
     await asyncio.sleep(batch + 0.05)
     turn.finish()
     await reader
-    assert registry.detached == [turn]
     return writes
 
 
@@ -256,10 +254,33 @@ async def test_without_batching_each_event_is_written_as_it_comes() -> None:
 async def test_the_end_of_a_turn_is_not_held_back_by_a_batch() -> None:
     turn = Turn(new_turn_id(), RequestContext(user_id="u", auth_method="development"), None)
     turn.append(b"data: 0\n\n")
-    stream = relay(turn, cast(Turns, DetachNoted()), keepalive=30, batch=10.0)
+    stream = relay(turn, keepalive=30, batch=10.0)
     assert await anext(stream) == sse_chunk(turn.id, 1, b"data: 0\n\n")
     pending = asyncio.create_task(anext(stream, None))  # waits out the batch, at most
     await asyncio.sleep(0.01)
     turn.finish()
     async with asyncio.timeout(1):  # not 10 s
         assert await pending is None
+
+
+async def test_a_reader_gone_before_its_body_was_read_still_leaves_the_turn() -> None:
+    """The client disconnects while the response starts: the body (`relay`) is never read,
+    yet the reader is counted out, so `ON_DISCONNECT` and the background cap apply."""
+    turn = Turn(new_turn_id(), RequestContext(user_id="u", auth_method="development"), None)
+    turn.append(b"data: 0\n\n")
+    registry = DetachNoted()
+    sent: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message["type"])
+        await asyncio.sleep(1)  # the start of the response is slow to go out
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.3"}}
+    response = TurnResponse(relay(turn, keepalive=30), turn, cast(Turns, registry))
+    async with asyncio.timeout(0.5):
+        await response(scope, receive, send)
+    assert sent == ["http.response.start"]  # cut there: no body was read
+    assert registry.detached == [turn]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import suppress
 from typing import Any
 
@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 from pydantic.json_schema import PydanticJsonSchemaWarning
+from starlette.types import Receive, Scope, Send
 
 from app.errors import BadRequest
 from app.http.deps import ContextDep, ServicesDep
@@ -97,18 +98,35 @@ async def chatkit(request: Request, services: ServicesDep, context: ContextDep) 
         raise
     settings = services.settings
     stream = relay(
-        turn, turns, keepalive=settings.sse_keepalive_seconds, batch=settings.sse_batch_ms / 1000
+        turn, keepalive=settings.sse_keepalive_seconds, batch=settings.sse_batch_ms / 1000
     )
-    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    return TurnResponse(stream, turn, turns)
+
+
+class TurnResponse(StreamingResponse):
+    """The SSE response of a reader the route attached to `turn`: the reader leaves when the
+    response ends, however it ends. (A client gone before its body was read never starts the
+    body's generator, so the generator cannot be the one to say so.)"""
+
+    def __init__(self, stream: AsyncIterator[bytes], turn: Turn, turns: Turns) -> None:
+        super().__init__(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+        self.turn = turn
+        self.turns = turns
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.turns.detach(self.turn)
 
 
 async def relay(
-    turn: Turn, turns: Turns, after: int = 0, *, keepalive: float, batch: float = 0
+    turn: Turn, after: int = 0, *, keepalive: float, batch: float = 0
 ) -> AsyncGenerator[bytes, None]:
     """Relay a turn's events after `after`, each with its id, and the events waiting at once
     in one write; a keep-alive comment when none came for `keepalive` seconds, so that proxies
     do not cut a quiet stream. A failure after the first event ends the stream with an error
-    event. Leaving lets `ON_DISCONNECT` decide the turn's fate.
+    event. The reader's leaving (`TurnResponse`) lets `ON_DISCONNECT` decide the turn's fate.
 
     After a write, the next waits `batch` seconds (`SSE_BATCH_MS`), so that the events of that
     time go out together: a model streams a token every few milliseconds, and each write costs
@@ -130,8 +148,6 @@ async def relay(
                         await turn.ended.wait()
     except Exception as exc:
         yield error_chunk(exc)
-    finally:
-        turns.detach(turn)
 
 
 def error_chunk(exc: Exception) -> bytes:

@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 
 from app.errors import BadRequest, NotFound
 from app.http.deps import ContextDep, ServicesDep
-from app.http.routes.chatkit import SSE_HEADERS, relay
+from app.http.routes.chatkit import SSE_HEADERS, TurnResponse, relay
 from app.http.sse import with_keepalive
 from app.store.db import has_id_shape
 from app.store.store import THREAD_PREFIXES
@@ -53,7 +53,7 @@ async def reattach(
         seq = position[1] if position is not None and position[0] == turn.id else 0
         turns.attach(turn)
         batch = services.settings.sse_batch_ms / 1000
-        stream = relay(turn, turns, seq, keepalive=interval, batch=batch)
+        return TurnResponse(relay(turn, seq, keepalive=interval, batch=batch), turn, turns)
     elif (turn_id := await turns.locks.follow(user_id, thread_id)) is not None:
         await turns.events.clear_others(user_id, thread_id, turn_id)
         seq = position[1] if position is not None and position[0] == turn_id else 0
