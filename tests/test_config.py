@@ -74,6 +74,8 @@ def test_sslmode_never_reaches_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:
         ("AZURE_OPENAI_ENDPOINT", "res.openai.azure.com"),
         ("LOG_LEVEL", "verbose"),
         ("PUBLIC_BASE_URL", "chat.example.com"),
+        ("SSE_BATCH_MS", "-5"),
+        ("SSE_BATCH_MS", "a while"),
     ],
 )
 def test_bad_values_name_the_setting(

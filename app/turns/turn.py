@@ -47,7 +47,6 @@ class Turn:
     context: RequestContext
     thread_id: str | None
     events: list[bytes] = field(default_factory=list)
-    done: bool = False
     error: Exception | None = None
     readers: int = 0
     cut_note: str | None = None
@@ -61,16 +60,19 @@ class Turn:
     reading: bool = False
     """Whether the turn's task is waiting on the SDK's stream (where it may be cancelled)."""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set with `done`: a reader pausing between writes (`SSE_BATCH_MS`) stops pausing."""
+    """Set when the turn ends: a reader pausing between writes (`SSE_BATCH_MS`) stops pausing."""
     _signal: asyncio.Event = field(default_factory=asyncio.Event)
 
     def append(self, data: bytes) -> None:
         self.events.append(data)
         self._wake()
 
+    @property
+    def done(self) -> bool:
+        return self.ended.is_set()
+
     def finish(self, error: Exception | None = None) -> None:
         self.error = error
-        self.done = True
         self.ended.set()
         self._wake()
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
-from chatkit.types import ClientToolCallItem, WidgetItem
+from chatkit.types import ClientToolCallItem, CustomTask, WidgetItem, Workflow, WorkflowItem
 
 from app.agent.approvals import APPROVE_ACTION
 from app.agent.fake_model import FakeModel, FakeTurn
+from app.store.store import new_id
 from app.store.tasks import Task
-from tests.helpers.agent import assistant_texts, stored_items, widget_rows
+from tests.helpers.agent import as_user, assistant_texts, stored_items, widget_rows
 from tests.helpers.chatkit import (
     client_tool_output_req,
     create_thread_req,
@@ -199,3 +201,35 @@ async def test_unscripted_fake_model_runs_slash_commands(client, services, user)
     assert len(done_items(events, "widget")) == 1
     [answer] = done_items(events, "assistant_message")
     assert answer["content"][0]["text"].startswith("The tool answered: ")
+
+
+async def test_a_stored_workflow_before_a_client_tool_call_is_continued(
+    client, services, fake_model, user
+):
+    """`stream_agent_response` continues a workflow stored just before the pending client tool
+    call (its first read, of the two newest items, answered from the turn's history): the
+    answer ends that workflow, under its own id."""
+    fake_model.script.push(FakeTurn.call("switch_theme", theme="dark"))
+    events = await stream(client, user.user_id, create_thread_req("dark mode please"))
+    thread_id = created_thread_id(events)
+    [call] = [
+        item
+        for item in await stored_items(services, user.user_id, thread_id)
+        if isinstance(item, ClientToolCallItem)
+    ]
+    workflow = WorkflowItem(
+        id=new_id("workflow"),
+        thread_id=thread_id,
+        created_at=call.created_at - timedelta(microseconds=1),  # just before the call
+        workflow=Workflow(type="custom", tasks=[CustomTask(title="Looking")], expanded=True),
+    )
+    await services.store.add_thread_item(thread_id, workflow, as_user(user.user_id))
+
+    fake_model.script.push(FakeTurn.say("Switched to dark."))
+    resumed = await stream(client, user.user_id, client_tool_output_req(thread_id, {"ok": True}))
+
+    [ended] = [item for item in done_items(resumed, "workflow") if item["id"] == workflow.id]
+    assert ended["workflow"]["tasks"][0]["title"] == "Looking"
+    assert ended["workflow"]["expanded"] is False  # closed by the answer that followed it
+    stored = {item.id: item for item in await stored_items(services, user.user_id, thread_id)}
+    assert isinstance(stored[workflow.id], WorkflowItem)

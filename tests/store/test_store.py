@@ -288,6 +288,11 @@ async def test_the_newest_items_a_turn_read_answer_the_next_read_once(
         assert await newest(user) == (ids[:2], True, 1)  # once only
         store.remember_newest(thread.id, newest_first, True, user)
         assert await newest(user, limit=5) == (ids, False, 0)  # all there are
+        # `Page.after` as the database gives it: the last id returned, empty with no more.
+        for limit, after in ((2, ids[1]), (3, None)):
+            store.remember_newest(thread.id, newest_first, True, user)
+            page = await store.load_thread_items(thread.id, None, limit, "desc", user)
+            assert page.after == after
         store.remember_newest(thread.id, newest_first[:2], False, user)
         assert await newest(user, limit=3) == (ids, False, 1)  # more than it knows
         store.remember_newest(thread.id, newest_first, True, user)
