@@ -30,6 +30,7 @@ from opentelemetry.context import (
     Context,
     attach,
     detach,
+    get_value,
     set_value,
 )
 from opentelemetry.trace import get_current_span
@@ -105,7 +106,10 @@ def without_spans() -> Token[Context]:
 
 
 def sampled_here() -> bool:
-    """Whether the current request's span is sampled; outside any request, yes."""
+    """Whether the current request's span is sampled; outside any request, yes, unless spans
+    are suppressed (as `SamplingGate` does for a request it did not sample)."""
+    if get_value(_SUPPRESS_INSTRUMENTATION_KEY):
+        return False
     context = get_current_span().get_span_context()
     return not context.is_valid or context.trace_flags.sampled
 
@@ -140,11 +144,13 @@ class Tracing:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+        from app.observability.sampling import DecidedTraceIds
+
         exporter = exporter_from_environment(environ)
         resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
         if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
             resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource, id_generator=DecidedTraceIds())
         provider.add_span_processor(BatchSpanProcessor(exporter))
         names = environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
         return cls(provider, user_ids, frozenset(n.strip() for n in names if n.strip()))
@@ -152,6 +158,8 @@ class Tracing:
     def instrument_app(self, app: FastAPI) -> None:
         """The app's requests (this app's only: `create_app` may build one that never serves)."""
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        from app.observability.sampling import gate_requests
 
         if "fastapi" in self.disabled:
             return
@@ -162,6 +170,7 @@ class Tracing:
             exclude_spans=["receive", "send"],  # a span per SSE chunk would cost more than it says
         )
         self._app = app
+        gate_requests(app, self.provider)
 
     def start(self, engine: AsyncEngine) -> None:
         """Instrument the engine, the HTTP clients and the Agents SDK, process-wide, while the
@@ -222,9 +231,10 @@ class RootSpanMiddleware:
     """Names the request and its user on the request's span, once the edge knows the user.
 
     Set when the response starts: identity is resolved by then (or the request was refused).
-    A request whose span is not sampled runs with instrumentation suppressed (its turn's task
+    A request whose span is not recorded runs with instrumentation suppressed (its turn's task
     too, which starts in its context): its statements' and model calls' spans would be dropped
-    with their parent, but only after the instrumentations had done their work.
+    with their parent, but only after the instrumentations had done their work. (With the
+    SDK's samplers `SamplingGate` has suppressed it already, before any span.)
     """
 
     app: ASGIApp
@@ -235,7 +245,7 @@ class RootSpanMiddleware:
             await self.app(scope, receive, send)
             return
         span = trace.get_current_span()
-        if span.get_span_context().is_valid and not span.is_recording():
+        if not span.is_recording():
             token = without_spans()
             try:
                 await self.app(scope, receive, send)

@@ -31,12 +31,20 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import SpanKind
 from sqlalchemy import event, text
 
 from app.logging import JsonFormatter
 from app.main import create_app
+from app.observability.sampling import DecidedTraceIds, SamplingGate
 from app.observability.tracing import (
     SIGNAL_VARIABLES,
     RootSpanMiddleware,
@@ -52,6 +60,7 @@ from tests.helpers.chatkit import create_thread_req, post, stream
 from tests.helpers.fake_openai import FakeOpenAI, FakeReply
 from tests.helpers.server import LOOPBACK
 
+THREADS_LIST = {"type": "threads.list", "params": {}}
 OTEL_VARIABLES = (*SIGNAL_VARIABLES, "OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_PROTOCOL")
 
 
@@ -173,12 +182,15 @@ async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url
     }
 
 
-async def test_an_unsampled_request_runs_with_instrumentation_suppressed(postgres_url):
+@pytest.mark.parametrize("gated", [True, False], ids=["gated", "span-first"])
+async def test_an_unsampled_request_runs_with_instrumentation_suppressed(postgres_url, gated):
     """Its spans would be dropped with their parent: the instrumentations do not even run, in
     the request or in its turn's task (which starts in the request's context), and the Agents
-    SDK does not trace its run (OpenInference would serialise the run's input for nothing)."""
+    SDK does not trace its run (OpenInference would serialise the run's input for nothing).
+    Gated (the ids `from_environment` gives), the request's own span is not started either."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_OFF)
+    ids = DecidedTraceIds() if gated else None
+    provider = TracerProvider(sampler=ALWAYS_OFF, id_generator=ids)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     caller = new_user()
     enabled: list[bool] = []
@@ -245,6 +257,81 @@ def otlp_receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class RecordingRatio(TraceIdRatioBased):
+    """The SDK's ratio sampler, noting each decision it takes."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate)
+        self.decisions: list[tuple[int, Decision]] = []
+
+    def should_sample(self, parent_context: Any, trace_id: int, *args: Any, **kw: Any) -> Any:
+        result: SamplingResult = super().should_sample(parent_context, trace_id, *args, **kw)
+        self.decisions.append((trace_id, result.decision))
+        return result
+
+
+async def test_the_gate_decides_each_request_once_and_the_span_agrees(postgres_url):
+    """The gate asks the sampler first; a sampled request's span has the trace id it drew (so
+    the instrumentation's own question gets the same answer, and the ratio is not applied
+    twice); an unsampled one never reaches the instrumentation."""
+    exporter = InMemorySpanExporter()
+    sampler = RecordingRatio(0.5)
+    provider = TracerProvider(sampler=sampler, id_generator=DecidedTraceIds())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = make_settings(postgres_url)
+    services = dataclasses.replace(Services.build(settings), tracing=Tracing(provider))
+    caller = new_user()
+    async with running_app(settings, services=services) as running:
+        assert (
+            isinstance(running.app.middleware_stack, SamplingGate)
+            or running.app.middleware_stack is None
+        )
+        for _ in range(40):
+            response = await post(running.client, caller.user_id, THREADS_LIST)
+            assert response.status_code == 200, response.text
+        assert isinstance(running.app.middleware_stack, SamplingGate)
+    asked: dict[int, list[Decision]] = {}
+    for trace_id, decision in sampler.decisions:
+        asked.setdefault(trace_id, []).append(decision)
+    assert len(asked) == 40  # one trace id per request
+    # Sampled: the gate, then the request's span, then (a ratio is not parent-based) each
+    # statement's span asked with the same trace id; dropped: the gate alone.
+    sampled = {t for t, d in asked.items() if len(d) > 2 and set(d) == {Decision.RECORD_AND_SAMPLE}}
+    dropped = {t for t, d in asked.items() if d == [Decision.DROP]}
+    assert sampled and dropped and sampled | dropped == set(asked)
+    roots = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert {s.context.trace_id for s in roots} == sampled
+    assert len(roots) == len(sampled)
+
+
+@pytest.mark.parametrize("flags", ["01", "00"])
+async def test_the_gate_follows_a_sampled_or_unsampled_parent(postgres_url, flags):
+    exporter = InMemorySpanExporter()
+    sampler = ParentBased(TraceIdRatioBased(0.5))
+    provider = TracerProvider(sampler=sampler, id_generator=DecidedTraceIds())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = make_settings(postgres_url)
+    services = dataclasses.replace(Services.build(settings), tracing=Tracing(provider))
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = f"00-{trace_id}-00f067aa0ba902b7-{flags}"
+    async with running_app(settings, services=services) as running:
+        for _ in range(5):
+            response = await post(
+                running.client, new_user().user_id, THREADS_LIST, traceparent=parent
+            )
+            assert response.status_code == 200, response.text
+    roots = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    expected = 5 if flags == "01" else 0
+    assert [format(s.context.trace_id, "032x") for s in roots] == [trace_id] * expected
+
+
+def test_environment_tracing_decides_at_the_gate():
+    tracing = Tracing.from_environment(environ={"OTEL_TRACES_EXPORTER": "console"})
+    assert tracing is not None
+    assert isinstance(tracing.provider.id_generator, DecidedTraceIds)
+    tracing.provider.shutdown()
 
 
 async def test_spans_reach_an_otlp_receiver(postgres_url, monkeypatch):
