@@ -211,6 +211,13 @@ class Tracing:
                 continue
             instrumentor.instrument(**options, **extra)
             self._installed.append(instrumentor)
+        if "sqlalchemy" not in self.disabled:
+            # No span per pool checkout ("connect"): a turn makes eight, a third of its spans,
+            # for microseconds each; the pool's use is a metric (`chatkit_db_connections_in_use`).
+            from opentelemetry.instrumentation.utils import unwrap
+            from sqlalchemy.engine import Engine
+
+            unwrap(Engine, "connect")
 
     async def shutdown(self) -> None:
         """Remove the instrumentation, then export what is left (in a thread: the exporter's

@@ -155,6 +155,9 @@ async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url
         assert span is turn or turn in ancestors(span, by_id), span.name
     database = [s for s in in_turn if attribute(s, "db.system") or attribute(s, "db.system.name")]
     assert database
+    # Statements, not the pool's checkouts (a span each, a third of a turn's spans).
+    assert all(attribute(s, "db.statement") for s in database)
+    assert "connect" not in {s.name for s in spans}
     model_calls = [
         s for s in in_turn if s.kind == SpanKind.CLIENT and "/v1/responses" in str(url(s))
     ]
