@@ -6,20 +6,28 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+import asyncpg
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, inspect, text
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_value
+from sqlalchemy import Select, UpdateBase, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.config import Settings
+from app.store.errors import is_outage
+
+T = TypeVar("T")
+Statement = Select[*tuple[Any, ...]] | UpdateBase
+"""A statement `SingleStatements.prepare` takes: a SELECT, or an INSERT, UPDATE or DELETE."""
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MAX_ID_LENGTH = 64
@@ -98,12 +106,53 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """One positional parameter of a `Prepared` statement's SQL."""
+
+    name: str
+    convert: Callable[[Any], Any] | None
+    """As SQLAlchemy converts the value for asyncpg (JSON is sent as text)."""
+    fixed: Any = None
+    """The value of a parameter the statement itself holds (`set_={"followed": False}`)."""
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A statement built once, for `SingleStatements` to run.
+
+    `sql` is what SQLAlchemy compiles it to for asyncpg, with `binds` its positional
+    parameters; `None` where the statement runs through SQLAlchemy (SQLite, PgBouncer's
+    transaction mode).
+    """
+
+    statement: Statement
+    sql: str | None = None
+    binds: tuple[Bind, ...] = ()
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        values = (
+            params[bind.name] if bind.required else params.get(bind.name, bind.fixed)
+            for bind in self.binds
+        )
+        return [
+            value if bind.convert is None else bind.convert(value)
+            for bind, value in zip(self.binds, values, strict=True)
+        ]
+
+
 class SingleStatements:
     """Connections of the engine's pool for one statement each, which is atomic on its own.
 
     No BEGIN/COMMIT (or ROLLBACK) round trips (AUTOCOMMIT), except behind PgBouncer's
     transaction mode: there SQLAlchemy's asyncpg driver prepares a statement and executes it in
     two exchanges, which only a transaction keeps on one server connection.
+
+    The statements every turn runs are `prepare`d, and on PostgreSQL run on the pooled
+    connection's asyncpg connection (`rows`, `rowcount`): SQLAlchemy's execution layer cost
+    as much CPU as the driver's (about 0.2 ms a statement), for statements that need none of
+    it. The SQL is still SQLAlchemy's, compiled once; the pool is still its own.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -111,9 +160,84 @@ class SingleStatements:
         self.engine = (
             engine if self.transactions else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+        self.direct = engine.dialect.driver == "asyncpg" and not self.transactions
 
     def connect(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self.engine.begin() if self.transactions else self.engine.connect()
+
+    def prepare(
+        self, statement: Select[Any] | UpdateBase, keys: Sequence[str] | None = None
+    ) -> Prepared:
+        """`statement`, compiled now if it will run on the driver; an INSERT without values
+        is compiled for the columns `keys` (every row passed to it has exactly those)."""
+        if not self.direct:
+            return Prepared(statement)
+        dialect = self.engine.dialect
+        compiled = statement.compile(dialect=dialect, column_keys=keys)
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError("a statement with Python-side defaults cannot run on the driver")
+        binds = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            binds.append(Bind(name, convert, bind.effective_value, bind.required))
+        return Prepared(statement, compiled.string, tuple(binds))
+
+    async def rows(self, prepared: Prepared, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """The rows the statement returns, each a mapping of column name to value."""
+        if not self._on_driver(prepared):
+            async with self.connect() as conn:
+                result = await conn.execute(prepared.statement, params)
+                return cast(list[Mapping[str, Any]], result.mappings().all())
+        records: list[Mapping[str, Any]] = await self._run_on_driver(
+            lambda driver: driver.fetch(prepared.sql, *prepared.arguments(params))
+        )
+        return records
+
+    async def rowcount(self, prepared: Prepared, params: Mapping[str, Any]) -> int:
+        """How many rows the statement (an INSERT, UPDATE or DELETE) wrote."""
+        if not self._on_driver(prepared):
+            async with self.connect() as conn:
+                return (await conn.execute(prepared.statement, params)).rowcount
+        status: str = await self._run_on_driver(
+            lambda driver: driver.execute(prepared.sql, *prepared.arguments(params))
+        )
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 1", "UPDATE 2", "DELETE 0"
+
+    def _on_driver(self, prepared: Prepared) -> bool:
+        """Whether to skip SQLAlchemy's execution: where the statement was compiled for the
+        driver, unless something listens to the engine's statements (the SQLAlchemy tracing of
+        a sampled request, a test counting statements), which then sees them as before."""
+        if prepared.sql is None:
+            return False
+        listened = bool(self.engine.sync_engine.dispatch.before_cursor_execute)
+        return not listened or bool(get_value(_SUPPRESS_INSTRUMENTATION_KEY))
+
+    async def _run_on_driver(self, run: Callable[[Any], Awaitable[T]]) -> T:
+        """`run(asyncpg_connection)` on a pooled connection.
+
+        As SQLAlchemy does, a connection whose state is unknown after a failure (it broke,
+        the server is going away, or the statement was cancelled mid-way) is discarded, not
+        returned to the pool. An error the server answered leaves it usable.
+        """
+        async with self.engine.connect() as conn:
+            pooled = await conn.get_raw_connection()
+            driver: Any = pooled.driver_connection  # asyncpg's Connection
+            try:
+                return await run(driver)
+            except asyncpg.PostgresError as exc:
+                if is_outage(exc):
+                    pooled.invalidate(exc)
+                raise
+            except Exception as exc:
+                broken = driver.is_closed()  # asyncpg's "connection is closed", say
+                pooled.invalidate(exc)
+                if broken and not is_outage(exc):
+                    raise ConnectionResetError(f"The database connection broke: {exc}") from exc
+                raise
+            except BaseException:
+                pooled.invalidate()
+                raise
 
 
 def autocommit(engine: AsyncEngine) -> SingleStatements:

@@ -6,7 +6,7 @@ missing one. Each method is one short transaction, because a stream outlives its
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
@@ -26,7 +26,7 @@ from sqlalchemy import Select, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
-from app.store.db import autocommit, random_id, upsert_insert, utcnow
+from app.store.db import Prepared, autocommit, random_id, upsert_insert, utcnow
 from app.store.files import FileStorage
 from app.store.models import AttachmentRow, ItemRow, ThreadRow, TurnLockRow
 from app.store.urls import AttachmentUrlSigner
@@ -111,11 +111,18 @@ class SQLAlchemyStore(Store[RequestContext]):
         delete their model copies (`AttachmentInputs.forget`); never-attached ones reached none."""
         insert = upsert_insert(engine)
         # Built once: constructing an upsert costs more CPU than sending it.
-        self._upsert_thread = owned_upsert(insert(ThreadRow), ThreadRow, ["data"])
-        self._upsert_attachment = owned_upsert(
-            insert(AttachmentRow), AttachmentRow, ["data", "thread_id"]
+        prepare = self._single.prepare
+        self._upsert_thread = prepare(
+            owned_upsert(insert(ThreadRow), ThreadRow, ["data"]), THREAD_COLUMNS
         )
-        self._upsert_item_stmt = item_upsert(insert)
+        self._upsert_attachment = prepare(
+            owned_upsert(insert(AttachmentRow), AttachmentRow, ["data", "thread_id"]),
+            ATTACHMENT_COLUMNS,
+        )
+        self._upsert_item_stmt = prepare(item_upsert(insert))
+        self._thread = prepare(THREAD)
+        self._newest_items = prepare(NEWEST_ITEMS)
+        self._oldest_items = prepare(OLDEST_ITEMS)
 
     # ids
 
@@ -132,11 +139,10 @@ class SQLAlchemyStore(Store[RequestContext]):
     async def load_thread(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
         """The thread, `locked` while a turn holds an unexpired lease on it."""
         params = {"p_thread": thread_id, "p_user": context.user_id, "p_now": utcnow()}
-        async with self._single.connect() as conn:
-            row = (await conn.execute(THREAD, params)).one_or_none()
-        if row is None:
+        rows = await self._single.rows(self._thread, params)
+        if not rows:
             raise NotFoundError(f"Thread {thread_id} not found")
-        return _thread(row)
+        return _thread(rows[0])
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
         """Only the metadata of a full `Thread` is stored; a turn's lock never is (it lives in
@@ -170,7 +176,7 @@ class SQLAlchemyStore(Store[RequestContext]):
             cursor,
             order,
         )
-        return await self._page(stmt, {}, limit, _thread)
+        return await self._page(Prepared(stmt), {}, limit, _thread)
 
     async def delete_thread(self, thread_id: str, context: RequestContext) -> None:
         """Delete the thread, its items (by cascade) and its attachments, content included.
@@ -217,11 +223,11 @@ class SQLAlchemyStore(Store[RequestContext]):
                 .where(ItemRow.id == after, *OWNED_ITEMS)
                 .scalar_subquery()
             )
-            stmt = _keyset(ITEMS, ItemRow, after, cursor, order)
+            stmt = Prepared(_keyset(ITEMS, ItemRow, after, cursor, order))
         else:
-            stmt = NEWEST_ITEMS if order == "desc" else OLDEST_ITEMS
+            stmt = self._newest_items if order == "desc" else self._oldest_items
         page = await self._page(
-            stmt, params, limit, lambda row: ITEM_ADAPTER.validate_python(row.data)
+            stmt, params, limit, lambda row: ITEM_ADAPTER.validate_python(row["data"])
         )
         page.data = [self._present_item(item, context) for item in page.data]
         return page
@@ -420,27 +426,28 @@ class SQLAlchemyStore(Store[RequestContext]):
             raise NotFoundError(missing)
         return data
 
-    async def _upsert(self, stmt: Any, row: dict[str, Any], missing: str) -> None:
+    async def _upsert(self, stmt: Prepared, row: dict[str, Any], missing: str) -> None:
         """Run an upsert that proves ownership in its statement: no row written is `missing`."""
-        async with self._single.connect() as conn:
-            result = await conn.execute(stmt, row)
-        if result.rowcount == 0:
+        if await self._single.rowcount(stmt, row) == 0:
             raise NotFoundError(missing)
 
     async def _page(
-        self, stmt: Select[Any], params: dict[str, Any], limit: int, parse: Callable[[Any], T]
+        self,
+        stmt: Prepared,
+        params: dict[str, Any],
+        limit: int,
+        parse: Callable[[Mapping[str, Any]], T],
     ) -> Page[T]:
         """Fetch one row more than the page to learn `has_more` without counting (`stmt` is
         `_keyset`'s, whose limit is the `p_limit` parameter)."""
         limit = max(1, min(limit, MAX_PAGE_SIZE))
-        async with self._single.connect() as conn:
-            rows = (await conn.execute(stmt, {**params, "p_limit": limit + 1})).all()
+        rows = await self._single.rows(stmt, {**params, "p_limit": limit + 1})
         has_more = len(rows) > limit
         rows = rows[:limit]
         return Page(
             data=[parse(row) for row in rows],
             has_more=has_more,
-            after=rows[-1].id if has_more else None,
+            after=rows[-1]["id"] if has_more else None,
         )
 
 
@@ -470,11 +477,11 @@ def _with_lock(stmt: Select[Any], user_id: Any, now: Any) -> Select[Any]:
     return stmt.add_columns(TurnLockRow.reason.label("lock")).outerjoin(TurnLockRow, live)
 
 
-def _thread(row: Any) -> ThreadMetadata:
+def _thread(row: Mapping[str, Any]) -> ThreadMetadata:
     """A thread row as the SDK's model; an active thread a turn holds reads as locked."""
-    thread = ThreadMetadata.model_validate(row.data)
-    if row.lock is not None and isinstance(thread.status, ActiveStatus):
-        thread.status = LockedStatus(reason=row.lock)
+    thread = ThreadMetadata.model_validate(row["data"])
+    if row["lock"] is not None and isinstance(thread.status, ActiveStatus):
+        thread.status = LockedStatus(reason=row["lock"])
     return thread
 
 
@@ -544,6 +551,9 @@ def _keyset(
 THREAD = _with_lock(select(ThreadRow.data), bindparam("p_user"), bindparam("p_now")).where(
     ThreadRow.id == bindparam("p_thread"), ThreadRow.user_id == bindparam("p_user")
 )
+THREAD_COLUMNS = ("id", "user_id", "created_at", "data")
+ATTACHMENT_COLUMNS = ("id", "user_id", "thread_id", "created_at", "data")
+"""The columns of the rows `save_thread` and `save_attachment` write."""
 OWNED_ITEMS = (ItemRow.thread_id == bindparam("p_thread"), ItemRow.user_id == bindparam("p_user"))
 ITEMS = select(ItemRow.id, ItemRow.data).where(*OWNED_ITEMS)
 NEWEST_ITEMS = _keyset(ITEMS, ItemRow, None, None, "desc")

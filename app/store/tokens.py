@@ -98,6 +98,19 @@ def _counts(row: Any) -> TokenCounts:
 INSERT_USAGE = insert(TokenUsageRow)
 """Built once, run with a row of values: building a statement per turn costs more CPU than
 sending it."""
+USAGE_COLUMNS = (
+    "user_id",
+    "id",
+    "thread_id",
+    "item_id",
+    "model",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "created_at",
+)
+"""The columns of a usage row, every one given."""
 
 
 class TokenUsageStore:
@@ -105,6 +118,7 @@ class TokenUsageStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = autocommit(engine)  # single statements
+        self._insert = self.engine.prepare(INSERT_USAGE, USAGE_COLUMNS)
 
     async def record(
         self,
@@ -127,8 +141,7 @@ class TokenUsageStore:
             "reasoning_tokens": counts.reasoning,
             "created_at": at,
         }
-        async with self.engine.connect() as conn:
-            await conn.execute(INSERT_USAGE, row)
+        await self.engine.rowcount(self._insert, row)
 
     async def spent(self, user_id: str, day: datetime, month: datetime) -> Spent:
         """One query over the user's rows since `month` (which starts on or before `day`)."""

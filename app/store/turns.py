@@ -73,7 +73,7 @@ class TurnLocks:
             ],
             owned,
         )
-        self._acquire = stmt.on_conflict_do_update(
+        acquire = stmt.on_conflict_do_update(
             index_elements=[TurnLockRow.user_id, TurnLockRow.thread_id],
             set_={
                 "turn_id": stmt.excluded.turn_id,
@@ -84,6 +84,9 @@ class TurnLocks:
             },
             where=TurnLockRow.expires_at <= bindparam("p_now", type_=TurnLockRow.expires_at.type),
         )
+        self._acquire = self._single.prepare(acquire)
+        self._release = self._single.prepare(RELEASE)
+        self._release_unless_followed = self._single.prepare(RELEASE_UNLESS_FOLLOWED)
 
     async def acquire(self, user_id: str, thread_id: str, turn_id: str) -> bool:
         """Take the thread's lock for `turn_id`, unless another turn holds an unexpired one.
@@ -100,9 +103,7 @@ class TurnLocks:
             "p_expires": now + self.lease,
             "p_now": now,
         }
-        async with self._single.connect() as conn:
-            result = await conn.execute(self._acquire, row)
-        return bool(result.rowcount)
+        return bool(await self._single.rowcount(self._acquire, row))
 
     async def acquire_soon(
         self, user_id: str, thread_id: str, turn_id: str, *, within: float = BUSY_GRACE_SECONDS
@@ -139,11 +140,9 @@ class TurnLocks:
     ) -> bool:
         """Let the thread go; false if the turn did not hold it, or (`unless_followed`) a
         client on another process follows the turn and must first get its last events."""
-        stmt = RELEASE_UNLESS_FOLLOWED if unless_followed else RELEASE
+        stmt = self._release_unless_followed if unless_followed else self._release
         params = {"p_user": user_id, "p_thread": thread_id, "p_turn": turn_id}
-        async with self._single.connect() as conn:
-            result = await conn.execute(stmt, params)
-        return bool(result.rowcount)
+        return bool(await self._single.rowcount(stmt, params))
 
     async def follow(self, user_id: str, thread_id: str) -> str | None:
         """Ask the process running the thread's turn to write its events to `turn_events`, for

@@ -158,6 +158,9 @@ async def test_a_turn_is_one_trace_of_http_db_model_and_agent_spans(postgres_url
     # Statements, not the pool's checkouts (a span each, a third of a turn's spans).
     assert all(attribute(s, "db.statement") for s in database)
     assert "connect" not in {s.name for s in spans}
+    # Those that run on the driver when nothing listens too (`SingleStatements`).
+    statements = " ".join(str(attribute(s, "db.statement")) for s in database)
+    assert "turn_locks" in statements and "FROM thread_items" in statements
     model_calls = [
         s for s in in_turn if s.kind == SpanKind.CLIENT and "/v1/responses" in str(url(s))
     ]
