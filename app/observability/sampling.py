@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     Decision,
     ParentBased,
+    ParentBasedTraceIdRatio,
     Sampler,
     StaticSampler,
     TraceIdRatioBased,
@@ -33,9 +34,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DETERMINISTIC_SAMPLERS = (StaticSampler, TraceIdRatioBased, ParentBased)
-"""The SDK's own samplers (all that `OTEL_TRACES_SAMPLER` names without a plug-in): their
-decision depends on the trace id and the parent only, so `SamplingGate` can take it early."""
+DETERMINISTIC_SAMPLERS = frozenset(
+    {StaticSampler, TraceIdRatioBased, ParentBased, ParentBasedTraceIdRatio}
+)
+"""The SDK's own samplers, all that `OTEL_TRACES_SAMPLER` names without a plug-in (exactly
+these classes: a subclass may decide otherwise): their decision depends on the trace id and
+the parent only, so `SamplingGate` can take it early and the request's span take it again."""
 
 DECIDED_TRACE_ID: ContextVar[int | None] = ContextVar("decided_trace_id", default=None)
 
@@ -44,8 +48,8 @@ def gate_requests(app: FastAPI, provider: TracerProvider) -> None:
     """Put a `SamplingGate` in front of FastAPI's instrumentation (call after it is applied),
     if the provider's ids and sampler allow deciding early; else leave every request to it."""
     sampler = provider.sampler
-    if not isinstance(provider.id_generator, DecidedTraceIds) or not isinstance(
-        sampler, DETERMINISTIC_SAMPLERS
+    if not isinstance(provider.id_generator, DecidedTraceIds) or (
+        type(sampler) not in DETERMINISTIC_SAMPLERS
     ):
         return
     build_instrumented = app.build_middleware_stack

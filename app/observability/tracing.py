@@ -211,7 +211,7 @@ class Tracing:
                 continue
             instrumentor.instrument(**options, **extra)
             self._installed.append(instrumentor)
-        if "sqlalchemy" not in self.disabled:
+        if any(isinstance(i, SQLAlchemyInstrumentor) for i in self._installed):
             # No span per pool checkout ("connect"): a turn makes eight, a third of its spans,
             # for microseconds each; the pool's use is a metric (`chatkit_db_connections_in_use`).
             from opentelemetry.instrumentation.utils import unwrap
@@ -253,11 +253,14 @@ class RootSpanMiddleware:
             return
         span = trace.get_current_span()
         if not span.is_recording():
-            token = without_spans()
+            # Not sampled: suppressed from here (the gate has already done it, and without
+            # FastAPI's instrumentation there is no request span and nothing to suppress).
+            token = without_spans() if span.get_span_context().is_valid else None
             try:
                 await self.app(scope, receive, send)
             finally:
-                detach(token)
+                if token is not None:
+                    detach(token)
             return
 
         async def send_naming(message: Message) -> None:

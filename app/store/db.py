@@ -6,26 +6,40 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
-import asyncpg
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_value
 from sqlalchemy import Select, UpdateBase, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from app.config import Settings
 from app.store.errors import is_outage
 
 T = TypeVar("T")
+MAX_CLOSED_CONNECTIONS = 100
+"""Closed connections `live_connection` replaces before giving up (more than any pool holds)."""
+
+
+class Row(Protocol):
+    """A row as `SingleStatements.rows` returns it (an asyncpg `Record`, or SQLAlchemy's
+    `RowMapping`): a column's value by its name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+
 Statement = Select[*tuple[Any, ...]] | UpdateBase
 """A statement `SingleStatements.prepare` takes: a SELECT, or an INSERT, UPDATE or DELETE."""
 
@@ -165,32 +179,39 @@ class SingleStatements:
     def connect(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self.engine.begin() if self.transactions else self.engine.connect()
 
-    def prepare(
-        self, statement: Select[Any] | UpdateBase, keys: Sequence[str] | None = None
-    ) -> Prepared:
+    def prepare(self, statement: Statement, keys: Sequence[str] | None = None) -> Prepared:
         """`statement`, compiled now if it will run on the driver; an INSERT without values
-        is compiled for the columns `keys` (every row passed to it has exactly those)."""
+        is compiled for the columns `keys` (every row passed to it has exactly those).
+
+        Refused: what SQLAlchemy's execution would complete at run time (Python-side
+        defaults, values computed per call, lists expanded into the SQL).
+        """
         if not self.direct:
             return Prepared(statement)
         dialect = self.engine.dialect
         compiled = statement.compile(dialect=dialect, column_keys=keys)
         if compiled.insert_prefetch or compiled.update_prefetch:
             raise ValueError("a statement with Python-side defaults cannot run on the driver")
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            raise ValueError("a statement whose SQL is completed per call cannot be prepared")
         binds = []
         for name in compiled.positiontup or ():
             bind = compiled.binds[name]
+            if bind.callable is not None:
+                raise ValueError(f"parameter {name!r} is computed per call")
             convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
             binds.append(Bind(name, convert, bind.effective_value, bind.required))
         return Prepared(statement, compiled.string, tuple(binds))
 
-    async def rows(self, prepared: Prepared, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        """The rows the statement returns, each a mapping of column name to value."""
+    async def rows(self, prepared: Prepared, params: Mapping[str, Any]) -> Sequence[Row]:
+        """The rows the statement returns (asyncpg's records, or SQLAlchemy's row mappings:
+        a column's value by its name)."""
         if not self._on_driver(prepared):
             async with self.connect() as conn:
                 result = await conn.execute(prepared.statement, params)
-                return cast(list[Mapping[str, Any]], result.mappings().all())
-        records: list[Mapping[str, Any]] = await self._run_on_driver(
-            lambda driver: driver.fetch(prepared.sql, *prepared.arguments(params))
+                return result.mappings().all()
+        records: list[Row] = await self._run_on_driver(
+            prepared, params, lambda driver, args: driver.fetch(prepared.sql, *args)
         )
         return records
 
@@ -200,7 +221,7 @@ class SingleStatements:
             async with self.connect() as conn:
                 return (await conn.execute(prepared.statement, params)).rowcount
         status: str = await self._run_on_driver(
-            lambda driver: driver.execute(prepared.sql, *prepared.arguments(params))
+            prepared, params, lambda driver, args: driver.execute(prepared.sql, *args)
         )
         return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 1", "UPDATE 2", "DELETE 0"
 
@@ -213,31 +234,57 @@ class SingleStatements:
         listened = bool(self.engine.sync_engine.dispatch.before_cursor_execute)
         return not listened or bool(get_value(_SUPPRESS_INSTRUMENTATION_KEY))
 
-    async def _run_on_driver(self, run: Callable[[Any], Awaitable[T]]) -> T:
-        """`run(asyncpg_connection)` on a pooled connection.
+    async def _run_on_driver(
+        self,
+        prepared: Prepared,
+        params: Mapping[str, Any],
+        run: Callable[[Any, list[Any]], Awaitable[T]],
+    ) -> T:
+        """`run(asyncpg_connection, arguments)` on a pooled connection.
 
-        As SQLAlchemy does, a connection whose state is unknown after a failure (it broke,
-        the server is going away, or the statement was cancelled mid-way) is discarded, not
-        returned to the pool. An error the server answered leaves it usable.
+        Failures read as they do through SQLAlchemy: a `DBAPIError` wrapping the driver's error,
+        `connection_invalidated` when the connection broke. As SQLAlchemy does, a connection
+        that broke, or whose statement was cancelled mid-way, is discarded; one that answered
+        an error goes back to the pool.
         """
+        arguments = prepared.arguments(params)  # before a connection is held for it
         async with self.engine.connect() as conn:
-            pooled = await conn.get_raw_connection()
-            driver: Any = pooled.driver_connection  # asyncpg's Connection
+            pooled = await live_connection(conn)
+            driver: Any = pooled.driver_connection  # asyncpg's
             try:
-                return await run(driver)
-            except asyncpg.PostgresError as exc:
-                if is_outage(exc):
-                    pooled.invalidate(exc)
-                raise
+                return await run(driver, arguments)
             except Exception as exc:
-                broken = driver.is_closed()  # asyncpg's "connection is closed", say
-                pooled.invalidate(exc)
-                if broken and not is_outage(exc):
-                    raise ConnectionResetError(f"The database connection broke: {exc}") from exc
-                raise
+                broken = driver.is_closed() or is_outage(exc)
+                if broken:
+                    pooled.invalidate(exc)
+                raise DBAPIError.instance(
+                    prepared.sql,
+                    None,
+                    exc,
+                    Exception,
+                    hide_parameters=True,
+                    connection_invalidated=broken,
+                    dialect=self.engine.dialect,
+                ) from exc
             except BaseException:
                 pooled.invalidate()
                 raise
+
+
+async def live_connection(conn: AsyncConnection) -> PoolProxiedConnection:
+    """The pooled connection under `conn`, replacing any the server has closed since it was
+    pooled (a restart closes every session): as SQLAlchemy discards the pool on such a
+    failure, no request fails on a connection already known to be dead. No round trip:
+    asyncpg has seen the connection close."""
+    for _ in range(MAX_CLOSED_CONNECTIONS):
+        pooled = await conn.get_raw_connection()
+        driver = pooled.driver_connection
+        if driver is not None and not driver.is_closed():
+            return pooled
+        await conn.invalidate()  # the next use checks out another connection
+    raise DBAPIError(
+        None, None, ConnectionResetError("no open connection"), connection_invalidated=True
+    )
 
 
 def autocommit(engine: AsyncEngine) -> SingleStatements:

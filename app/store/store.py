@@ -1,4 +1,7 @@
-"""The SDK's `Store` over SQLAlchemy: one code path for PostgreSQL and SQLite.
+"""The SDK's `Store` over SQLAlchemy: one definition of each statement for PostgreSQL and SQLite.
+
+The statements every turn runs are built once and `prepare`d (`SingleStatements`): on
+PostgreSQL they run on asyncpg directly, as SQLAlchemy compiled them.
 
 Every statement is scoped by `context.user_id`: another user's row is indistinguishable from a
 missing one. Each method is one short transaction, because a stream outlives its HTTP handler.
@@ -6,7 +9,7 @@ missing one. Each method is one short transaction, because a stream outlives its
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
@@ -26,7 +29,7 @@ from sqlalchemy import Select, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import RequestContext
-from app.store.db import Prepared, autocommit, random_id, upsert_insert, utcnow
+from app.store.db import Prepared, Row, autocommit, random_id, upsert_insert, utcnow
 from app.store.files import FileStorage
 from app.store.models import AttachmentRow, ItemRow, ThreadRow, TurnLockRow
 from app.store.urls import AttachmentUrlSigner
@@ -436,7 +439,7 @@ class SQLAlchemyStore(Store[RequestContext]):
         stmt: Prepared,
         params: dict[str, Any],
         limit: int,
-        parse: Callable[[Mapping[str, Any]], T],
+        parse: Callable[[Row], T],
     ) -> Page[T]:
         """Fetch one row more than the page to learn `has_more` without counting (`stmt` is
         `_keyset`'s, whose limit is the `p_limit` parameter)."""
@@ -477,7 +480,7 @@ def _with_lock(stmt: Select[Any], user_id: Any, now: Any) -> Select[Any]:
     return stmt.add_columns(TurnLockRow.reason.label("lock")).outerjoin(TurnLockRow, live)
 
 
-def _thread(row: Mapping[str, Any]) -> ThreadMetadata:
+def _thread(row: Row) -> ThreadMetadata:
     """A thread row as the SDK's model; an active thread a turn holds reads as locked."""
     thread = ThreadMetadata.model_validate(row["data"])
     if row["lock"] is not None and isinstance(thread.status, ActiveStatus):

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,7 +37,9 @@ from opentelemetry.sdk.trace.sampling import (
     ALWAYS_ON,
     Decision,
     ParentBased,
+    Sampler,
     SamplingResult,
+    StaticSampler,
     TraceIdRatioBased,
 )
 from opentelemetry.trace import SpanKind
@@ -196,7 +199,9 @@ async def test_an_unsampled_request_runs_with_instrumentation_suppressed(postgre
     Gated (the ids `from_environment` gives), the request's own span is not started either."""
     exporter = InMemorySpanExporter()
     ids = DecidedTraceIds() if gated else None
-    provider = TracerProvider(sampler=ALWAYS_OFF, id_generator=ids)
+    never = StaticSampler(Decision.DROP)  # ALWAYS_OFF's class: the gate applies
+    decisions = recording(never)
+    provider = TracerProvider(sampler=never, id_generator=ids)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     caller = new_user()
     enabled: list[bool] = []
@@ -215,6 +220,7 @@ async def test_an_unsampled_request_runs_with_instrumentation_suppressed(postgre
             add_trace_processor(recorder)
             event.listen(running.services.engine.sync_engine, "before_cursor_execute", note)
             events = await stream(running.client, caller.user_id, create_thread_req("Add milk"))
+            asked = [d.name for d in decisions]  # the request's own questions
             event.remove(running.services.engine.sync_engine, "before_cursor_execute", note)
             tasks = await running.services.tasks.list(caller.user_id)
             assistant = running.services.assistant
@@ -229,6 +235,8 @@ async def test_an_unsampled_request_runs_with_instrumentation_suppressed(postgre
     assert [task.title for task in tasks] == ["Milk"]  # the tool ran, its statements too
     assert enabled and not any(enabled)
     assert exporter.get_finished_spans() == ()
+    # Gated, the request's span was never started (only the gate asked the sampler).
+    assert asked == (["HTTP"] if gated else ["POST /chatkit"])
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -265,17 +273,27 @@ def otlp_receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
         server.server_close()
 
 
-class RecordingRatio(TraceIdRatioBased):
-    """The SDK's ratio sampler, noting each decision it takes."""
+@dataclass
+class Asked:
+    """What a sampler was asked: the span's name and trace id, and its answer."""
 
-    def __init__(self, rate: float) -> None:
-        super().__init__(rate)
-        self.decisions: list[tuple[int, Decision]] = []
+    name: str
+    trace_id: int
+    decision: Decision
 
-    def should_sample(self, parent_context: Any, trace_id: int, *args: Any, **kw: Any) -> Any:
-        result: SamplingResult = super().should_sample(parent_context, trace_id, *args, **kw)
-        self.decisions.append((trace_id, result.decision))
+
+def recording(sampler: Sampler) -> list[Asked]:
+    """Note every question `sampler` (this instance, its class unchanged) answers."""
+    asked: list[Asked] = []
+    should_sample = sampler.should_sample
+
+    def noting(parent: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
+        result: SamplingResult = should_sample(parent, trace_id, name, *args, **kwargs)
+        asked.append(Asked(name, trace_id, result.decision))
         return result
+
+    sampler.should_sample = noting  # type: ignore[method-assign,assignment]
+    return asked
 
 
 async def test_the_gate_decides_each_request_once_and_the_span_agrees(postgres_url):
@@ -283,7 +301,8 @@ async def test_the_gate_decides_each_request_once_and_the_span_agrees(postgres_u
     the instrumentation's own question gets the same answer, and the ratio is not applied
     twice); an unsampled one never reaches the instrumentation."""
     exporter = InMemorySpanExporter()
-    sampler = RecordingRatio(0.5)
+    sampler = TraceIdRatioBased(0.5)
+    decisions = recording(sampler)
     provider = TracerProvider(sampler=sampler, id_generator=DecidedTraceIds())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     settings = make_settings(postgres_url)
@@ -299,9 +318,10 @@ async def test_the_gate_decides_each_request_once_and_the_span_agrees(postgres_u
             assert response.status_code == 200, response.text
         assert isinstance(running.app.middleware_stack, SamplingGate)
     asked: dict[int, list[Decision]] = {}
-    for trace_id, decision in sampler.decisions:
-        asked.setdefault(trace_id, []).append(decision)
+    for decision in decisions:
+        asked.setdefault(decision.trace_id, []).append(decision.decision)
     assert len(asked) == 40  # one trace id per request
+    assert [d.name for d in decisions].count("HTTP") == 40  # the gate's question, once each
     # Sampled: the gate, then the request's span, then (a ratio is not parent-based) each
     # statement's span asked with the same trace id; dropped: the gate alone.
     sampled = {t for t, d in asked.items() if len(d) > 2 and set(d) == {Decision.RECORD_AND_SAMPLE}}
@@ -316,6 +336,7 @@ async def test_the_gate_decides_each_request_once_and_the_span_agrees(postgres_u
 async def test_the_gate_follows_a_sampled_or_unsampled_parent(postgres_url, flags):
     exporter = InMemorySpanExporter()
     sampler = ParentBased(TraceIdRatioBased(0.5))
+    decisions = recording(sampler)
     provider = TracerProvider(sampler=sampler, id_generator=DecidedTraceIds())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     settings = make_settings(postgres_url)
@@ -331,6 +352,10 @@ async def test_the_gate_follows_a_sampled_or_unsampled_parent(postgres_url, flag
     roots = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
     expected = 5 if flags == "01" else 0
     assert [format(s.context.trace_id, "032x") for s in roots] == [trace_id] * expected
+    asked_by = [d.name for d in decisions]
+    assert asked_by.count("HTTP") == 5  # the gate decided each request
+    if flags == "00":  # and for an unsampled parent, it alone: no span was started
+        assert asked_by == ["HTTP"] * 5
 
 
 def test_environment_tracing_decides_at_the_gate():
@@ -432,6 +457,24 @@ async def test_instrumentations_can_be_left_out_by_their_standard_names(postgres
     finally:
         await tracing.shutdown()
         await engine.dispose()
+
+
+async def test_without_fastapis_instrumentation_a_requests_statements_are_still_traced(
+    postgres_url,
+):
+    """No request span then, but nothing suppresses the statements' and the run's spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=DecidedTraceIds())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = make_settings(postgres_url)
+    tracing = Tracing(provider, disabled=frozenset({"fastapi"}))
+    services = dataclasses.replace(Services.build(settings), tracing=tracing)
+    async with running_app(settings, services=services) as running:
+        await stream(running.client, new_user().user_id, create_thread_req("Hi"))
+    spans = exporter.get_finished_spans()
+    assert not [s for s in spans if s.kind == SpanKind.SERVER]
+    statements = " ".join(str(attribute(s, "db.statement")) for s in spans)
+    assert "turn_locks" in statements and "FROM thread_items" in statements
 
 
 class Recorder(TracingProcessor):

@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 from chatkit.types import ThreadMetadata
 from opentelemetry.context import detach
-from sqlalchemy import bindparam, column, delete, event, insert, literal_column, select, text
+from sqlalchemy import bindparam, delete, event, insert, literal_column, select, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.observability.tracing import without_spans
@@ -20,9 +21,9 @@ from app.store.db import Prepared, SingleStatements, Statement, create_engine, u
 from app.store.errors import is_outage
 from app.store.models import TaskRow, UsageCounterRow
 from app.store.store import THREAD, SQLAlchemyStore
+from app.store.tokens import TokenCounts, TokenUsageStore
 from tests.conftest import make_settings, new_user
 from tests.helpers.items import every_item_type
-from tests.helpers.server import free_port
 
 SLEEP: Statement = select(literal_column("pg_sleep(3)").label("slept"))
 
@@ -50,19 +51,19 @@ async def terminate(postgres_url: str, pid: int) -> None:
         await admin.close()
 
 
-def test_postgres_runs_them_on_the_driver_and_the_others_through_sqlalchemy(
+async def test_postgres_runs_them_on_the_driver_and_the_others_through_sqlalchemy(
     postgres_url: str, sqlite_url: str
 ) -> None:
-    direct = SingleStatements(create_engine(make_settings(postgres_url)))
-    assert direct.direct
-    assert direct.prepare(THREAD).sql is not None
-    for settings in (
-        make_settings(sqlite_url),
-        make_settings(postgres_url, database_pgbouncer=True),
+    for settings, direct in (
+        (make_settings(postgres_url), True),
+        (make_settings(sqlite_url), False),
+        (make_settings(postgres_url, database_pgbouncer=True), False),
     ):
-        single = SingleStatements(create_engine(settings))
-        assert not single.direct
-        assert single.prepare(THREAD).sql is None
+        engine = create_engine(settings)
+        single = SingleStatements(engine)
+        assert single.direct is direct
+        assert (single.prepare(THREAD).sql is not None) is direct
+        await engine.dispose()
 
 
 async def test_the_driver_returns_what_sqlalchemy_returns(one_connection) -> None:
@@ -83,7 +84,7 @@ async def test_the_driver_returns_what_sqlalchemy_returns(one_connection) -> Non
     assert row["data"]["id"] == thread.id and row["lock"] is None  # JSON decoded, as before
 
 
-async def test_json_and_timestamps_are_sent_as_sqlalchemy_sends_them(one_connection) -> None:
+async def test_timestamps_and_counts_are_sent_as_sqlalchemy_sends_them(one_connection) -> None:
     single = SingleStatements(one_connection)
     insert_row = single.prepare(
         insert(UsageCounterRow), ["user_id", "bucket", "window_start", "count"]
@@ -102,20 +103,59 @@ async def test_json_and_timestamps_are_sent_as_sqlalchemy_sends_them(one_connect
     assert await single.rowcount(single.prepare(gone), {"p_user": row["user_id"]}) == 0
 
 
-def test_a_statement_with_python_side_defaults_is_refused(postgres_url: str) -> None:
-    """Its defaults are computed by SQLAlchemy's execution, which the driver skips."""
-    single = SingleStatements(create_engine(make_settings(postgres_url)))
+async def test_what_sqlalchemy_completes_per_call_is_refused(one_connection) -> None:
+    """Python-side defaults, values computed per call, lists expanded into the SQL: the work of
+    SQLAlchemy's execution, which the driver skips."""
+    single = SingleStatements(one_connection)
     with pytest.raises(ValueError, match="defaults"):
         single.prepare(insert(TaskRow), ["id", "user_id", "title"])  # `done` has one
+    with pytest.raises(ValueError, match="per call"):
+        single.prepare(select(TaskRow.id).where(TaskRow.id.in_(bindparam("ids", expanding=True))))
+    with pytest.raises(ValueError, match="per call"):
+        single.prepare(
+            select(TaskRow.id).where(TaskRow.created_at < bindparam("t", callable_=utcnow))
+        )
+
+
+async def test_after_a_restart_no_request_fails_on_a_connection_known_dead(postgres_url) -> None:
+    """Every pooled session ended (a restart): asyncpg has seen each close, and none is used."""
+    engine = create_async_engine(postgres_url, pool_size=3, max_overflow=0)
+    single = SingleStatements(engine)
+    try:
+        pids = set(await asyncio.gather(*(held_pid(engine) for _ in range(3))))
+        assert len(pids) == 3
+        for pid in pids:
+            await terminate(postgres_url, pid)
+        await asyncio.sleep(0.5)  # the sessions' ends reach the idle connections
+        after = [await backend_pid(single) for _ in range(3)]
+        assert not pids & set(after)
+    finally:
+        await engine.dispose()
+
+
+async def held_pid(engine: AsyncEngine) -> int:
+    """A session's pid, its connection held a moment so that others are checked out too."""
+    async with engine.connect() as conn:
+        pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+        await asyncio.sleep(0.2)
+    return int(pid)
+
+
+async def test_a_failing_usage_row_reads_as_sqlalchemy_error(one_connection) -> None:
+    """`UsageRecorder` logs a failed write (a `SQLAlchemyError`) instead of failing the turn."""
+    tokens = TokenUsageStore(one_connection)
+    with pytest.raises(SQLAlchemyError):  # the model's name is longer than its column
+        await tokens.record(new_user().user_id, "thr_x", None, "m" * 300, TokenCounts(1), utcnow())
 
 
 async def test_an_error_the_server_answers_keeps_the_connection(one_connection) -> None:
     single = SingleStatements(one_connection)
     before = await backend_pid(single)
     bad = select(text("1 / 0"))
-    with pytest.raises(asyncpg.DivisionByZeroError) as caught:
+    with pytest.raises(DBAPIError) as caught:  # as through SQLAlchemy, the driver's inside
         await single.rows(single.prepare(bad), {})
-    assert not is_outage(caught.value)
+    assert isinstance(caught.value.orig, asyncpg.DivisionByZeroError)
+    assert not is_outage(caught.value) and not caught.value.connection_invalidated
     assert await backend_pid(single) == before
 
 
@@ -124,10 +164,10 @@ async def test_a_broken_connection_is_an_outage_and_is_discarded(
 ) -> None:
     single = SingleStatements(one_connection)
     before = await backend_pid(single)
-    await terminate(postgres_url, before)
-    with pytest.raises(Exception) as caught:  # noqa: B017 - what was raised is the test
-        await backend_pid(single)
-    assert is_outage(caught.value)
+    sleeping = single.prepare(SLEEP)
+    with pytest.raises(DBAPIError) as caught:  # mid-statement: the server ends the session
+        await asyncio.gather(single.rows(sleeping, {}), terminate(postgres_url, before))
+    assert caught.value.connection_invalidated and is_outage(caught.value)
     assert await backend_pid(single) != before  # a new session, not the dead one
 
 
@@ -143,39 +183,38 @@ async def test_a_statement_cancelled_midway_discards_its_connection(one_connecti
     assert await backend_pid(single) != before
 
 
-async def test_no_server_on_the_driver_path_reads_as_an_outage() -> None:
-    """No server at all: the pool's own connect fails, as through SQLAlchemy."""
-    engine = create_engine(make_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/x"))
-    single = SingleStatements(engine)
-    try:
-        with pytest.raises(Exception) as caught:  # noqa: B017 - what was raised is the test
-            await single.rows(single.prepare(select(column("x"))), {})
-        assert is_outage(caught.value)
-    finally:
-        await engine.dispose()
-
-
-async def test_statements_someone_listens_to_run_through_sqlalchemy(one_connection) -> None:
+async def test_statements_someone_listens_to_run_through_sqlalchemy(
+    one_connection, monkeypatch
+) -> None:
     """The SQLAlchemy tracing of a sampled request (or a test counting statements) sees every
-    statement; where spans are suppressed (a request not sampled), none would be recorded."""
+    statement; where nothing listens, or spans are suppressed (a request not sampled), the
+    statement runs on the driver."""
     seen: list[str] = []
+    on_driver: list[str] = []
+    single = SingleStatements(one_connection)
+    run_on_driver = single._run_on_driver
+
+    async def noted(prepared: Prepared, *args: Any) -> Any:
+        on_driver.append(str(prepared.sql))
+        return await run_on_driver(prepared, *args)
+
+    monkeypatch.setattr(single, "_run_on_driver", noted)
 
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
 
-    single = SingleStatements(one_connection)
     probe = single.prepare(select(literal_column("'probe'").label("probe")))
-    await single.rows(probe, {})
-    assert seen == []
+    assert [dict(row) for row in await single.rows(probe, {})] == [{"probe": "probe"}]
+    assert (len(on_driver), len(seen)) == (1, 0)
     event.listen(one_connection.sync_engine, "before_cursor_execute", note)
     try:
         assert [dict(row) for row in await single.rows(probe, {})] == [{"probe": "probe"}]
-        assert len(seen) == 1
+        assert (len(on_driver), len(seen)) == (1, 1)
         token = without_spans()
         try:
             await single.rows(probe, {})
         finally:
             detach(token)
-        assert len(seen) == 1
+        assert (len(on_driver), len(seen)) == (2, 1)
     finally:
         event.remove(one_connection.sync_engine, "before_cursor_execute", note)
