@@ -13,7 +13,8 @@ server of the benchmark's own when `initdb` is installed:
   and OTEL_EXPORTER_OTLP_ENDPOINT pointing at a sink on loopback that takes every OTLP/HTTP
   export (HTTP, SQL, httpx and agent spans, all sampled).
 The runs alternate (off, on, off, on, ...) so that both see the same drift in the machine's load;
-the figure is the ratio of the medians, with the median of the pairs' ratios and every pair's ratio beside it.
+the figure is the ratio of the medians, with the median of the pairs' ratios and every pair's
+ratio beside it.
 """
 
 from __future__ import annotations
