@@ -180,8 +180,9 @@ class SingleStatements:
         return self.engine.begin() if self.transactions else self.engine.connect()
 
     def prepare(self, statement: Statement, keys: Sequence[str] | None = None) -> Prepared:
-        """`statement`, compiled now if it will run on the driver; an INSERT without values
-        is compiled for the columns `keys` (every row passed to it has exactly those).
+        """`statement`, compiled now if it will run on the driver. An INSERT without values
+        takes every column of its table, or the columns `keys` (each row then has exactly
+        those, and SQLAlchemy would fill the others in).
 
         Refused: what SQLAlchemy's execution would complete at run time (Python-side
         defaults, values computed per call, lists expanded into the SQL).

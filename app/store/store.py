@@ -115,12 +115,9 @@ class SQLAlchemyStore(Store[RequestContext]):
         insert = upsert_insert(engine)
         # Built once: constructing an upsert costs more CPU than sending it.
         prepare = self._single.prepare
-        self._upsert_thread = prepare(
-            owned_upsert(insert(ThreadRow), ThreadRow, ["data"]), THREAD_COLUMNS
-        )
+        self._upsert_thread = prepare(owned_upsert(insert(ThreadRow), ThreadRow, ["data"]))
         self._upsert_attachment = prepare(
-            owned_upsert(insert(AttachmentRow), AttachmentRow, ["data", "thread_id"]),
-            ATTACHMENT_COLUMNS,
+            owned_upsert(insert(AttachmentRow), AttachmentRow, ["data", "thread_id"])
         )
         self._upsert_item_stmt = prepare(item_upsert(insert))
         self._thread = prepare(THREAD)
@@ -554,9 +551,6 @@ def _keyset(
 THREAD = _with_lock(select(ThreadRow.data), bindparam("p_user"), bindparam("p_now")).where(
     ThreadRow.id == bindparam("p_thread"), ThreadRow.user_id == bindparam("p_user")
 )
-THREAD_COLUMNS = ("id", "user_id", "created_at", "data")
-ATTACHMENT_COLUMNS = ("id", "user_id", "thread_id", "created_at", "data")
-"""The columns of the rows `save_thread` and `save_attachment` write."""
 OWNED_ITEMS = (ItemRow.thread_id == bindparam("p_thread"), ItemRow.user_id == bindparam("p_user"))
 ITEMS = select(ItemRow.id, ItemRow.data).where(*OWNED_ITEMS)
 NEWEST_ITEMS = _keyset(ITEMS, ItemRow, None, None, "desc")

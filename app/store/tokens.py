@@ -98,19 +98,6 @@ def _counts(row: Any) -> TokenCounts:
 INSERT_USAGE = insert(TokenUsageRow)
 """Built once, run with a row of values: building a statement per turn costs more CPU than
 sending it."""
-USAGE_COLUMNS = (
-    "user_id",
-    "id",
-    "thread_id",
-    "item_id",
-    "model",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "created_at",
-)
-"""The columns of a usage row, every one given."""
 
 
 class TokenUsageStore:
@@ -118,7 +105,7 @@ class TokenUsageStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = autocommit(engine)  # single statements
-        self._insert = self.engine.prepare(INSERT_USAGE, USAGE_COLUMNS)
+        self._insert = self.engine.prepare(INSERT_USAGE)  # every column, as every row has
 
     async def record(
         self,
