@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import ConfigurationError
 from app.context import RequestContext
 from app.logging import request_id_var
+from app.store.db import trace_driver_statements
 
 if TYPE_CHECKING:  # imported when tracing is on, not before: unset costs nothing, imports included
     from fastapi import FastAPI
@@ -132,6 +133,7 @@ class Tracing:
     `fastapi`, `sqlalchemy`, `httpx`, `httpx2`, `openai_agents`)."""
     _installed: list[BaseInstrumentor] = field(default_factory=list)
     _app: FastAPI | None = None
+    _engine: AsyncEngine | None = None
 
     @classmethod
     def from_environment(
@@ -203,6 +205,8 @@ class Tracing:
                 },
             ),
         ]
+        dispatch = engine.sync_engine.dispatch  # its collections are replaced as they fill
+        listeners_before = len(dispatch.before_cursor_execute)
         for name, instrumentor, extra in instrumentations:
             if name in self.disabled:
                 continue
@@ -217,7 +221,12 @@ class Tracing:
             from opentelemetry.instrumentation.utils import unwrap
             from sqlalchemy.engine import Engine
 
+            from app.observability.statement_spans import trace_statements_on_driver
+
             unwrap(Engine, "connect")
+            added = len(dispatch.before_cursor_execute) - listeners_before
+            trace_statements_on_driver(engine, self.provider, added)
+            self._engine = engine
 
     async def shutdown(self) -> None:
         """Remove the instrumentation, then export what is left (in a thread: the exporter's
@@ -225,6 +234,9 @@ class Tracing:
         for instrumentor in reversed(self._installed):
             instrumentor.uninstrument()
         self._installed.clear()
+        if self._engine is not None:
+            trace_driver_statements(self._engine, None)
+            self._engine = None
         if self._app is not None:
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -7,16 +7,17 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from weakref import WeakKeyDictionary
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_value
-from sqlalchemy import Select, UpdateBase, event, inspect, text
+from sqlalchemy import Engine, Select, UpdateBase, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -42,6 +43,28 @@ class Row(Protocol):
 
 Statement = Select[*tuple[Any, ...]] | UpdateBase
 """A statement `SingleStatements.prepare` takes: a SELECT, or an INSERT, UPDATE or DELETE."""
+
+
+class StatementSpans(Protocol):
+    """A span around each statement run on the driver (app/observability/statement_spans.py)."""
+
+    @property
+    def listeners(self) -> int:
+        """How many of the engine's `before_cursor_execute` listeners are the tracing's own."""
+
+    def __call__(self, sql: str, /) -> AbstractContextManager[None]: ...
+
+
+_STATEMENT_SPANS: WeakKeyDictionary[Engine, StatementSpans] = WeakKeyDictionary()
+
+
+def trace_driver_statements(engine: AsyncEngine, spans: StatementSpans | None) -> None:
+    """Span the statements `SingleStatements` runs on `engine`'s driver (`None`: no more)."""
+    if spans is None:
+        _STATEMENT_SPANS.pop(engine.sync_engine, None)
+    else:
+        _STATEMENT_SPANS[engine.sync_engine] = spans
+
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MAX_ID_LENGTH = 64
@@ -171,6 +194,7 @@ class SingleStatements:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.transactions = bool(engine.get_execution_options().get(PGBOUNCER))
+        self._traced = engine.sync_engine  # the key of its `StatementSpans`
         self.engine = (
             engine if self.transactions else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
@@ -228,12 +252,15 @@ class SingleStatements:
 
     def _on_driver(self, prepared: Prepared) -> bool:
         """Whether to skip SQLAlchemy's execution: where the statement was compiled for the
-        driver, unless something listens to the engine's statements (the SQLAlchemy tracing of
-        a sampled request, a test counting statements), which then sees them as before."""
+        driver, unless something listens to the engine's statements (a test counting them),
+        which then sees them as before. The SQLAlchemy tracing's listeners are no reason: its
+        spans are made here too (`StatementSpans`)."""
         if prepared.sql is None:
             return False
-        listened = bool(self.engine.sync_engine.dispatch.before_cursor_execute)
-        return not listened or bool(get_value(_SUPPRESS_INSTRUMENTATION_KEY))
+        listeners = len(self.engine.sync_engine.dispatch.before_cursor_execute)
+        if spans := _STATEMENT_SPANS.get(self._traced):
+            listeners -= spans.listeners
+        return listeners <= 0 or bool(get_value(_SUPPRESS_INSTRUMENTATION_KEY))
 
     async def _run_on_driver(
         self,
@@ -249,6 +276,9 @@ class SingleStatements:
         an error goes back to the pool.
         """
         arguments = prepared.arguments(params)  # before a connection is held for it
+        spans = _STATEMENT_SPANS.get(self._traced)
+        if spans is not None and not get_value(_SUPPRESS_INSTRUMENTATION_KEY):
+            run = _spanned(spans, str(prepared.sql), run)
         async with self.engine.connect() as conn:
             pooled = await live_connection(conn)
             driver: Any = pooled.driver_connection  # asyncpg's
@@ -270,6 +300,19 @@ class SingleStatements:
             except BaseException:
                 pooled.invalidate()
                 raise
+
+
+def _spanned(
+    spans: StatementSpans, sql: str, run: Callable[[Any, list[Any]], Awaitable[T]]
+) -> Callable[[Any, list[Any]], Awaitable[T]]:
+    """`run` in a span, as SQLAlchemy's instrumentation spans the statement's execution only
+    (a wait for a pooled connection stays a gap before it)."""
+
+    async def spanned(driver: Any, arguments: list[Any]) -> T:
+        with spans(sql):
+            return await run(driver, arguments)
+
+    return spanned
 
 
 async def live_connection(conn: AsyncConnection) -> PoolProxiedConnection:

@@ -186,9 +186,9 @@ async def test_a_statement_cancelled_midway_discards_its_connection(one_connecti
 async def test_statements_someone_listens_to_run_through_sqlalchemy(
     one_connection, monkeypatch
 ) -> None:
-    """The SQLAlchemy tracing of a sampled request (or a test counting statements) sees every
-    statement; where nothing listens, or spans are suppressed (a request not sampled), the
-    statement runs on the driver."""
+    """A listener on the engine's statements (a test counting them) sees every statement; where
+    nothing listens, or spans are suppressed (a request not sampled), the statement runs on the
+    driver. (The SQLAlchemy tracing's own listeners keep it there: test_statement_spans.py.)"""
     seen: list[str] = []
     on_driver: list[str] = []
     single = SingleStatements(one_connection)
