@@ -76,10 +76,12 @@ def server_env(
         "MAX_CONCURRENT_STREAMS_PER_USER": "100",
         "WEB_CONCURRENCY": "1",
         # Every statement holds a connection for one round trip. Four server processes of
-        # 15 + 5 stay within PostgreSQL's default 100 connections; 10 + 5 ran out (30 s pool
-        # timeouts, answered 503) at 200 users on a machine loaded 10 times over.
-        "DATABASE_POOL_SIZE": "15",
-        "DATABASE_MAX_OVERFLOW": "5",
+        # 20 stay within PostgreSQL's default 100 connections; 10 + 5 ran out (30 s pool
+        # timeouts, answered 503) at 200 users on a machine loaded 10 times over. No overflow:
+        # an overflow connection is closed on its return, and at 50 users 15 + 5 opened one
+        # for every seven turns or so (docs/deploy.md, "Pool or overflow").
+        "DATABASE_POOL_SIZE": "20",
+        "DATABASE_MAX_OVERFLOW": "0",
     }
 
 
