@@ -4,6 +4,8 @@
     uv run python -m bench.instructions --variants server,reference --users 50
     uv run python -m bench.instructions --variants server,unsampled,sampled --sample 0.1
 
+Needs valgrind (`callgrind_control` comes with it; Debian: `apt-get install valgrind`).
+
 On this project's noisy 2-core machines, seconds of CPU per turn swing by a third between runs
 of the same code; valgrind's callgrind counts the instructions a process executes, which do not
 depend on what else the machine runs. Each variant is one server process started under

@@ -12,10 +12,12 @@ import asyncpg
 import pytest
 from chatkit.types import ThreadMetadata
 from opentelemetry.context import detach
+from prometheus_client import REGISTRY
 from sqlalchemy import bindparam, delete, event, insert, literal_column, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.observability.agent_metrics import count_connections
 from app.observability.tracing import without_spans
 from app.store.db import Prepared, SingleStatements, Statement, create_engine, utcnow
 from app.store.errors import is_outage
@@ -218,3 +220,28 @@ async def test_statements_someone_listens_to_run_through_sqlalchemy(
         assert (len(on_driver), len(seen)) == (2, 1)
     finally:
         event.remove(one_connection.sync_engine, "before_cursor_execute", note)
+
+
+async def test_a_statement_on_the_driver_is_a_checkout_the_pool_metric_counts(
+    one_connection,
+) -> None:
+    """The driver path checks its connection out of the pool itself: the pool's events still
+    fire, so `chatkit_db_connections_in_use` counts it while it runs and not after."""
+    count_connections(one_connection)
+    single = SingleStatements(one_connection)
+    nap: Statement = select(literal_column("pg_sleep(0.3)").label("slept"))
+    prepared = single.prepare(nap)
+    assert prepared.sql is not None  # on the driver
+
+    def in_use() -> float:
+        return REGISTRY.get_sample_value("chatkit_db_connections_in_use") or 0.0
+
+    before = in_use()
+    statement = asyncio.create_task(single.rows(prepared, {}))
+    for _ in range(100):  # until the statement holds its connection
+        if in_use() > before:
+            break
+        await asyncio.sleep(0.01)
+    assert in_use() == before + 1
+    await statement
+    assert in_use() == before
