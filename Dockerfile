@@ -49,8 +49,9 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 
 # Platforms run migrations as a separate step (`alembic upgrade head`): the app never migrates
 # PostgreSQL (the SQLite file of a volume-only run migrates itself at startup).
-# exec: uvicorn is PID 1 and receives SIGTERM itself. Forwarded headers are trusted from any
+# exec: app.serve becomes uvicorn, which is PID 1 and receives SIGTERM itself; with
+# WEB_CONCURRENCY=N it supervises N uvicorn workers instead, one listening socket each, and passes
+# SIGTERM on (app/serve.py; docs/deploy.md, "Scaling"). Forwarded headers are trusted from any
 # address because the platform proxy is the only way in. uvloop and httptools (uvicorn[standard])
-# are named, so that an image without them fails at start rather than serving slower;
-# WEB_CONCURRENCY (uvicorn reads it) runs that many worker processes (docs/deploy.md, "Scaling").
-CMD ["/bin/sh", "-c", "exec uvicorn app.main:app --host 0.0.0.0 --port \"${PORT:-8000}\" --loop uvloop --http httptools --proxy-headers --forwarded-allow-ips '*' --timeout-keep-alive 75 --timeout-graceful-shutdown \"${GRACEFUL_SHUTDOWN_SECONDS:-20}\""]
+# are named, so that an image without them fails at start rather than serving slower.
+CMD ["/bin/sh", "-c", "exec python -m app.serve --host 0.0.0.0 --port \"${PORT:-8000}\" --loop uvloop --http httptools --proxy-headers --forwarded-allow-ips '*' --timeout-keep-alive 75 --timeout-graceful-shutdown \"${GRACEFUL_SHUTDOWN_SECONDS:-20}\""]

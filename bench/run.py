@@ -343,11 +343,11 @@ def main() -> None:
 def serve(
     args: argparse.Namespace, db: str, model_url: str, log: str, workers: int = 1
 ) -> ServerProcess:
-    """The real server as `scripts/serve.sh` starts it (uvicorn's defaults: uvloop, httptools),
-    `workers` processes by `WEB_CONCURRENCY`."""
+    """The real server as `scripts/serve.sh` starts it (`python -m app.serve`; uvicorn's
+    defaults: uvloop, httptools), `workers` processes by `WEB_CONCURRENCY`."""
     port = free_port()
     env = {**server_env(db, model_url, port, args.model_api), "WEB_CONCURRENCY": str(workers)}
-    command = ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    command = ["-m", "app.serve", "--host", "127.0.0.1", "--port", str(port)]
     return start([*command, "--no-access-log", *args.server_args.split()], env, port, RESULTS / log)
 
 

@@ -38,7 +38,8 @@ def test_image_command_serves_the_app_on_port_behind_a_proxy_with_bounded_shutdo
     image = read_runtime_image()
     assert image.cmd[:2] == ["/bin/sh", "-c"]
     script = image.cmd[2]
-    assert script.startswith("exec uvicorn app.main:app ")  # exec: uvicorn gets SIGTERM as PID 1
+    # exec: app.serve (uvicorn, or the workers' supervisor) gets SIGTERM as PID 1
+    assert script.startswith("exec python -m app.serve ")
     for flag in (
         "--host 0.0.0.0",
         '--port "${PORT:-8000}"',

@@ -159,12 +159,23 @@ def start_server(
     return server
 
 
-def app_command(port: int, *uvicorn_args: str) -> list[str]:
-    """uvicorn serving `app.main:app` on `port`, from any working directory."""
+def app_command(port: int, *uvicorn_args: str, workers: int | None = None) -> list[str]:
+    """uvicorn serving `app.main:app` on `port`, from any working directory; with `workers`,
+    through `python -m app.serve` (which needs `PYTHONPATH` to find `app`)."""
+    if workers is None:
+        command = [sys.executable, "-m", "uvicorn", "app.main:app"]
+    else:
+        command = [sys.executable, "-m", "app.serve", "--workers", str(workers)]
     return [
-        *[sys.executable, "-m", "uvicorn", "app.main:app", "--app-dir", str(PROJECT_ROOT)],
+        *[*command, "--app-dir", str(PROJECT_ROOT)],
         *["--host", LOOPBACK, "--port", str(port), *uvicorn_args],
     ]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started that are still running (or not yet reaped)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
 
 
 @contextmanager
@@ -176,21 +187,24 @@ def app_server(
     uvicorn_args: Sequence[str] = (),
     port: int | None = None,
     ready: bool = True,
+    workers: int | None = None,
 ) -> Iterator[ServerProcess]:
     """This project's server as uvicorn runs it, on `port` (else a free one), started in
     `workdir` (where its log goes) so that no developer's `.env` gets in. Its environment is
     development on `database_url` with the fake model answering at once, plus `settings`.
-    `ready=False` returns at once: call `wait_until_ready` (to start several in parallel)."""
+    `ready=False` returns at once: call `wait_until_ready` (to start several in parallel).
+    `workers` starts it as `python -m app.serve --workers N` does."""
     port = port or free_port()
     environment = {
         "DATABASE_URL": database_url,
         "ENVIRONMENT": "development",
         "MODEL_PROVIDER": "fake",
         "FAKE_MODEL_DELAY_MS": "0",
+        **({"PYTHONPATH": str(PROJECT_ROOT)} if workers is not None else {}),
         **(settings or {}),
     }
     with start_server(
-        app_command(port, *uvicorn_args),
+        app_command(port, *uvicorn_args, workers=workers),
         port=port,
         env=base_environment(**environment),
         cwd=workdir,

@@ -1,5 +1,5 @@
-"""Two uvicorn workers, one `/metrics`: with `PROMETHEUS_MULTIPROC_DIR`, whichever worker
-answers the scrape reports what both counted."""
+"""Two workers (`python -m app.serve --workers 2`), one `/metrics`: with
+`PROMETHEUS_MULTIPROC_DIR`, whichever worker answers the scrape reports what both counted."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ def requests_counted(text: str, request_type: str) -> float:
 def test_two_workers_add_up(postgres_url: str, tmp_path: Path) -> None:
     directory = tmp_path / "prometheus"
     directory.mkdir()
+    # A previous run's file (its counts would be added to this run's): removed at start.
+    stale = directory / "counter_1.db"
+    stale.write_bytes(b"not this run's")
     settings = {
         "AUTH_TRUST_USER_HEADERS": "true",
         "METRICS_ENABLED": "true",
@@ -39,9 +42,9 @@ def test_two_workers_add_up(postgres_url: str, tmp_path: Path) -> None:
         "RATE_LIMIT_REQUESTS_PER_MINUTE": "0",
         "LOG_LEVEL": "WARNING",
     }
-    args = ["--workers", "2", "--no-access-log", "--log-level", "warning"]
+    args = ["--no-access-log", "--log-level", "warning"]
     user = {"X-User-Id": f"u-{uuid4().hex[:10]}", "Connection": "close"}
-    with app_server(tmp_path, postgres_url, settings, uvicorn_args=args) as server:
+    with app_server(tmp_path, postgres_url, settings, uvicorn_args=args, workers=2) as server:
         url = f"{server.base_url}/chatkit"
         for _ in range(REQUESTS):  # a new connection each: either worker may take it
             listed = httpx.post(url, json={"type": "threads.list", "params": {}}, headers=user)
@@ -63,3 +66,4 @@ def test_two_workers_add_up(postgres_url: str, tmp_path: Path) -> None:
     # Both workers wrote their own files there (one per process and kind of metric).
     pids = {re.sub(r"\D", "", path.stem.rsplit("_", 1)[-1]) for path in directory.glob("*.db")}
     assert len(pids) == 2, sorted(path.name for path in directory.iterdir())
+    assert not stale.exists()

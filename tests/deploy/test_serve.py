@@ -1,0 +1,187 @@
+"""`python -m app.serve`: several workers, one socket each, supervised (real processes, real
+PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.serve import parse
+from app.store.db import PROJECT_ROOT
+from tests.helpers.server import LOOPBACK, ServerProcess, app_server, base_environment, child_pids
+
+QUIET = ["--no-access-log"]
+BURST = 40  # connections opened at once
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path, postgres_url: str) -> Iterator[ServerProcess]:
+    # WEB_CONCURRENCY too: the workers must not read it (each would start two of its own).
+    metrics = tmp_path / "prometheus"
+    metrics.mkdir()
+    settings = {
+        "WEB_CONCURRENCY": "2",
+        "AUTH_TRUST_USER_HEADERS": "true",
+        "METRICS_ENABLED": "true",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+    }
+    with app_server(tmp_path, postgres_url, settings, uvicorn_args=QUIET, workers=2) as server:
+        for worker in wait_for_workers(server, 2):
+            assert child_pids(worker) == []  # one process each: WEB_CONCURRENCY not passed on
+        yield server
+
+
+def metrics_directory(server: ServerProcess) -> Path:
+    return server.log_path.parent / "prometheus"
+
+
+def wait_for_workers(server: ServerProcess, count: int, timeout: float = 60) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while len(pids := child_pids(server.process.pid)) != count:
+        assert time.monotonic() < deadline, (pids, server.log())
+        time.sleep(0.1)
+    return pids
+
+
+def established_on(port: int) -> set[int]:
+    """Socket inodes of the connections accepted on `port` (state ESTABLISHED)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+def sockets_held(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
+
+
+def open_burst(port: int, count: int) -> list[socket.socket]:
+    """`count` connections opened before any is used (all waiting to be accepted at once),
+    then one request on each, answered, and the connections kept open."""
+    connections = [socket.create_connection((LOOPBACK, port), timeout=30) for _ in range(count)]
+    request = f"GET /healthz HTTP/1.1\r\nHost: {LOOPBACK}\r\n\r\n".encode()
+    for connection in connections:
+        connection.sendall(request)
+    for connection in connections:
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200"), "no answer"
+    return connections
+
+
+def test_a_burst_of_connections_is_spread_over_both_workers(two_workers: ServerProcess) -> None:
+    workers = child_pids(two_workers.process.pid)
+    connections = open_burst(two_workers.port, BURST)
+    try:
+        accepted = established_on(two_workers.port)
+        held = [len(sockets_held(pid) & accepted) for pid in workers]
+    finally:
+        for connection in connections:
+            connection.close()
+    assert sum(held) == BURST, held
+    # The kernel hashes each connection to one worker's socket: each gets about half (fewer
+    # than 8 of 40 happens once in 40,000 runs).
+    assert min(held) >= BURST // 5, held
+
+
+def test_a_killed_worker_is_replaced_and_its_connections_wait_for_it(
+    two_workers: ServerProcess,
+) -> None:
+    killed, survivor = child_pids(two_workers.process.pid)
+    # Its live gauges (connections in use, say) are its own file in the metrics directory.
+    live_gauges = list(metrics_directory(two_workers).glob(f"gauge_live*_{killed}.db"))
+    assert live_gauges
+    os.kill(killed, signal.SIGKILL)
+    # New connections right away: those the kernel hashes to the dead worker's socket wait in
+    # its queue (the supervisor keeps the socket) until the new worker accepts them.
+    with httpx.Client(base_url=two_workers.base_url, timeout=60) as client:
+        statuses = [
+            client.get("/healthz", headers={"Connection": "close"}).status_code for _ in range(20)
+        ]
+    assert statuses == [200] * 20
+    workers = wait_for_workers(two_workers, 2)
+    assert survivor in workers and killed not in workers
+    assert f"worker {killed} exited with status -9: restarting it" in two_workers.log()
+    assert not any(path.exists() for path in live_gauges)  # a dead worker's gauges do not count
+
+
+def test_sigterm_stops_every_worker_and_exits_cleanly(two_workers: ServerProcess) -> None:
+    workers = child_pids(two_workers.process.pid)
+    two_workers.signal(signal.SIGTERM)
+    assert two_workers.wait(timeout=30) == 0, two_workers.log()
+    assert two_workers.log().count("Application shutdown complete") == 2, two_workers.log()
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_bad_setting_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
+    env = base_environment(PYTHONPATH=str(PROJECT_ROOT), ENVIRONMENT="production")
+    command = [sys.executable, "-m", "app.serve", "--workers", "2", "--port", "0"]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "ENVIRONMENT=production refuses: no auth method" in result.stderr
+    assert "worker" not in result.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path, postgres_url: str) -> None:
+    # The settings pass, but an option the launcher hands on is one uvicorn refuses.
+    args = [*QUIET, "--loop", "no-such-loop"]
+    with app_server(tmp_path, postgres_url, uvicorn_args=args, workers=2, ready=False) as server:
+        assert server.wait(timeout=90) == 3, server.log()
+    log = server.log()
+    assert "Error loading custom loop setup function" in log
+    assert "failed to start (status 3): stopping" in log
+    assert "restarting" not in log
+
+
+def test_an_address_in_use_is_refused_with_a_reason(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "app.serve", "--workers", "2", "--port", str(port)]
+        env = base_environment(PYTHONPATH=str(PROJECT_ROOT), HOST=LOOPBACK)
+        result = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on {LOOPBACK}:{port} (in use): check HOST and PORT" in result.stderr
+
+
+def test_options_default_to_the_environment_and_the_rest_goes_to_uvicorn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+    options, rest = parse(["--proxy-headers", "--log-level", "warning"])
+    assert (options.host, options.port, options.workers) == ("0.0.0.0", 9000, 4)
+    assert rest == ["--proxy-headers", "--log-level", "warning"]
+    options, rest = parse(["--workers", "2", "--port", "1234", "--http", "httptools"])
+    assert (options.port, options.workers, rest) == (1234, 2, ["--http", "httptools"])
+
+
+def test_fewer_than_one_worker_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse(["--workers", "0"])
+    assert exited.value.code == 2
+    assert "--workers (or WEB_CONCURRENCY) must be at least 1, not 0" in capsys.readouterr().err
