@@ -11,11 +11,13 @@ shares one socket, and whichever worker wakes first accepts every connection wai
 benchmark one worker took a whole burst while the other idled (`bench/README.md`). This process
 checks the settings first (a bad one fails here, named, before any worker starts), then
 supervises:
-- SIGTERM and SIGINT go to every worker, which finish their streams
-  (`--timeout-graceful-shutdown`) before this process exits;
+- SIGTERM and SIGINT go to every worker (each in its own process group, so a terminal's Ctrl-C
+  reaches them once, through here), which finish their streams (`--timeout-graceful-shutdown`)
+  before this process exits; new connections are refused meanwhile, as by one uvicorn;
 - a worker killed by a signal (the OOM killer's, say), or that exits later than
   `STARTUP_SECONDS` after it started (`--limit-max-requests`), is started again on its own
-  socket, so the connections waiting there are served, not refused;
+  socket, so the connections waiting there are served, not refused (one that keeps dying young
+  is started again after 1, 2, 4 ... up to 30 s);
 - a worker that exits with an error status sooner failed to start (a bad uvicorn option, an app
   that cannot start): it would fail the same way again, so every worker is stopped and this
   process exits with that status, for the platform to report and restart.
@@ -27,16 +29,16 @@ import argparse
 import errno
 import logging
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from app.config import ConfigurationError, load_settings
 from app.logging import configure_logging
@@ -44,8 +46,13 @@ from app.logging import configure_logging
 APP = "app.main:app"
 STARTUP_SECONDS = 60.0  # an error exit sooner than this after a start is a failure to start
 BACKLOG = 2048  # uvicorn's default
-RESTART_DELAY_SECONDS = 1.0  # a worker that keeps dying is not started more often than this
+RESTART_DELAY_SECONDS = 1.0  # doubled for each quick death in a row, up to the maximum
+MAX_RESTART_DELAY_SECONDS = 30.0
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Options that would take a worker off its socket, or add a process between it and us.
+SINGLE_PROCESS_OPTIONS = ("--fd", "--uds", "--reload", "--reload-dir")
+# prometheus_client's files in its multiprocess directory: kind and process id.
+METRICS_FILE = re.compile(r"(counter|gauge_\w+|histogram|summary)_\d+\.db")
 
 logger = logging.getLogger("app.serve")
 
@@ -58,20 +65,36 @@ class Worker:
     uvicorn_args: Sequence[str]
     process: subprocess.Popen[bytes]
     started_at: float
+    quick_deaths: int = 0  # in a row, before this process: how long to wait before the next
     reaped: bool = False  # its exit has been dealt with
+    restart_at: float | None = None
 
     @classmethod
-    def start(cls, listener: socket.socket, uvicorn_args: Sequence[str]) -> Worker:
+    def start(
+        cls, listener: socket.socket, uvicorn_args: Sequence[str], quick_deaths: int = 0
+    ) -> Worker:
         fd = listener.fileno()
         command = [sys.executable, "-m", "uvicorn", APP, "--fd", str(fd), *uvicorn_args]
-        process = subprocess.Popen(command, pass_fds=(fd,), env=worker_environment())
+        # Its own process group: a terminal's Ctrl-C reaches this process only, which passes
+        # it on once (a second SIGINT would make uvicorn skip its shutdown).
+        process = subprocess.Popen(
+            command, pass_fds=(fd,), env=worker_environment(), process_group=0
+        )
         logger.info("worker %d started on %s", process.pid, address(listener))
-        return cls(listener, uvicorn_args, process, time.monotonic())
+        return cls(listener, uvicorn_args, process, time.monotonic(), quick_deaths)
+
+    def schedule_restart(self) -> None:
+        """Soon, and later each time it died young (killed at startup, say): no busy loop."""
+        if time.monotonic() - self.started_at < STARTUP_SECONDS:
+            delay = RESTART_DELAY_SECONDS * 2**self.quick_deaths
+            self.restart_at = time.monotonic() + min(delay, MAX_RESTART_DELAY_SECONDS)
+            self.quick_deaths += 1
+        else:
+            self.restart_at = time.monotonic()
+            self.quick_deaths = 0
 
     def restart(self) -> Worker:
-        """A new process on the same socket, at most one a `RESTART_DELAY_SECONDS`."""
-        time.sleep(max(0.0, self.started_at + RESTART_DELAY_SECONDS - time.monotonic()))
-        return Worker.start(self.listener, self.uvicorn_args)
+        return Worker.start(self.listener, self.uvicorn_args, self.quick_deaths)
 
 
 def worker_environment() -> dict[str, str]:
@@ -89,6 +112,7 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
 
     `SO_REUSEPORT` would also let a second copy of this server join the group and take half its
     connections, so the address is first bound without it: that fails if anything listens there.
+    `host` is one address (uvicorn's rule: IPv6 if it has a colon), not every address of a name.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -113,10 +137,11 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
 
 def clear_metrics_directory() -> None:
     """Remove the files a previous run left in `PROMETHEUS_MULTIPROC_DIR` (they are per process
-    id, and would be added to this run's figures). Only `prometheus_client`'s own `*.db`."""
+    id, and would be added to this run's figures): `prometheus_client`'s own, nothing else."""
     if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         for path in Path(directory).glob("*.db"):
-            path.unlink(missing_ok=True)
+            if METRICS_FILE.fullmatch(path.name):
+                path.unlink(missing_ok=True)
 
 
 def mark_dead(pid: int) -> None:
@@ -128,63 +153,90 @@ def mark_dead(pid: int) -> None:
 
 
 class Supervisor:
-    """Keeps one worker per socket running until a signal asks it to stop."""
+    """Keeps one worker per socket running until a signal asks it to stop.
+
+    Signals arrive through a pipe (`signal.set_wakeup_fd`), not a Python handler's state: the
+    loop sleeps on it, and nothing a handler could interrupt holds a lock.
+    """
 
     def __init__(self, sockets: list[socket.socket], uvicorn_args: Sequence[str]) -> None:
         self.sockets = sockets
         self.uvicorn_args = uvicorn_args
         self.workers: list[Worker] = []
-        self.received: list[int] = []  # signals not yet passed on
-        self.wake = threading.Event()
         self.stopping = False
         self.exit_status = 0
 
-    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self.received.append(signum)
-        self.wake.set()
-
     def run(self) -> int:
+        wakeup_read, wakeup_write = socket.socketpair()
+        wakeup_write.setblocking(False)
+        signal.set_wakeup_fd(wakeup_write.fileno())
         for signum in FORWARDED_SIGNALS:
-            signal.signal(signum, self.on_signal)
-        self.workers = [Worker.start(listener, self.uvicorn_args) for listener in self.sockets]
-        while not self.stopping or any(w.process.poll() is None for w in self.workers):
-            self.wake.wait(0.2)
-            self.wake.clear()
-            self.pass_signals_on()
-            self.restart_dead_workers()
+            signal.signal(signum, lambda *_: None)  # the wake-up pipe carries it
+        try:
+            self.workers = [Worker.start(sock, self.uvicorn_args) for sock in self.sockets]
+            while not self.stopping or any(w.process.poll() is None for w in self.workers):
+                if select.select([wakeup_read], [], [], 0.2)[0]:
+                    for received in wakeup_read.recv(64):
+                        self.pass_on(received)
+                self.look_after_workers()
+        finally:
+            for worker in self.workers:  # only left running if this loop failed
+                if worker.process.poll() is None:
+                    worker.process.terminate()
+                worker.process.wait()
         return self.exit_status
 
-    def pass_signals_on(self) -> None:
-        """Every signal goes to every worker: a second one makes uvicorn stop without waiting."""
-        while self.received:
-            signum = self.received.pop(0)
-            if not self.stopping:
-                logger.info("%s: stopping the workers", signal.Signals(signum).name)
-            self.stop(signum)
+    def pass_on(self, signum: int) -> None:
+        """Every signal goes to every worker (a second SIGINT: uvicorn stops without waiting)."""
+        if not self.stopping:
+            logger.info("%s: stopping the workers", signal.Signals(signum).name)
+        self.stop(signum)
 
     def stop(self, signum: int) -> None:
-        self.stopping = True
+        """Signal the workers, and refuse new connections at once, as one uvicorn would: the
+        workers hold copies of the sockets for as long as they drain."""
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.process.send_signal(signum)
+        if not self.stopping:
+            for listener in self.sockets:
+                listener.shutdown(socket.SHUT_RD)
+        self.stopping = True
 
-    def restart_dead_workers(self) -> None:
+    def look_after_workers(self) -> None:
         for slot, worker in enumerate(self.workers):
-            status = worker.process.poll()
-            if status is None or worker.reaped:
-                continue
-            worker.reaped = True
-            pid = worker.process.pid
-            mark_dead(pid)
-            if self.stopping:
-                continue
-            if status > 0 and time.monotonic() - worker.started_at < STARTUP_SECONDS:
-                logger.error("worker %d failed to start (status %d): stopping", pid, status)
-                self.exit_status = status
-                self.stop(signal.SIGTERM)
-                continue
-            logger.warning("worker %d exited with status %d: restarting it", pid, status)
-            self.workers[slot] = worker.restart()
+            if not worker.reaped and (status := worker.process.poll()) is not None:
+                self.reap(worker, status)
+            if not self.stopping and worker.restart_at and time.monotonic() >= worker.restart_at:
+                self.workers[slot] = worker.restart()
+
+    def reap(self, worker: Worker, status: int) -> None:
+        worker.reaped = True
+        pid = worker.process.pid
+        mark_dead(pid)
+        if self.stopping:
+            return
+        if status > 0 and time.monotonic() - worker.started_at < STARTUP_SECONDS:
+            logger.error("worker %d failed to start (status %d): stopping", pid, status)
+            self.exit_status = status
+            self.stop(signal.SIGTERM)
+            return
+        logger.warning("worker %d exited with status %d: restarting it", pid, status)
+        worker.schedule_restart()
+
+
+def port_number(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError(value)
+    return port
+
+
+def positive(value: str) -> int:
+    count = int(value)
+    if count < 1:
+        raise ValueError(value)
+    return count
 
 
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -193,12 +245,28 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         description="Serve app.main:app with uvicorn; other options go to uvicorn.",
         allow_abbrev=False,
     )
-    parser.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY") or 1))
+    environment = os.environ.get
+    # String defaults: argparse converts them too, so a bad PORT is an error that names it.
+    parser.add_argument(
+        "--host", default=environment("HOST") or "127.0.0.1", help="default: $HOST or 127.0.0.1"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=environment("PORT") or "8000",
+        help="default: $PORT or 8000",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive,
+        default=environment("WEB_CONCURRENCY") or "1",
+        help="worker processes (default: $WEB_CONCURRENCY or 1)",
+    )
     options, uvicorn_args = parser.parse_known_args(argv)
-    if options.workers < 1:
-        parser.error(f"--workers (or WEB_CONCURRENCY) must be at least 1, not {options.workers}")
+    if options.workers > 1:
+        for option in SINGLE_PROCESS_OPTIONS:
+            if any(arg == option or arg.startswith(f"{option}=") for arg in uvicorn_args):
+                parser.error(f"{option} serves one process: not with --workers (WEB_CONCURRENCY)")
     return options, uvicorn_args
 
 
