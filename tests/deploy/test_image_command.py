@@ -36,15 +36,24 @@ def image_root(tmp_path: Path) -> Path:
     return read_runtime_image().layout(tmp_path / "image")
 
 
+# One worker: uvicorn itself, which re-raises SIGTERM once it has shut down, as it should.
+# Two (WEB_CONCURRENCY): app.serve's supervisor, which exits 0 once both have.
+@pytest.mark.parametrize(("workers", "status_after_sigterm"), [(1, -signal.SIGTERM), (2, 0)])
 def test_image_command_serves_a_chatkit_turn_on_port_after_release_migration(
-    image_root: Path, tmp_path: Path, scratch_postgres: Callable[[str], str]
+    workers: int,
+    status_after_sigterm: int,
+    image_root: Path,
+    tmp_path: Path,
+    scratch_postgres: Callable[[str], str],
 ) -> None:
     image = read_runtime_image()
-    railway_url, fly_url = platform_urls(scratch_postgres("image"))
+    railway_url, fly_url = platform_urls(scratch_postgres(f"image_{workers}"))
     run_release_step(image_root, platform_environment(image, DATABASE_URL=fly_url))
 
     port = free_port()
-    env = platform_environment(image, DATABASE_URL=railway_url, PORT=str(port))
+    env = platform_environment(
+        image, DATABASE_URL=railway_url, PORT=str(port), WEB_CONCURRENCY=str(workers)
+    )
     with start_server(
         image.cmd, port=port, env=env, cwd=image_root, log_path=tmp_path / "server.log"
     ) as server:
@@ -69,7 +78,7 @@ def test_image_command_serves_a_chatkit_turn_on_port_after_release_migration(
             for event in events
         ), events
 
-    # A clean shutdown on SIGTERM; uvicorn then re-raises the signal, as it should.
-    assert server.process.returncode == -signal.SIGTERM, server.log()
-    assert "Application shutdown complete" in server.log()
+    # A clean shutdown on SIGTERM, of every worker.
+    assert server.process.returncode == status_after_sigterm, server.log()
+    assert server.log().count("Application shutdown complete") == workers, server.log()
     assert run_healthcheck(image, image_root, env) != 0
