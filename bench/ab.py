@@ -3,6 +3,11 @@
     uv run python -m bench.ab --before /tmp/old-checkout            # code: an older tree vs this
     uv run python -m bench.ab --a-env AGENT_CONFIG=titles-off.toml  # settings: A differs from B
     uv run python -m bench.ab --a-args "--loop asyncio --http h11"  # uvicorn arguments
+    uv run python -m bench.ab --a-uvicorn --a-args "--workers 2" --b-args "--workers 2"
+
+Each variant starts as `python -m app.serve` does (`--workers N` is its option; the rest goes to
+uvicorn); `--a-uvicorn` starts A as `uvicorn app.main:app` instead (uvicorn's own `--workers`,
+or a checkout older than `app/serve.py`).
 
 A is "before", B is "after" (this checkout with its defaults, unless told otherwise). Both run
 on one PostgreSQL database against one model endpoint; each round measures both, the order
@@ -29,11 +34,19 @@ FIGURES = ["turns_per_s", "cpu_ms_per_turn", "ttfe_p50_ms", "turn_p50_ms", "erro
 
 
 def variant(
-    name: str, cwd: Path | None, db: str, model_url: str, env: list[str], args: str
+    name: str,
+    cwd: Path | None,
+    db: str,
+    model_url: str,
+    env: list[str],
+    args: str,
+    *,
+    uvicorn: bool = False,
 ) -> ServerProcess:
     port = free_port()
     extra = dict(item.split("=", 1) for item in env)
-    command = ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    launcher = ["-m", "uvicorn", "app.main:app"] if uvicorn else ["-m", "app.serve"]
+    command = [*launcher, "--host", "127.0.0.1", "--port", str(port)]
     process = start(
         [*command, "--no-access-log", *args.split()],
         {**server_env(db, model_url, port), **extra},
@@ -50,7 +63,7 @@ async def run(args: argparse.Namespace, db: str) -> None:
     try:
         model_url = f"{model.base_url}/v1"
         before = Path(args.before) if args.before else None
-        a = variant("a", before, db, model_url, args.a_env, args.a_args)
+        a = variant("a", before, db, model_url, args.a_env, args.a_args, uvicorn=args.a_uvicorn)
         processes.append(a)
         b = variant("b", None, db, model_url, args.b_env, args.b_args)
         processes.append(b)
@@ -58,7 +71,8 @@ async def run(args: argparse.Namespace, db: str) -> None:
         for target in targets.values():
             await warm_up(target)
         print(
-            f"A: {before or 'this checkout'} {args.a_env} {args.a_args!r}; "
+            f"A: {before or 'this checkout'}{' (uvicorn)' if args.a_uvicorn else ''} "
+            f"{args.a_env} {args.a_args!r}; "
             f"B: this checkout {args.b_env} {args.b_args!r}; {args.users} users x "
             f"{args.messages} messages, {args.repeat} rounds; load average "
             f"{os.getloadavg()[0]:.1f} at the start"
@@ -102,8 +116,11 @@ def main() -> None:
     parser.add_argument("--before", help="a checkout of the code for A (default: this one)")
     parser.add_argument("--a-env", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--b-env", nargs="*", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--a-args", default="", help="extra uvicorn arguments for A")
-    parser.add_argument("--b-args", default="", help="extra uvicorn arguments for B")
+    parser.add_argument("--a-args", default="", help="extra app.serve/uvicorn arguments for A")
+    parser.add_argument("--b-args", default="", help="extra app.serve/uvicorn arguments for B")
+    parser.add_argument(
+        "--a-uvicorn", action="store_true", help="start A with uvicorn, not python -m app.serve"
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--messages", type=int, default=4)
