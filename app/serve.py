@@ -12,8 +12,9 @@ benchmark one worker took a whole burst while the other idled (`bench/README.md`
 checks the settings first (a bad one fails here, named, before any worker starts), then
 supervises:
 - SIGTERM and SIGINT go to every worker (each in its own process group, so a terminal's Ctrl-C
-  reaches them once, through here), which finish their streams (`--timeout-graceful-shutdown`)
-  before this process exits; new connections are refused meanwhile, as by one uvicorn;
+  reaches them once, through here), and SIGHUP and SIGQUIT as SIGTERM; the workers finish their
+  streams (`--timeout-graceful-shutdown`) before this process exits; new connections are
+  refused meanwhile, as by one uvicorn;
 - a worker killed by a signal (the OOM killer's, say), or that exits later than
   `STARTUP_SECONDS` after it started (`--limit-max-requests`), is started again on its own
   socket, so the connections waiting there are served, not refused (one that keeps dying young
@@ -48,7 +49,16 @@ STARTUP_SECONDS = 60.0  # an error exit sooner than this after a start is a fail
 BACKLOG = 2048  # uvicorn's default
 RESTART_DELAY_SECONDS = 1.0  # doubled for each quick death in a row, up to the maximum
 MAX_RESTART_DELAY_SECONDS = 30.0
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# What each signal this process takes becomes for the workers: uvicorn drains on SIGTERM and
+# SIGINT (a second SIGINT: it stops without waiting), and would die at once on the others, which
+# would otherwise end this process alone and leave its workers serving (a closed terminal's
+# SIGHUP reaches only its foreground process group, this one).
+FORWARDED_SIGNALS = {
+    signal.SIGTERM: signal.SIGTERM,
+    signal.SIGINT: signal.SIGINT,
+    signal.SIGHUP: signal.SIGTERM,
+    signal.SIGQUIT: signal.SIGTERM,
+}
 # Options that would take a worker off its socket, or add a process between it and us.
 SINGLE_PROCESS_OPTIONS = ("--fd", "--uds", "--reload", "--reload-dir")
 # prometheus_client's files in its multiprocess directory: kind and process id.
@@ -187,10 +197,10 @@ class Supervisor:
         return self.exit_status
 
     def pass_on(self, signum: int) -> None:
-        """Every signal goes to every worker (a second SIGINT: uvicorn stops without waiting)."""
+        """Every signal goes to every worker, as `FORWARDED_SIGNALS` translates it."""
         if not self.stopping:
             logger.info("%s: stopping the workers", signal.Signals(signum).name)
-        self.stop(signum)
+        self.stop(FORWARDED_SIGNALS[signal.Signals(signum)])
 
     def stop(self, signum: int) -> None:
         """Signal the workers, and refuse new connections at once, as one uvicorn would: the

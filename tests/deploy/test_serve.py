@@ -162,6 +162,19 @@ def test_sigterm_lets_a_stream_finish_refuses_new_connections_and_exits_cleanly(
         assert not Path(f"/proc/{pid}").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT])
+def test_a_hangup_or_quit_stops_the_workers_as_sigterm_does(
+    two_workers: ServerProcess, signum: int
+) -> None:
+    # Left to their defaults, they would end the supervisor alone and leave its workers serving.
+    workers = child_pids(two_workers.process.pid)
+    two_workers.signal(signum)
+    assert two_workers.wait(timeout=30) == 0, two_workers.log()
+    assert two_workers.log().count("Application shutdown complete") == 2, two_workers.log()
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists()
+
+
 def test_one_worker_is_uvicorn_itself(tmp_path: Path, postgres_url: str) -> None:
     with app_server(tmp_path, postgres_url, uvicorn_args=QUIET, workers=1) as server:
         command = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().split(b"\0")
