@@ -27,6 +27,7 @@ supervises:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -165,8 +166,8 @@ def mark_dead(pid: int) -> None:
 class Supervisor:
     """Keeps one worker per socket running until a signal asks it to stop.
 
-    Signals arrive through a pipe (`signal.set_wakeup_fd`), not a Python handler's state: the
-    loop sleeps on it, and nothing a handler could interrupt holds a lock.
+    Signals arrive through a socket pair (`signal.set_wakeup_fd`), not a Python handler's state:
+    the loop sleeps on it, and nothing a handler could interrupt holds a lock.
     """
 
     def __init__(self, sockets: list[socket.socket], uvicorn_args: Sequence[str]) -> None:
@@ -210,7 +211,8 @@ class Supervisor:
                 worker.process.send_signal(signum)
         if not self.stopping:
             for listener in self.sockets:
-                listener.shutdown(socket.SHUT_RD)
+                with contextlib.suppress(OSError):  # Linux stops listening; elsewhere, no harm
+                    listener.shutdown(socket.SHUT_RD)
         self.stopping = True
 
     def look_after_workers(self) -> None:
