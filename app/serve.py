@@ -5,8 +5,9 @@
 
 With one worker this process becomes uvicorn (exec), so uvicorn handles the signals itself.
 
-With N workers it binds N listening sockets to the same address with `SO_REUSEPORT`, one per
-worker, and the kernel spreads new connections evenly across them. uvicorn's own `--workers`
+With N workers it binds N sockets to the same address with `SO_REUSEPORT`, one per worker, and
+the kernel spreads new connections evenly across those listening (each from the moment its
+worker has started). uvicorn's own `--workers`
 shares one socket, and whichever worker wakes first accepts every connection waiting: in the
 benchmark one worker took a whole burst while the other idled (`bench/README.md`). This process
 checks the settings first (a bad one fails here, named, before any worker starts), then
@@ -47,7 +48,6 @@ from app.logging import configure_logging
 
 APP = "app.main:app"
 STARTUP_SECONDS = 60.0  # an error exit sooner than this after a start is a failure to start
-BACKLOG = 2048  # uvicorn's default
 RESTART_DELAY_SECONDS = 1.0  # doubled for each quick death in a row, up to the maximum
 MAX_RESTART_DELAY_SECONDS = 30.0
 # What each signal this process takes becomes for the workers: uvicorn drains on SIGTERM and
@@ -118,8 +118,13 @@ def address(listener: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def listeners(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on one address, the kernel balancing connections across them.
+def bound_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` sockets bound to one address, for the kernel to balance connections across.
+
+    They are not listening yet: each worker's uvicorn listens once its app has started, so no
+    connection waits on a worker that is still starting while another could answer it (one
+    uvicorn, too, refuses connections until it has started). A worker that dies leaves its
+    socket listening, so the connections queued there wait for its replacement.
 
     `SO_REUSEPORT` would also let a second copy of this server join the group and take half its
     connections, so the address is first bound without it: that fails if anything listens there.
@@ -141,7 +146,6 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         listener.bind((host, port))
-        listener.listen(BACKLOG)
         bound.append(listener)
     return bound
 
@@ -294,8 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         raise SystemExit(str(error)) from None
     configure_logging(settings.log_level)
-    sockets = listeners(options.host, options.port, options.workers)
-    logger.info("listening on %s with %d workers", address(sockets[0]), options.workers)
+    sockets = bound_sockets(options.host, options.port, options.workers)
+    logger.info("serving %s with %d workers", address(sockets[0]), options.workers)
     return Supervisor(sockets, uvicorn_args).run()
 
 

@@ -57,6 +57,7 @@ def test_image_command_serves_a_chatkit_turn_on_port_after_release_migration(
     with start_server(
         image.cmd, port=port, env=env, cwd=image_root, log_path=tmp_path / "server.log"
     ) as server:
+        server.wait_for_listeners(workers)  # every worker up, not only the one that answered
         assert run_healthcheck(image, image_root, env) == 0
         ready = httpx.get(f"{server.base_url}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text  # the release step left the schema at head

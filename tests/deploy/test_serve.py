@@ -18,7 +18,14 @@ import pytest
 from app.serve import clear_metrics_directory, parse
 from app.store.db import PROJECT_ROOT
 from tests.helpers.chatkit import create_thread_req
-from tests.helpers.server import LOOPBACK, ServerProcess, app_server, base_environment, child_pids
+from tests.helpers.server import (
+    LOOPBACK,
+    ServerProcess,
+    app_server,
+    base_environment,
+    child_pids,
+    listening_on,
+)
 
 QUIET = ["--no-access-log"]
 BURST = 40  # connections opened at once
@@ -101,6 +108,25 @@ def test_a_burst_of_connections_is_spread_over_both_workers(two_workers: ServerP
     # worse than 8/32 happens once in 24,000 runs). uvicorn's shared socket gave one worker all
     # 40 in three bursts of ten.
     assert min(held) >= BURST // 5, held
+
+
+def test_a_socket_listens_only_once_its_worker_has_started(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Until then the kernel sends its connections to the workers already up (or, before any
+    is, refuses them, as one uvicorn does): none waits on a worker that is still starting."""
+    with app_server(tmp_path, postgres_url, uvicorn_args=QUIET, workers=2, ready=False) as server:
+        samples: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 90
+        while not samples or samples[-1][0] < 2:
+            assert time.monotonic() < deadline, server.log()
+            listening = listening_on(server.port)  # first: a worker logs before it listens
+            log = server.log()
+            if "serving" in log:  # the supervisor has bound the sockets
+                samples.append((listening, log.count("Application startup complete")))
+            time.sleep(0.01)
+    assert samples[0] == (0, 0), samples[:5]  # bound, not listening, while both start
+    assert all(listening <= started for listening, started in samples), samples
 
 
 def test_a_killed_worker_is_replaced_and_its_connections_wait_for_it(

@@ -94,6 +94,15 @@ class ServerProcess:
 
         self._wait_for(connects, f"port {self.port}", timeout)
 
+    def wait_for_listeners(self, count: int, timeout: float = 90.0) -> None:
+        """Wait until `count` sockets listen on the port: every worker of `python -m app.serve`
+        has started (each listens on its own socket once its app is up)."""
+
+        def all_listening() -> bool:
+            return listening_on(self.port) == count
+
+        self._wait_for(all_listening, f"{count} listeners on port {self.port}", timeout)
+
     def _wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -172,6 +181,17 @@ def app_command(port: int, *uvicorn_args: str, workers: int | None = None) -> li
     ]
 
 
+def listening_on(port: int) -> int:
+    """How many sockets listen on `port` (several, with `SO_REUSEPORT`), from /proc/net."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                count += 1
+    return count
+
+
 def child_pids(pid: int) -> list[int]:
     """The processes `pid` started that are still running (or not yet reaped)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
@@ -212,4 +232,6 @@ def app_server(
         ready_path="/healthz" if ready else None,
         startup_timeout=90,  # the app's imports take seconds on a busy machine
     ) as server:
+        if ready and workers is not None:
+            server.wait_for_listeners(workers)  # /healthz answered from the first one up
         yield server
