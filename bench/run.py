@@ -347,8 +347,10 @@ def serve(
     defaults: uvloop, httptools), `workers` processes by `WEB_CONCURRENCY`."""
     port = free_port()
     env = {**server_env(db, model_url, port, args.model_api), "WEB_CONCURRENCY": str(workers)}
-    command = ["-m", "app.serve", "--host", "127.0.0.1", "--port", str(port)]
-    return start([*command, "--no-access-log", *args.server_args.split()], env, port, RESULTS / log)
+    command = ["-m", "app.serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    server = start([*command, *args.server_args.split()], env, port, RESULTS / log)
+    server.wait_for_listeners(workers, timeout=180)  # /healthz answers from the first one up
+    return server
 
 
 async def run(args: argparse.Namespace, one_db: str, two_db: str) -> None:
