@@ -16,10 +16,10 @@ supervises:
   reaches them once, through here), and SIGHUP and SIGQUIT as SIGTERM; the workers finish their
   streams (`--timeout-graceful-shutdown`) before this process exits; new connections are
   refused meanwhile, as by one uvicorn;
-- a worker killed by a signal (the OOM killer's, say), or that exits later than
-  `STARTUP_SECONDS` after it started (`--limit-max-requests`), is started again on its own
-  socket, so the connections waiting there are served, not refused (one that keeps dying young
-  is started again after 1, 2, 4 ... up to 30 s);
+- a worker that ends by itself (`--limit-max-requests`), is killed by a signal (the OOM
+  killer's, say) or fails after its first `STARTUP_SECONDS` is started again on its own socket,
+  so the connections waiting there are served, not refused (one killed young again and again is
+  started again after 1, 2, 4 ... up to 30 s);
 - a worker that exits with an error status sooner failed to start (a bad uvicorn option, an app
   that cannot start): it would fail the same way again, so every worker is stopped and this
   process exits with that status, for the platform to report and restart.
@@ -94,9 +94,10 @@ class Worker:
         logger.info("worker %d started on %s", process.pid, address(listener))
         return cls(listener, uvicorn_args, process, time.monotonic(), quick_deaths)
 
-    def schedule_restart(self) -> None:
-        """Soon, and later each time it died young (killed at startup, say): no busy loop."""
-        if time.monotonic() - self.started_at < STARTUP_SECONDS:
+    def schedule_restart(self, status: int) -> None:
+        """At once after an exit of its own (`--limit-max-requests`) or a long life; later each
+        time it was killed young (at startup, say): no busy loop."""
+        if status < 0 and time.monotonic() - self.started_at < STARTUP_SECONDS:
             delay = RESTART_DELAY_SECONDS * 2**self.quick_deaths
             self.restart_at = time.monotonic() + min(delay, MAX_RESTART_DELAY_SECONDS)
             self.quick_deaths += 1
@@ -118,8 +119,9 @@ def address(listener: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def bound_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` sockets bound to one address, for the kernel to balance connections across.
+def bound_sockets(host: str, port: int, count: int) -> tuple[socket.socket, list[socket.socket]]:
+    """`count` sockets bound to one address, for the kernel to balance connections across, and
+    this server's claim on the port (hold it while serving).
 
     They are not listening yet: each worker's uvicorn listens once its app has started, so no
     connection waits on a worker that is still starting while another could answer it (one
@@ -127,27 +129,39 @@ def bound_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     socket listening, so the connections queued there wait for its replacement.
 
     `SO_REUSEPORT` would also let a second copy of this server join the group and take half its
-    connections, so the address is first bound without it: that fails if anything listens there.
+    connections. So the address is first bound without it (that fails if anything listens
+    there), and the port is claimed with an abstract Unix socket named after it, which a second
+    copy cannot bind even while nothing listens yet (per network namespace, like the port).
     `host` is one address (uvicorn's rule: IPv6 if it has a colon), not every address of a name.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            reason = "in use" if error.errno == errno.EADDRINUSE else error.strerror
-            message = f"cannot listen on {host}:{port} ({reason}): check HOST and PORT"
-            raise SystemExit(message) from None
+        bind_or_exit(probe, host, port)
         port = probe.getsockname()[1]  # a port of 0 becomes a free one, the same for every worker
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0app.serve:{port}")
+    except OSError:
+        raise SystemExit(f"cannot listen on {host}:{port} (another app.serve has it)") from None
     bound: list[socket.socket] = []
     for _ in range(count):
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        listener.bind((host, port))
+        bind_or_exit(listener, host, port)
         bound.append(listener)
-    return bound
+    return claim, bound
+
+
+def bind_or_exit(sock: socket.socket, host: str, port: int) -> None:
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        reason = "in use" if error.errno == errno.EADDRINUSE else error.strerror
+        raise SystemExit(
+            f"cannot listen on {host}:{port} ({reason}): check HOST and PORT"
+        ) from None
 
 
 def clear_metrics_directory() -> None:
@@ -174,7 +188,10 @@ class Supervisor:
     the loop sleeps on it, and nothing a handler could interrupt holds a lock.
     """
 
-    def __init__(self, sockets: list[socket.socket], uvicorn_args: Sequence[str]) -> None:
+    def __init__(
+        self, claim: socket.socket, sockets: list[socket.socket], uvicorn_args: Sequence[str]
+    ) -> None:
+        self.claim = claim  # held until this process exits
         self.sockets = sockets
         self.uvicorn_args = uvicorn_args
         self.workers: list[Worker] = []
@@ -194,6 +211,8 @@ class Supervisor:
                     for received in wakeup_read.recv(64):
                         self.pass_on(received)
                 self.look_after_workers()
+                if self.stopping:
+                    self.refuse_connections()
         finally:
             for worker in self.workers:  # only left running if this loop failed
                 if worker.process.poll() is None:
@@ -213,11 +232,17 @@ class Supervisor:
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.process.send_signal(signum)
-        if not self.stopping:
-            for listener in self.sockets:
+        self.stopping = True
+        self.refuse_connections()
+
+    def refuse_connections(self) -> None:
+        """Stop every socket that listens: now, and again on each turn of the loop while the
+        workers stop, for a worker still starting when asked to stop listens before it stops
+        (uvicorn finishes its startup first), and nobody would accept from its queue."""
+        for listener in self.sockets:
+            if listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                 with contextlib.suppress(OSError):  # Linux stops listening; elsewhere, no harm
                     listener.shutdown(socket.SHUT_RD)
-        self.stopping = True
 
     def look_after_workers(self) -> None:
         for slot, worker in enumerate(self.workers):
@@ -238,7 +263,7 @@ class Supervisor:
             self.stop(signal.SIGTERM)
             return
         logger.warning("worker %d exited with status %d: restarting it", pid, status)
-        worker.schedule_restart()
+        worker.schedule_restart(status)
 
 
 def port_number(value: str) -> int:
@@ -298,9 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         raise SystemExit(str(error)) from None
     configure_logging(settings.log_level)
-    sockets = bound_sockets(options.host, options.port, options.workers)
+    claim, sockets = bound_sockets(options.host, options.port, options.workers)
     logger.info("serving %s with %d workers", address(sockets[0]), options.workers)
-    return Supervisor(sockets, uvicorn_args).run()
+    return Supervisor(claim, sockets, uvicorn_args).run()
 
 
 if __name__ == "__main__":

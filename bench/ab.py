@@ -7,7 +7,9 @@
 
 Each variant starts as `python -m app.serve` does (`--workers N` is its option; the rest goes to
 uvicorn); `--a-uvicorn` starts A as `uvicorn app.main:app` instead (uvicorn's own `--workers`,
-or a checkout older than `app/serve.py`).
+or a checkout older than `app/serve.py`). With several workers keep uvloop on both sides: on
+asyncio's loop a worker's `--fd` socket sends without `TCP_NODELAY` (uvicorn takes it for a Unix
+socket).
 
 A is "before", B is "after" (this checkout with its defaults, unless told otherwise). Both run
 on one PostgreSQL database against one model endpoint; each round measures both, the order

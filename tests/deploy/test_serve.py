@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.serve import clear_metrics_directory, parse
+from app.serve import Supervisor, Worker, bound_sockets, clear_metrics_directory, parse
 from app.store.db import PROJECT_ROOT
 from tests.helpers.chatkit import create_thread_req
 from tests.helpers.server import (
@@ -177,7 +177,10 @@ def test_sigterm_lets_a_stream_finish_refuses_new_connections_and_exits_cleanly(
         lines = response.iter_lines()
         assert any('"thread.item.updated"' in line for line in lines)  # the reply is streaming
         server.signal(signal.SIGTERM)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while listening_on(server.port):  # until the supervisor has stopped both sockets
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((LOOPBACK, server.port), timeout=5)
         rest = "\n".join(lines)  # the stream goes on to its end
@@ -295,3 +298,59 @@ def test_only_prometheus_files_are_cleared_from_the_metrics_directory(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     clear_metrics_directory()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["chatkit.db", "notes.txt"]
+
+
+def test_a_second_server_on_the_port_is_refused_even_while_the_first_starts(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    with app_server(tmp_path, postgres_url, uvicorn_args=QUIET, workers=2, ready=False) as first:
+        deadline = time.monotonic() + 60
+        while "serving" not in first.log():  # its sockets bound, its workers not up yet
+            assert time.monotonic() < deadline, first.log()
+            time.sleep(0.01)
+        command = [sys.executable, "-m", "app.serve", "--workers", "2", "--port", str(first.port)]
+        env = base_environment(PYTHONPATH=str(PROJECT_ROOT), HOST=LOOPBACK)
+        second = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 1, second.stderr
+        assert f"cannot listen on {LOOPBACK}:{first.port} (another app.serve has it)" in (
+            second.stderr
+        )
+        first.wait_for_listeners(2)  # the first serves on, alone
+
+
+def test_a_socket_that_starts_listening_after_the_stop_is_stopped_too() -> None:
+    """A worker still starting when asked to stop listens before it stops (uvicorn finishes its
+    startup first): the supervisor's loop stops that socket too, so no connection waits in a
+    queue nobody reads while the other workers drain."""
+    claim, sockets = bound_sockets(LOOPBACK, 0, 2)
+    try:
+        supervisor = Supervisor(claim, sockets, [])
+        supervisor.stop(signal.SIGTERM)  # no worker yet: nothing listens, nothing to stop
+        late = sockets[1]
+        late.listen()  # what the late worker's uvicorn does
+        port = late.getsockname()[1]
+        socket.create_connection((LOOPBACK, port), timeout=5).close()  # it takes connections
+        supervisor.refuse_connections()  # the loop's next turn
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((LOOPBACK, port), timeout=5)
+    finally:
+        for sock in [claim, *sockets]:
+            sock.close()
+
+
+def test_restarts_wait_only_after_deaths_by_signal_young() -> None:
+    with socket.socket() as listener, subprocess.Popen(["true"]) as process:
+        worker = Worker(listener, [], process, started_at=time.monotonic())
+        worker.schedule_restart(0)  # ended by itself (--limit-max-requests): at once
+        assert worker.restart_at is not None and worker.restart_at <= time.monotonic()
+        delays = []
+        for _ in range(7):  # killed young, again and again: 1, 2, 4 ... up to 30 s
+            worker.schedule_restart(-signal.SIGKILL)
+            assert worker.restart_at is not None
+            delays.append(round(worker.restart_at - time.monotonic()))
+        assert delays == [1, 2, 4, 8, 16, 30, 30]
+        worker.started_at -= 120  # a long life: at once again, and the count starts over
+        worker.schedule_restart(-signal.SIGKILL)
+        assert worker.restart_at <= time.monotonic() and worker.quick_deaths == 0
