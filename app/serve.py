@@ -18,8 +18,8 @@ supervises:
   refused meanwhile, as by one uvicorn;
 - a worker that ends by itself (`--limit-max-requests`), is killed by a signal (the OOM
   killer's, say) or fails after its first `STARTUP_SECONDS` is started again on its own socket,
-  so the connections waiting there are served, not refused (one killed young again and again is
-  started again after 1, 2, 4 ... up to 30 s);
+  so the connections waiting there are served, not refused (one that dies within
+  `YOUNG_SECONDS` of its start again and again is started again after 1, 2, 4 ... up to 30 s);
 - a worker that exits with an error status sooner failed to start (a bad uvicorn option, an app
   that cannot start): it would fail the same way again, so every worker is stopped and this
   process exits with that status, for the platform to report and restart.
@@ -48,7 +48,8 @@ from app.logging import configure_logging
 
 APP = "app.main:app"
 STARTUP_SECONDS = 60.0  # an error exit sooner than this after a start is a failure to start
-RESTART_DELAY_SECONDS = 1.0  # doubled for each quick death in a row, up to the maximum
+YOUNG_SECONDS = 10.0  # a worker that dies sooner never really served: its restart waits
+RESTART_DELAY_SECONDS = 1.0  # doubled for each young death in a row, up to the maximum
 MAX_RESTART_DELAY_SECONDS = 30.0
 # What each signal this process takes becomes for the workers: uvicorn drains on SIGTERM and
 # SIGINT (a second SIGINT: it stops without waiting), and would die at once on the others, which
@@ -76,7 +77,7 @@ class Worker:
     uvicorn_args: Sequence[str]
     process: subprocess.Popen[bytes]
     started_at: float
-    quick_deaths: int = 0  # in a row, before this process: how long to wait before the next
+    quick_deaths: int = 0  # young deaths in a row before this process: the next wait doubles
     reaped: bool = False  # its exit has been dealt with
     restart_at: float | None = None
 
@@ -94,10 +95,10 @@ class Worker:
         logger.info("worker %d started on %s", process.pid, address(listener))
         return cls(listener, uvicorn_args, process, time.monotonic(), quick_deaths)
 
-    def schedule_restart(self, status: int) -> None:
-        """At once after an exit of its own (`--limit-max-requests`) or a long life; later each
-        time it was killed young (at startup, say): no busy loop."""
-        if status < 0 and time.monotonic() - self.started_at < STARTUP_SECONDS:
+    def schedule_restart(self) -> None:
+        """At once if it served a while (`--limit-max-requests`, the OOM killer); later each
+        time it died within `YOUNG_SECONDS` (killed while starting, say): no busy loop."""
+        if time.monotonic() - self.started_at < YOUNG_SECONDS:
             delay = RESTART_DELAY_SECONDS * 2**self.quick_deaths
             self.restart_at = time.monotonic() + min(delay, MAX_RESTART_DELAY_SECONDS)
             self.quick_deaths += 1
@@ -263,7 +264,7 @@ class Supervisor:
             self.stop(signal.SIGTERM)
             return
         logger.warning("worker %d exited with status %d: restarting it", pid, status)
-        worker.schedule_restart(status)
+        worker.schedule_restart()
 
 
 def port_number(value: str) -> int:

@@ -340,17 +340,18 @@ def test_a_socket_that_starts_listening_after_the_stop_is_stopped_too() -> None:
             sock.close()
 
 
-def test_restarts_wait_only_after_deaths_by_signal_young() -> None:
+def test_a_restart_waits_only_after_a_young_death() -> None:
     with socket.socket() as listener, subprocess.Popen(["true"]) as process:
-        worker = Worker(listener, [], process, started_at=time.monotonic())
-        worker.schedule_restart(0)  # ended by itself (--limit-max-requests): at once
+        worker = Worker(listener, [], process, started_at=time.monotonic() - 30)
+        worker.schedule_restart()  # it served a while (--limit-max-requests, say): at once
         assert worker.restart_at is not None and worker.restart_at <= time.monotonic()
+        worker.started_at = time.monotonic()
         delays = []
-        for _ in range(7):  # killed young, again and again: 1, 2, 4 ... up to 30 s
-            worker.schedule_restart(-signal.SIGKILL)
+        for _ in range(7):  # dead within seconds, again and again: 1, 2, 4 ... up to 30 s
+            worker.schedule_restart()
             assert worker.restart_at is not None
             delays.append(round(worker.restart_at - time.monotonic()))
         assert delays == [1, 2, 4, 8, 16, 30, 30]
-        worker.started_at -= 120  # a long life: at once again, and the count starts over
-        worker.schedule_restart(-signal.SIGKILL)
+        worker.started_at -= 30  # a long life again: at once, and the count starts over
+        worker.schedule_restart()
         assert worker.restart_at <= time.monotonic() and worker.quick_deaths == 0
