@@ -75,6 +75,16 @@ class NewestItems(NamedTuple):
 NEWEST_READ: ContextVar[NewestItems | None] = ContextVar("newest_items_read", default=None)
 
 
+class KnownThread(NamedTuple):
+    """A thread as a turn just read it (`SQLAlchemyStore.remember_thread`)."""
+
+    user_id: str
+    thread: ThreadMetadata
+
+
+THREAD_READ: ContextVar[KnownThread | None] = ContextVar("thread_read", default=None)
+
+
 def new_id(item_type: StoreItemType) -> str:
     """An id for the SDK's item type, keeping its prefix (`thr_`, `msg_`, ...)."""
     return random_id(ID_PREFIXES[item_type])
@@ -138,6 +148,11 @@ class SQLAlchemyStore(Store[RequestContext]):
 
     async def load_thread(self, thread_id: str, context: RequestContext) -> ThreadMetadata:
         """The thread, `locked` while a turn holds an unexpired lease on it."""
+        known = THREAD_READ.get()
+        if known is not None:
+            THREAD_READ.set(None)
+            if known.user_id == context.user_id and known.thread.id == thread_id:
+                return known.thread
         params = {"p_thread": thread_id, "p_user": context.user_id, "p_now": utcnow()}
         rows = await self._single.rows(self._thread, params)
         if not rows:
@@ -147,6 +162,7 @@ class SQLAlchemyStore(Store[RequestContext]):
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
         """Only the metadata of a full `Thread` is stored; a turn's lock never is (it lives in
         `turn_locks`, whose lease expires with a crashed holder)."""
+        THREAD_READ.set(None)
         data = thread.model_dump(mode="json", exclude={"items"})
         if isinstance(thread.status, LockedStatus) and thread.status.reason == TURN_LOCK_REASON:
             data["status"] = ActiveStatus().model_dump(mode="json")
@@ -260,6 +276,12 @@ class SQLAlchemyStore(Store[RequestContext]):
             found = set((await conn.execute(stmt)).scalars())
         if missing := sorted(wanted - found):
             raise NotFoundError(f"Item {missing[0]} not found in thread {thread_id}")
+
+    def remember_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
+        """Answer the next read of `thread`, in this task, with it: once, and only until the
+        thread is written. A turn reads its thread as it takes the thread's lock (at once, not
+        one after the other), and the SDK reads it again next."""
+        THREAD_READ.set(KnownThread(context.user_id, thread))
 
     def remember_newest(
         self,

@@ -23,6 +23,7 @@ from tests.helpers.chatkit import (
     created_thread_id,
     done_items,
     event_types,
+    post,
     retry_req,
     stream,
 )
@@ -202,3 +203,25 @@ async def test_a_turn_reads_its_thread_items_once(client, services, user):
     assert done_items(events, "assistant_message")
     assert len(reads) == 1
     assert len(await stored_items(services, user.user_id, thread_id)) == 4
+
+
+async def test_a_thread_read_that_fails_after_the_lock_was_taken_lets_the_lock_go(
+    client, services, user, monkeypatch
+):
+    """The lock and the thread are read at once; if the read fails (an outage, 503), the lock
+    taken alongside is released, or the thread would be busy until its lease ran out."""
+    events = await stream(client, user.user_id, create_thread_req("Hi"))
+    thread_id = created_thread_id(events)
+    real_load_thread = services.store.load_thread
+
+    async def unreachable(*_: object) -> None:
+        raise ConnectionRefusedError("the database is unreachable")
+
+    monkeypatch.setattr(services.store, "load_thread", unreachable)
+    response = await post(client, user.user_id, add_message_req(thread_id, "Again"))
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "database_unavailable"
+
+    monkeypatch.setattr(services.store, "load_thread", real_load_thread)
+    response = await post(client, user.user_id, add_message_req(thread_id, "Again"))
+    assert response.status_code == 200, response.text  # not 409: the lock went

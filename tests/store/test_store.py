@@ -319,6 +319,46 @@ async def test_the_newest_items_a_turn_read_answer_the_next_read_once(
         event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
+async def test_the_thread_a_turn_read_answers_the_next_read_once(
+    store: SQLAlchemyStore, user, other_user, engine
+) -> None:
+    """A turn reads its thread as it takes the lock; the SDK's read that follows is answered
+    from it, once, and never for another thread or user, nor after the thread was written."""
+    thread = await saved_thread(store, user)
+    reads: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "FROM threads" in statement and statement.lstrip().startswith("SELECT"):
+            reads.append(statement)
+
+    async def read(context: RequestContext, thread_id: str = thread.id) -> int:
+        before = len(reads)
+        await store.load_thread(thread_id, context)
+        return len(reads) - before
+
+    async def scenario() -> None:
+        known = await store.load_thread(thread.id, user)
+        store.remember_thread(known, user)
+        assert await read(user) == 0  # from memory
+        assert await read(user) == 1  # once only
+        store.remember_thread(known, user)
+        known.title = "Renamed"
+        await store.save_thread(known, user)  # a write: forgotten
+        assert await read(user) == 1
+        other_thread = await saved_thread(store, user)
+        store.remember_thread(known, user)
+        assert await read(user, other_thread.id) == 1  # another thread: from the database
+        store.remember_thread(known, user)
+        with pytest.raises(NotFoundError):  # another user's read is never answered from it
+            await store.load_thread(thread.id, other_user)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await asyncio.create_task(scenario())  # its own context, as a request's task has
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
 async def test_add_thread_item_continues_a_stored_workflow(store: SQLAlchemyStore, user) -> None:
     """`stream_agent_response` re-adds a workflow it continues, with the same id."""
     thread = await saved_thread(store, user)
