@@ -152,39 +152,59 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
                 return TurnStream(refused(refusal), turn_id=new_turn_id(), thread_id=None)
             turn_id = new_turn_id()
             thread_id = getattr(parsed.params, "thread_id", None)
+            known = None
             if thread_id is not None and self.locks is not None:
-                await self._lock_thread(thread_id, turn_id, context)
-            stream = self._closing_turns(self._process_streaming(parsed, context))
+                known = await self._lock_thread(thread_id, turn_id, context)
+            stream = self._closing_turns(self._process_streaming(parsed, context), known, context)
             return TurnStream(stream, turn_id=turn_id, thread_id=thread_id)
         if refusal is not None:
             raise refusal
         with sdk_refusals():
             return NonStreamingResult(await self._process_non_streaming(parsed, context))
 
-    async def _lock_thread(self, thread_id: str, turn_id: str, context: RequestContext) -> None:
+    async def _lock_thread(
+        self, thread_id: str, turn_id: str, context: RequestContext
+    ) -> ThreadMetadata | None:
         """Take the thread's lock for the turn and read the thread, at once rather than one
-        after the other (the SDK reads it next: `remember_thread`), so the first event waits
-        for one round trip fewer. Another user's (or no) thread is a 404, a busy one a 409."""
+        after the other, so the first event waits for one round trip fewer. Another user's (or
+        no) thread is a 404, a busy one a 409.
+
+        Returns the thread read, for the SDK's read that follows (`remember_thread`), if it has
+        everything the turns before wrote: it was read with no lock on it, or under this turn's.
+        A read that saw another turn's lock may predate that turn's last writes (it may let go
+        between the two statements), and the SDK reads the thread again.
+        """
         assert self.locks is not None
-        acquired, thread = await asyncio.gather(
+        acquired, read = await asyncio.gather(
             self.locks.acquire(context.user_id, thread_id, turn_id),
-            self.store.load_thread(thread_id, context),
+            self.store.load_thread_and_holder(thread_id, context),
             return_exceptions=True,
         )
         if isinstance(acquired, BaseException):
             raise acquired
-        if isinstance(thread, BaseException):
+        if isinstance(read, BaseException):
             if acquired:  # the thread could not be read (an outage): nothing runs under it
                 await self.locks.release(context.user_id, thread_id, turn_id)
-            raise thread
+            raise read
         if acquired:
-            self.store.remember_thread(thread, context)
-            return
+            thread, holder = read
+            return thread if holder in (None, turn_id) else None
         if not await self.locks.acquire_soon(context.user_id, thread_id, turn_id):
             raise ThreadBusy(BUSY_MESSAGE)
+        return None
 
-    async def _closing_turns(self, events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-        """Relay a request's stream; then close the turns `respond` opened for it."""
+    async def _closing_turns(
+        self,
+        events: AsyncIterator[bytes],
+        known: ThreadMetadata | None,
+        context: RequestContext,
+    ) -> AsyncGenerator[bytes, None]:
+        """Relay a request's stream, in the turn's task; then close the turns `respond` opened
+        for it. `known`: the thread as the turn read it, for the SDK's read that follows."""
+        if known is not None:
+            self.store.remember_thread(
+                known, context
+            )  # here: this task's context, not the caller's
         turns: list[AsyncGenerator[ThreadStreamEvent, None]] = []
         OPEN_TURNS.set(turns)  # read by `respond`, in this task or the ones it starts
         try:

@@ -153,11 +153,18 @@ class SQLAlchemyStore(Store[RequestContext]):
             THREAD_READ.set(None)
             if known.user_id == context.user_id and known.thread.id == thread_id:
                 return known.thread
+        thread, _holder = await self.load_thread_and_holder(thread_id, context)
+        return thread
+
+    async def load_thread_and_holder(
+        self, thread_id: str, context: RequestContext
+    ) -> tuple[ThreadMetadata, str | None]:
+        """The thread, and the id of the turn holding its unexpired lock, if one does."""
         params = {"p_thread": thread_id, "p_user": context.user_id, "p_now": utcnow()}
         rows = await self._single.rows(self._thread, params)
         if not rows:
             raise NotFoundError(f"Thread {thread_id} not found")
-        return _thread(rows[0])
+        return _thread(rows[0]), rows[0]["lock_turn"]
 
     async def save_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
         """Only the metadata of a full `Thread` is stored; a turn's lock never is (it lives in
@@ -280,7 +287,7 @@ class SQLAlchemyStore(Store[RequestContext]):
     def remember_thread(self, thread: ThreadMetadata, context: RequestContext) -> None:
         """Answer the next read of `thread`, in this task, with it: once, and only until the
         thread is written. A turn reads its thread as it takes the thread's lock (at once, not
-        one after the other), and the SDK reads it again next."""
+        one after the other), and the SDK reads it again next: call this in the turn's task."""
         THREAD_READ.set(KnownThread(context.user_id, thread))
 
     def remember_newest(
@@ -570,8 +577,10 @@ def _keyset(
 
 # The statements every turn runs, built once (building one costs more CPU than sending it),
 # with the caller and the thread as the parameters `p_user` and `p_thread`.
-THREAD = _with_lock(select(ThreadRow.data), bindparam("p_user"), bindparam("p_now")).where(
-    ThreadRow.id == bindparam("p_thread"), ThreadRow.user_id == bindparam("p_user")
+THREAD = (
+    _with_lock(select(ThreadRow.data), bindparam("p_user"), bindparam("p_now"))
+    .add_columns(TurnLockRow.turn_id.label("lock_turn"))
+    .where(ThreadRow.id == bindparam("p_thread"), ThreadRow.user_id == bindparam("p_user"))
 )
 OWNED_ITEMS = (ItemRow.thread_id == bindparam("p_thread"), ItemRow.user_id == bindparam("p_user"))
 ITEMS = select(ItemRow.id, ItemRow.data).where(*OWNED_ITEMS)

@@ -15,7 +15,8 @@ from chatkit.types import (
 from sqlalchemy import event
 
 from app.agent.fake_model import FakeTurn
-from app.store.store import new_id
+from app.context import RequestContext
+from app.store.store import THREAD_READ, new_id
 from tests.helpers.agent import assistant_texts, stored_items, stored_thread
 from tests.helpers.chatkit import (
     add_message_req,
@@ -212,16 +213,62 @@ async def test_a_thread_read_that_fails_after_the_lock_was_taken_lets_the_lock_g
     taken alongside is released, or the thread would be busy until its lease ran out."""
     events = await stream(client, user.user_id, create_thread_req("Hi"))
     thread_id = created_thread_id(events)
-    real_load_thread = services.store.load_thread
+    real_read = services.store.load_thread_and_holder
 
     async def unreachable(*_: object) -> None:
         raise ConnectionRefusedError("the database is unreachable")
 
-    monkeypatch.setattr(services.store, "load_thread", unreachable)
+    monkeypatch.setattr(services.store, "load_thread_and_holder", unreachable)
     response = await post(client, user.user_id, add_message_req(thread_id, "Again"))
     assert response.status_code == 503, response.text
     assert response.json()["error"] == "database_unavailable"
 
-    monkeypatch.setattr(services.store, "load_thread", real_load_thread)
+    monkeypatch.setattr(services.store, "load_thread_and_holder", real_read)
     response = await post(client, user.user_id, add_message_req(thread_id, "Again"))
     assert response.status_code == 200, response.text  # not 409: the lock went
+
+
+async def test_a_thread_read_under_another_turns_lock_is_read_again(
+    client, services, user, monkeypatch
+):
+    """The previous turn may write its thread and let go between this turn's read and its
+    lock: that read is not handed to the SDK, which reads the thread again and sees the write
+    (here, a title: a stale copy without it would title the thread over it)."""
+    thread = ThreadMetadata(id=new_id("thread"), created_at=datetime.now(), title=None)
+    await services.store.save_thread(thread, user)
+    locks = services.server.locks
+    assert await locks.acquire(user.user_id, thread.id, "turn_previous")
+    read_done = asyncio.Event()
+    real_read, real_acquire = services.store.load_thread_and_holder, locks.acquire
+
+    async def read(thread_id: str, context: RequestContext) -> tuple[ThreadMetadata, str | None]:
+        result: tuple[ThreadMetadata, str | None] = await real_read(thread_id, context)
+        read_done.set()
+        return result
+
+    async def acquire_once_the_previous_turn_let_go(
+        user_id: str, thread_id: str, turn_id: str
+    ) -> bool:
+        await read_done.wait()  # this turn has read the thread under the previous turn's lock
+        written = await services.store.load_thread(thread_id, user)
+        written.title = "Written by the previous turn"
+        await services.store.save_thread(written, user)  # its last write, then it lets go
+        assert await locks.release(user_id, thread_id, "turn_previous")
+        acquired: bool = await real_acquire(user_id, thread_id, turn_id)
+        return acquired
+
+    monkeypatch.setattr(services.store, "load_thread_and_holder", read)
+    monkeypatch.setattr(locks, "acquire", acquire_once_the_previous_turn_let_go)
+    events = await stream(client, user.user_id, add_message_req(thread.id, "Hello again"))
+    assert done_items(events, "assistant_message")
+    stored = await stored_thread(services, user.user_id, thread.id)
+    assert stored.title == "Written by the previous turn"
+
+
+async def test_the_thread_a_turn_read_stays_in_the_turns_task(client, user):
+    """Remembered in the turn's own task: a caller's task (here, the test's) keeps nothing
+    that could answer a later read."""
+    events = await stream(client, user.user_id, create_thread_req("Hi"))
+    thread_id = created_thread_id(events)
+    await stream(client, user.user_id, add_message_req(thread_id, "Again"))
+    assert THREAD_READ.get() is None
