@@ -7,11 +7,10 @@ With one worker this process becomes uvicorn (exec), so uvicorn handles the sign
 
 With N workers it binds N sockets to the same address with `SO_REUSEPORT`, one per worker, and
 the kernel spreads new connections evenly across those listening (each from the moment its
-worker has started). uvicorn's own `--workers`
-shares one socket, and whichever worker wakes first accepts every connection waiting: in the
-benchmark one worker took a whole burst while the other idled (`bench/README.md`). This process
-checks the settings first (a bad one fails here, named, before any worker starts), then
-supervises:
+worker has started). uvicorn's own `--workers` shares one socket, and whichever worker wakes
+first accepts every connection waiting: in the benchmark one worker took a whole burst while
+the other idled (`bench/README.md`). This process checks the settings first (a bad one fails
+here, named, before any worker starts), then supervises:
 - SIGTERM and SIGINT go to every worker (each in its own process group, so a terminal's Ctrl-C
   reaches them once, through here), and SIGHUP and SIGQUIT as SIGTERM; the workers finish their
   streams (`--timeout-graceful-shutdown`) before this process exits; new connections are

@@ -201,10 +201,8 @@ class ChatKitBackend(ChatKitServer[RequestContext]):
     ) -> AsyncGenerator[bytes, None]:
         """Relay a request's stream, in the turn's task; then close the turns `respond` opened
         for it. `known`: the thread as the turn read it, for the SDK's read that follows."""
-        if known is not None:
-            self.store.remember_thread(
-                known, context
-            )  # here: this task's context, not the caller's
+        if known is not None:  # remembered here: in the turn's task, not the caller's
+            self.store.remember_thread(known, context)
         turns: list[AsyncGenerator[ThreadStreamEvent, None]] = []
         OPEN_TURNS.set(turns)  # read by `respond`, in this task or the ones it starts
         try:

@@ -10,6 +10,7 @@ import yaml
 
 from app.config import Settings
 from app.http.sse import STREAM_CLEANUP_SECONDS
+from app.store.db import PROJECT_ROOT
 from tests.helpers.dockerfile import read_runtime_image
 from tests.helpers.platforms import (
     COMPOSE_FILE,
@@ -101,3 +102,11 @@ def test_compose_migrates_once_then_starts_the_app_with_optional_env_file() -> N
         networks = environment["AUTH_HEADERS_ALLOWED_NETWORKS"].split(":-", 1)[1].rstrip("}")
         settings = Settings(_env_file=None, auth_headers_allowed_networks=networks)
         assert settings.auth_headers_allowed_networks  # valid CIDRs
+
+
+def test_the_deploy_guide_shows_the_image_command_as_the_dockerfile_has_it() -> None:
+    guide = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    snippet = re.search(r"The image's command is:\n\n```sh\n(.*?)\n```", guide, re.DOTALL)
+    assert snippet, "docs/deploy.md no longer shows the image's command"
+    shown = " ".join(snippet.group(1).replace("\\\n", " ").split())
+    assert shown == " ".join(read_runtime_image().cmd[2].split())

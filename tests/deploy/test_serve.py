@@ -20,11 +20,13 @@ from app.store.db import PROJECT_ROOT
 from tests.helpers.chatkit import create_thread_req
 from tests.helpers.server import (
     LOOPBACK,
+    TCP_ESTABLISHED,
     ServerProcess,
     app_server,
     base_environment,
     child_pids,
     listening_on,
+    tcp_sockets,
 )
 
 QUIET = ["--no-access-log"]
@@ -60,16 +62,6 @@ def wait_for_workers(server: ServerProcess, count: int, timeout: float = 60) -> 
     return pids
 
 
-def established_on(port: int) -> set[int]:
-    """Socket inodes of the connections accepted on `port` (state ESTABLISHED)."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
-            inodes.add(int(fields[9]))
-    return inodes
-
-
 def sockets_held(pid: int) -> set[int]:
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -98,7 +90,7 @@ def test_a_burst_of_connections_is_spread_over_both_workers(two_workers: ServerP
     workers = child_pids(two_workers.process.pid)
     connections = open_burst(two_workers.port, BURST)
     try:
-        accepted = established_on(two_workers.port)
+        accepted = tcp_sockets(two_workers.port, TCP_ESTABLISHED)
         held = [len(sockets_held(pid) & accepted) for pid in workers]
     finally:
         for connection in connections:
@@ -149,7 +141,8 @@ def test_a_killed_worker_is_replaced_and_its_connections_wait_for_it(
         workers = child_pids(two_workers.process.pid)
         assert len(workers) == 2 and survivor in workers, workers
         (replacement,) = set(workers) - {survivor}
-        held_by_replacement = len(sockets_held(replacement) & established_on(two_workers.port))
+        accepted = tcp_sockets(two_workers.port, TCP_ESTABLISHED)
+        held_by_replacement = len(sockets_held(replacement) & accepted)
     finally:
         for connection in connections:
             connection.close()
@@ -212,12 +205,15 @@ def test_one_worker_is_uvicorn_itself(tmp_path: Path, postgres_url: str) -> None
         assert httpx.get(f"{server.base_url}/healthz").status_code == 200
 
 
+def serve_once(workdir: Path, port: int, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app.serve --workers 2` on `port` in `workdir`, for one that must not serve."""
+    command = [sys.executable, "-m", "app.serve", "--workers", "2", "--port", str(port)]
+    env = base_environment(PYTHONPATH=str(PROJECT_ROOT), HOST=LOOPBACK, **settings)
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_a_bad_setting_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
-    env = base_environment(PYTHONPATH=str(PROJECT_ROOT), ENVIRONMENT="production")
-    command = [sys.executable, "-m", "app.serve", "--workers", "2", "--port", "0"]
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-    )
+    result = serve_once(tmp_path, 0, ENVIRONMENT="production")
     assert result.returncode == 1
     assert "ENVIRONMENT=production refuses: no auth method" in result.stderr
     assert "worker" not in result.stderr
@@ -239,11 +235,7 @@ def test_an_address_in_use_is_refused_with_a_reason(tmp_path: Path) -> None:
         taken.bind((LOOPBACK, 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [sys.executable, "-m", "app.serve", "--workers", "2", "--port", str(port)]
-        env = base_environment(PYTHONPATH=str(PROJECT_ROOT), HOST=LOOPBACK)
-        result = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-        )
+        result = serve_once(tmp_path, port)
     assert result.returncode == 1
     assert f"cannot listen on {LOOPBACK}:{port} (in use): check HOST and PORT" in result.stderr
 
@@ -308,11 +300,7 @@ def test_a_second_server_on_the_port_is_refused_even_while_the_first_starts(
         while "serving" not in first.log():  # its sockets bound, its workers not up yet
             assert time.monotonic() < deadline, first.log()
             time.sleep(0.01)
-        command = [sys.executable, "-m", "app.serve", "--workers", "2", "--port", str(first.port)]
-        env = base_environment(PYTHONPATH=str(PROJECT_ROOT), HOST=LOOPBACK)
-        second = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-        )
+        second = serve_once(tmp_path, first.port)
         assert second.returncode == 1, second.stderr
         assert f"cannot listen on {LOOPBACK}:{first.port} (another app.serve has it)" in (
             second.stderr

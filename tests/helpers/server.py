@@ -181,15 +181,24 @@ def app_command(port: int, *uvicorn_args: str, workers: int | None = None) -> li
     ]
 
 
-def listening_on(port: int) -> int:
-    """How many sockets listen on `port` (several, with `SO_REUSEPORT`), from /proc/net."""
-    count = 0
+TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"
+
+
+def tcp_sockets(port: int, state: str) -> set[int]:
+    """Inodes of this machine's TCP sockets whose local port is `port`, in `state`
+    (`TCP_LISTEN`, `TCP_ESTABLISHED`), from /proc/net."""
+    inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
-                count += 1
-    return count
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                inodes.add(int(fields[9]))
+    return inodes
+
+
+def listening_on(port: int) -> int:
+    """How many sockets listen on `port` (several, with `SO_REUSEPORT`)."""
+    return len(tcp_sockets(port, TCP_LISTEN))
 
 
 def child_pids(pid: int) -> list[int]:
